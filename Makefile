@@ -1,0 +1,60 @@
+# hcc-dsfr-book: two commands do everything on a fresh machine.
+#   make book [PROFILE=ci|demo|paper]   build the HTML book from the embedded synthetic cohort
+#   make test                           run the test-suite (ci profile end to end)
+SHELL := /bin/bash
+PROFILE ?= demo
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+ARGS ?=
+
+.PHONY: env book cohort check test test-fast lab bench assets clean-outputs help
+
+help:
+	@echo "make book [PROFILE=ci|demo|paper]  |  make test  |  make cohort  |  make check  |  make lab  |  make bench"
+
+# The environment: plain pip into .venv (uv/poetry would not use the machine's local torch wheels).
+$(STAMP): requirements.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name hcc-dsfr --display-name "hcc-dsfr (.venv)"
+	@touch $(STAMP)
+
+env: $(STAMP)
+
+# Offline JavaScript for the HTML book (widgets, require.js, MathJax): copied from npm packages, no CDN at view time.
+assets: env
+	$(PY) -m hcc_utils.run assets
+
+cohort: env
+	$(PY) -m hcc_utils.synthetic --profile $(PROFILE)
+
+check: env
+	$(PY) -m hcc_utils.manifest check $(if $(MANIFEST),$(MANIFEST),--profile $(PROFILE))
+
+book: env
+	$(PY) -m hcc_utils.run book --profile $(PROFILE) $(if $(MANIFEST),--manifest $(MANIFEST)) $(ARGS)
+
+# Debian's chromium is installed for the browser test when missing and apt is usable (CI runs as root).
+test: env
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1)) || \
+	  echo "chromium could not be installed: the browser test will be skipped"; }
+	$(PY) -m pytest $(ARGS)
+
+test-fast: env
+	$(PY) -m pytest -m "not slow" $(ARGS)
+
+lab: env
+	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --notebook-dir=notebooks
+
+bench: env
+	$(PY) -m benchmarks $(ARGS)
+
+clean-outputs:
+	rm -rf outputs/$(PROFILE) book/_build .cache/$(PROFILE)
