@@ -1,0 +1,33 @@
+"""Clinical statistics for the book, verified against R on public data (tests/r/).
+
+Public API (contract, issue 4)
+------------------------------
+roc_auc_ci(y, score, level=0.95)              -> .auc .lower .upper (.se)      DeLong, as pROC ci.auc
+delong_test(y, score_a, score_b)              -> .auc_a .auc_b .z .p           paired, as pROC roc.test
+youden_threshold(y, score)                    -> float                         pROC coords "best" (midpoints)
+classification_metrics(y, score, threshold)   -> .accuracy .sensitivity .specificity (.ppv .npv)
+km_median(time, event, level=0.95)            -> .median .lower .upper         R survfit (log CI)
+logrank(time, event, group)                   -> .chisq .p
+cox_table(df, duration_col, event_col, covariates) -> DataFrame coef, hr, hr_lower, hr_upper, p (Efron ties)
+harrell_c(time, event, risk)                  -> .c .se                        R concordance()
+time_dependent_auc(time, event, marker, t)    -> .auc .se .lower .upper        IPCW KM weights, riskRegression Score
+table_one(df, group, normal, skewed, categorical) -> DataFrame (cells, p, test)
+net_benefit(y, prob, thresholds)              -> DataFrame threshold, model, treat_all, treat_none
+
+Each module's docstring says which library or own code is behind each function and why.
+No torch imports here.
+"""
+from .decision import net_benefit, survival_net_benefit
+from .roc import (bootstrap_auc_ci, classification_metrics, delong_placements, delong_test,
+                  logistic_calibration_curve, roc_auc_ci, youden_threshold)
+from .survival import (cox_design, cox_fit, cox_table, harrell_c, harrell_c_influence, kaplan_meier, km_median,
+                       logrank, td_auc_influence, time_dependent_auc)
+from .table1 import chi2_or_fisher, fisher_exact_rxc, table_one
+
+__all__ = [
+    "roc_auc_ci", "delong_test", "youden_threshold", "classification_metrics", "km_median", "logrank",
+    "cox_table", "harrell_c", "time_dependent_auc", "table_one", "net_benefit",
+    # helpers
+    "bootstrap_auc_ci", "logistic_calibration_curve", "delong_placements", "kaplan_meier", "cox_design", "cox_fit",
+    "harrell_c_influence", "td_auc_influence", "survival_net_benefit", "fisher_exact_rxc", "chi2_or_fisher",
+]

@@ -1,0 +1,105 @@
+"""Input checks shared by the statistics functions (clear errors, never silent coercion)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def _name(x, default):
+    return getattr(x, "name", None) or default
+
+
+def as_float(x, what: str = "score") -> np.ndarray:
+    """Return ``x`` as a 1-D float array; raise ``ValueError`` on NaN/inf or non-numeric input."""
+    name = _name(x, what)
+    arr = np.asarray(x)
+    if arr.ndim != 1:
+        arr = arr.reshape(-1) if arr.ndim == 2 and 1 in arr.shape else arr
+    if arr.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array, got shape {np.shape(x)}")
+    if arr.dtype == bool:
+        arr = arr.astype(float)
+    try:
+        arr = arr.astype(float)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name}: expected numbers, got dtype {np.asarray(x).dtype}") from e
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        idx = _bad_labels(x, bad)
+        raise ValueError(f"{name}: {int(bad.sum())} missing or non-finite value(s) (at {idx}); "
+                         "remove or impute them before calling")
+    if arr.size == 0:
+        raise ValueError(f"{name}: empty input")
+    return arr
+
+
+def _bad_labels(x, bad, k=5):
+    if isinstance(x, (pd.Series, pd.DataFrame)):
+        labels = list(x.index[bad][:k])
+    else:
+        labels = list(np.flatnonzero(bad)[:k])
+    more = "" if bad.sum() <= k else ", ..."
+    return ", ".join(map(str, labels)) + more
+
+
+def as_binary(y, what: str = "y", positive=None, require_both: bool = True) -> np.ndarray:
+    """Return a 0/1 int array from 0/1 ints, booleans, or a two-level string outcome.
+
+    Parameters
+    ----------
+    y : array-like
+        Outcome.  0/1 numbers, booleans, or (with ``positive``) any two-level labels.
+    positive : object, optional
+        The level counted as 1.  Required for non-numeric, non-boolean outcomes.
+    require_both : bool
+        Raise if only one class is present.
+    """
+    name = _name(y, what)
+    ser = pd.Series(np.asarray(y, dtype=object) if not isinstance(y, pd.Series) else y.astype(object))
+    if ser.isna().any():
+        raise ValueError(f"{name}: {int(ser.isna().sum())} missing value(s) (at {_bad_labels(y, ser.isna().to_numpy())})")
+    if len(ser) == 0:
+        raise ValueError(f"{name}: empty input")
+    levels = pd.unique(ser)
+    if positive is not None:
+        if positive not in set(levels):
+            raise ValueError(f"{name}: positive level {positive!r} not found among {sorted(map(str, levels))}")
+        if len(levels) > 2:
+            raise ValueError(f"{name}: expected two levels, found {len(levels)}: {sorted(map(str, levels))[:10]}")
+        out = (ser == positive).to_numpy().astype(int)
+    else:
+        vals = set()
+        for v in levels:
+            if isinstance(v, (bool, np.bool_)):
+                vals.add(int(v))
+            elif isinstance(v, (int, np.integer, float, np.floating)) and float(v) in (0.0, 1.0):
+                vals.add(int(v))
+            else:
+                raise ValueError(f"{name}: expected 0/1 or True/False values, found {v!r}; "
+                                 "for a two-level label outcome pass positive=<level>")
+        out = ser.map(lambda v: int(v)).to_numpy().astype(int)
+    if require_both and len(np.unique(out)) < 2:
+        raise ValueError(f"{name}: only one class present ({int(out[0])} for all {len(out)} rows); "
+                         "needs both cases and controls")
+    return out
+
+
+def as_event(event, what: str = "event", positive=None) -> np.ndarray:
+    """Event indicator as 0/1 ints; raises if no event at all (all censored)."""
+    e = as_binary(event, what, positive=positive, require_both=False)
+    if e.sum() == 0:
+        raise ValueError(f"{_name(event, what)}: all {len(e)} observations are censored (no event)")
+    return e
+
+
+def as_time(time, what: str = "time") -> np.ndarray:
+    t = as_float(time, what)
+    if (t < 0).any():
+        raise ValueError(f"{_name(time, what)}: {int((t < 0).sum())} negative time(s)")
+    return t
+
+
+def same_length(**arrays):
+    lens = {k: len(v) for k, v in arrays.items()}
+    if len(set(lens.values())) > 1:
+        raise ValueError("length mismatch: " + ", ".join(f"{k}={v}" for k, v in lens.items()))
