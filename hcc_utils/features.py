@@ -1,0 +1,309 @@
+"""Deep semantic features: tumour-pooled feature maps of the trained U-Net (stage 5).
+
+Forward hooks on named blocks of the segmentation network (:func:`hcc_utils.segmentation.feature_modules`) collect
+their output maps. For each slice that contains tumour, each channel is averaged over the tumour region (the paper's
+"semantic features"); a patient's vector is the mean over its tumour slices ("the average value of the features from
+the same case").
+
+Default layers
+--------------
+``profile["features"]["layers"]``; the default is the bottleneck plus every decoder level except the last,
+full-resolution one (``[bottleneck, dec1, dec2, dec3]`` for depth 4; ``dec1`` is the lowest-resolution decoder block).
+The DSFR framework (Huang et al., IEEE JBHI 2020) uses *hierarchical* features: the bottleneck carries the most
+abstract, context-wide description of the tumour, and successive decoder levels add progressively finer texture and
+margin information once the skip connections have re-injected encoder detail. The last decoder block is left out by
+default because at full resolution it is almost a restatement of the output mask (it feeds a 1x1 conv head), and its
+channels are the cheapest to add if wanted.
+
+Pooling (mask -> map resolution)
+--------------------------------
+The tumour mask (network size, S x S) is reduced to the map's resolution h x w by **area interpolation**, giving each
+map cell the fraction of it covered by tumour; cells with fraction >= 0.5 form the region (the nearest-neighbour
+equivalent that does not depend on the phase of the sampling grid). When a small tumour covers no cell by half (the
+bottleneck is S/16 wide), the channel mean is the **area-weighted** mean over all partly covered cells instead, so a
+tumour slice never yields an empty region. See :func:`pool_feature_map`.
+
+Which mask
+----------
+``mask="predicted"`` (default, fully automatic): the network's own prediction from the same forward pass
+(argmax at network size). ``mask="manual"``: the manifest's ground-truth mask. A case whose prediction contains no
+tumour on any slice triggers a :class:`UserWarning` and the **fallback**: the slice with the largest predicted tumour
+probability, region = pixels of that slice with probability >= half its maximum. The case is flagged in the
+``mask_source`` column (``predicted``, ``fallback_max_prob`` or ``manual``) of ``features/<PHASE>_qc.csv`` and of the
+per-slice table, never filled with zeros.
+
+Outputs (``outputs/<profile>/features/``)
+-----------------------------------------
+``<PHASE>.parquet``: index ``patient_id``, columns ``<layer>_c<k>`` (float32). ``DP.parquet``: AP and PP joined by
+patient, columns ``AP_<layer>_c<k>`` and ``PP_<layer>_c<k>``. ``<PHASE>_slices.parquet``: per tumour slice
+(``patient_id``, ``z``, ``mask_source``, ``area_px``, features). ``<PHASE>_qc.csv``: per patient, mask source, number
+of tumour slices, tumour area.
+"""
+from __future__ import annotations
+
+import json
+import time
+import tracemalloc
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from hcc_utils import preprocess as pp
+from hcc_utils import segmentation as seg
+
+AREA_THRESHOLD = 0.5
+
+
+def region_weights(mask: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """Pooling weights (B x h x w) of tumour masks (B x S x S) at a map resolution ``hw``.
+
+    Area interpolation gives the tumour fraction of each cell; cells >= ``AREA_THRESHOLD`` get weight 1, others 0.
+    Where no cell of a slice reaches the threshold, the fractions themselves are the weights (area-weighted mean).
+    """
+    m = mask.float()[:, None]
+    frac = F.interpolate(m, size=tuple(hw), mode="area")[:, 0] if tuple(m.shape[-2:]) != tuple(hw) else m[:, 0]
+    hard = (frac >= AREA_THRESHOLD).float()
+    empty = hard.flatten(1).sum(1) == 0
+    return torch.where(empty[:, None, None], frac, hard)
+
+
+def pool_feature_map(fmap: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Channel means of feature maps inside tumour masks.
+
+    Parameters
+    ----------
+    fmap : Tensor
+        B x C x h x w (or C x h x w) feature maps.
+    mask : Tensor
+        B x S x S (or S x S) binary tumour masks at network resolution.
+
+    Returns
+    -------
+    Tensor
+        B x C (or C) pooled features; NaN for a slice whose mask is empty.
+    """
+    single = fmap.dim() == 3
+    if single:
+        fmap, mask = fmap[None], mask[None]
+    w = region_weights(mask, fmap.shape[-2:]).to(fmap.dtype)
+    den = w.flatten(1).sum(1)
+    num = (fmap * w[:, None]).flatten(2).sum(2)
+    out = num / den[:, None]
+    return out[0] if single else out
+
+
+class Hooks:
+    """Forward hooks that keep the latest output of named modules (``with Hooks(model, names) as h: ...``)."""
+
+    def __init__(self, model, names):
+        mods = seg.feature_modules(model)
+        missing = [n for n in names if n not in mods]
+        if missing:
+            raise ValueError(f"unknown feature layer(s) {missing}; this network has {list(mods)}")
+        self.names = list(names)
+        self.out: dict[str, torch.Tensor] = {}
+        self._h = [mods[n].register_forward_hook(self._make(n)) for n in self.names]
+
+    def _make(self, name):
+        def hook(_m, _i, o):
+            self.out[name] = o
+
+        return hook
+
+    def remove(self):
+        for h in self._h:
+            h.remove()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.remove()
+
+
+def feature_names(model, layers, size: int) -> list[str]:
+    """Column names ``<layer>_c<k>`` in layer order (one dummy forward pass at input ``size``)."""
+    return [f"{layer}_c{k}" for layer, c in layer_channels(model, layers, size) for k in range(c)]
+
+
+def layer_channels(model, layers, size: int) -> list[tuple[str, int]]:
+    """(layer, number of channels) of the named layers."""
+    p = next(model.parameters())
+    with Hooks(model, layers) as h, torch.inference_mode():
+        was = model.training
+        model.eval()
+        model(torch.zeros(1, 1, size, size, device=p.device, dtype=p.dtype))
+        model.train(was)
+        return [(n, int(h.out[n].shape[1])) for n in layers]
+
+
+@torch.inference_mode()
+def case_features(model, case: pp.CaseCache, layers, mask: str = "predicted", batch_size: int = 32,
+                  device="auto") -> tuple[np.ndarray, list[int], list[float], str]:
+    """Per-slice pooled features of one cached case.
+
+    Returns
+    -------
+    feats : ndarray (n_tumour_slices x n_features)
+    slices : list of int (z indices)
+    areas : list of float (tumour pixels per slice at network size)
+    source : str
+        ``predicted``, ``fallback_max_prob`` or ``manual``.
+    """
+    dev = next(model.parameters()).device
+    img = case.image
+    if mask == "manual":
+        gt = case.mask
+        if gt is None or not case.tumour_slices:
+            raise ValueError(f"patient {case.patient_id} {case.phase}: mask='manual' but the manifest has no "
+                             f"(non-empty) mask_{case.phase.lower()}")
+        zs = [z for z in range(case.n_slices) if np.asarray(gt[z]).any()]
+        source = "manual"
+    else:
+        zs = list(range(case.n_slices))
+        source = "predicted"
+    feats, keep, areas, maxprob = [], [], [], []
+    fb = None
+    with Hooks(model, layers) as h:
+        for s in range(0, len(zs), batch_size):
+            zb = zs[s:s + batch_size]
+            x = torch.from_numpy(np.asarray(img[zb], dtype=np.float32))[:, None].to(dev)
+            with seg._autocast(dev):
+                logits = model(x)
+            prob = torch.as_tensor(logits).float().softmax(1)[:, 1]
+            if mask == "manual":
+                m = torch.from_numpy(np.asarray(case.mask[zb], dtype=np.float32)).to(dev)
+            else:
+                m = (prob >= 0.5).float()
+                pm = prob.flatten(1).max(1).values
+                for i, z in enumerate(zb):
+                    maxprob.append((float(pm[i]), z))
+                    if fb is None or pm[i] > fb[0]:
+                        fb = (float(pm[i]), z, {n: h.out[n][i:i + 1].float() for n in layers}, prob[i:i + 1])
+            has = m.flatten(1).sum(1) > 0
+            if has.any():
+                idx = torch.nonzero(has)[:, 0]
+                pooled = [pool_feature_map(h.out[n][idx].float(), m[idx]) for n in layers]
+                feats.append(torch.cat(pooled, 1).cpu().numpy())
+                keep += [zb[i] for i in idx.tolist()]
+                areas += m[idx].flatten(1).sum(1).tolist()
+    if not keep:
+        warnings.warn(f"patient {case.patient_id} {case.phase}: the network predicts no tumour on any slice; "
+                      f"falling back to slice {fb[1]} (largest predicted probability {fb[0]:.3f}), region = "
+                      "probability >= half that maximum", UserWarning, stacklevel=2)
+        p = fb[3]
+        m = (p >= 0.5 * p.max()).float()
+        pooled = [pool_feature_map(fb[2][n], m) for n in layers]
+        feats = [torch.cat(pooled, 1).cpu().numpy()]
+        keep, areas, source = [fb[1]], [float(m.sum())], "fallback_max_prob"
+    return np.concatenate(feats, 0).astype(np.float32), keep, areas, source
+
+
+def extract_phase(manifest, profile, phase: str, mask: str | None = None, device="auto", progress: bool = True,
+                  layers=None) -> pd.DataFrame:
+    """Extract the tumour-pooled features of every patient for one phase and write the tables.
+
+    Parameters
+    ----------
+    manifest : path or DataFrame
+    profile : Profile
+    phase : {'AP', 'PP'}
+    mask : {'predicted', 'manual'}, optional
+        Default ``profile["features"]["mask"]``.
+    layers : list of str, optional
+        Default ``profile["features"]["layers"]``.
+
+    Returns
+    -------
+    DataFrame
+        Patients x features (index ``patient_id``), as written to ``features/<PHASE>.parquet``.
+    """
+    mask = mask or profile["features"].get("mask", "predicted")
+    if mask not in ("predicted", "manual"):
+        raise ValueError(f"features.mask must be 'predicted' or 'manual', got {mask!r}")
+    layers = list(layers or profile["features"]["layers"])
+    dev = seg.resolve_device(device)
+    if torch.get_num_threads() > seg.MAX_THREADS:
+        torch.set_num_threads(seg.MAX_THREADS)
+    model = seg.load_model(profile, phase, dev)
+    names = feature_names(model, layers, int(profile["preprocess"]["size"]))
+    df = pp.load_manifest(manifest)
+    bs = max(8, 2 * int(profile["unet"].get("batch_size", 16)))
+    vecs, qc, slice_frames = [], [], []
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    rows = [r for _, r in df.iterrows()]
+    for row in pp._progress(rows, progress, f"features {phase}"):
+        case = pp.prepare_case(row, phase, profile)
+        f, zs, areas, source = case_features(model, case, layers, mask, bs, dev)
+        vecs.append(f.mean(0))
+        qc.append({"patient_id": case.patient_id, "mask_source": source, "n_tumour_slices": len(zs),
+                   "tumour_area_px": float(np.sum(areas))})
+        sf = pd.DataFrame(f, columns=names)
+        sf.insert(0, "area_px", np.asarray(areas, dtype=np.float32))
+        sf.insert(0, "mask_source", source)
+        sf.insert(0, "z", zs)
+        sf.insert(0, "patient_id", case.patient_id)
+        slice_frames.append(sf)
+    seconds = time.perf_counter() - t0
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    ids = [q["patient_id"] for q in qc]
+    table = pd.DataFrame(np.vstack(vecs).astype(np.float32), index=pd.Index(ids, name="patient_id"), columns=names)
+    if not np.isfinite(table.to_numpy()).all():
+        bad = table.index[~np.isfinite(table.to_numpy()).all(1)].tolist()
+        raise RuntimeError(f"{phase}: non-finite features for patients {bad}")
+    out = profile.outputs / "features"
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(out / f"{phase}.parquet")
+    pd.concat(slice_frames, ignore_index=True).to_parquet(out / f"{phase}_slices.parquet", index=False)
+    qcdf = pd.DataFrame(qc)
+    qcdf.to_csv(out / f"{phase}_qc.csv", index=False)
+    info = {"phase": phase, "mask": mask, "layers": layers, "n_patients": len(table), "n_features": table.shape[1],
+            "n_fallback": int((qcdf["mask_source"] == "fallback_max_prob").sum()), "seconds": seconds,
+            "peak_python_heap_mb": peak / 2**20, "peak_rss_mb": _peak_rss_mb()}
+    (out / f"{phase}_info.json").write_text(json.dumps(info, indent=1))
+    return table
+
+
+def _peak_rss_mb() -> float:
+    import resource
+    import sys
+
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / 2**20 if sys.platform == "darwin" else r / 1024
+
+
+def join_dp(ap: pd.DataFrame, pp_: pd.DataFrame) -> pd.DataFrame:
+    """DP table: AP and PP features joined by patient (inner join), columns prefixed ``AP_`` / ``PP_``."""
+    missing = sorted(set(ap.index) ^ set(pp_.index))
+    if missing:
+        warnings.warn(f"DP: patients present in only one phase are dropped: {missing[:10]}", UserWarning,
+                      stacklevel=2)
+    return ap.add_prefix("AP_").join(pp_.add_prefix("PP_"), how="inner")
+
+
+def write_dp(profile) -> pd.DataFrame:
+    """Read ``features/AP.parquet`` and ``features/PP.parquet`` and write ``features/DP.parquet``."""
+    out = profile.outputs / "features"
+    tabs = {}
+    for ph in ("AP", "PP"):
+        f = out / f"{ph}.parquet"
+        if not f.exists():
+            raise FileNotFoundError(f"{f}: extract the {ph} features first (notebook 03 with phase={ph!r})")
+        tabs[ph] = pd.read_parquet(f)
+    dp = join_dp(tabs["AP"], tabs["PP"])
+    dp.to_parquet(out / "DP.parquet")
+    return dp
+
+
+def load_features(profile, phase: str) -> pd.DataFrame:
+    """A stored feature table (``AP``, ``PP`` or ``DP``)."""
+    f = Path(profile.outputs) / "features" / f"{phase}.parquet"
+    if not f.exists():
+        raise FileNotFoundError(f"{f}: not extracted yet (notebook 03)")
+    return pd.read_parquet(f)
