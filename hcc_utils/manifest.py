@@ -16,10 +16,28 @@ clinical_file       yes       CSV or Excel (``file.xlsx`` or ``file.xlsx#Sheet``
 visual_file         no        CSV/Excel with the radiologists' visual reads (columns ``vis_*``)
 outcome_file        yes       CSV/Excel with ``patient_id, rfs_months, recurrence``
 ==================  ========  ==========================================================================
+
+Tables: the clinical table has ``patient_id`` and the columns of :data:`CLINICAL_VARIABLES` (``sex`` M/F, ``age``,
+``hbsag``, ``hbv_dna``, ``afp_ge400`` 0/1, ``child_pugh`` A/B, ``tb``, ``alb``, ``alt``, ``ggt``); the visual table the
+8 ``vis_*`` columns of :data:`VISUAL_FEATURES` (0/1); the outcome table ``rfs_months`` (>= 0) and ``recurrence``
+(0/1). Several patients usually share one table; each is read once. Column names are case-insensitive.
+
+Use :func:`read_manifest` (the manifest alone), :func:`load_patient_table` (one row per patient with the clinical,
+visual and outcome data) and :func:`validate` (everything, images included, all problems reported together). From the
+shell: ``python -m hcc_utils.manifest check data_manifest.csv`` (or ``--profile ci``) prints the report and exits 1
+when there are errors.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import argparse
+import re
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 COHORTS = ("development", "validation")
 PHASES = ("AP", "PP")
@@ -80,3 +98,571 @@ def early_recurrence(rfs_months, recurrence, landmark: float = LANDMARK_MONTHS):
     import numpy as np
 
     return ((np.asarray(recurrence) == 1) & (np.asarray(rfs_months, dtype=float) < landmark)).astype(int)
+
+
+# --- errors and the validation report -------------------------------------------------------------------------------
+
+TABLE_COLUMNS = ["clinical_file", "visual_file", "outcome_file"]
+IMAGE_COLUMNS = ["ct_ap", "ct_pp", "mask_ap", "mask_pp"]
+OUTCOME_VARIABLES = [
+    Variable("rfs_months", "Recurrence-free survival (months)", "continuous", low=0, high=None, table1="skewed"),
+    Variable("recurrence", "Recurrence (event)", "binary"),
+]
+TABLE_VARIABLES = {
+    "clinical_file": CLINICAL_VARIABLES,
+    "visual_file": VISUAL_FEATURES,
+    "outcome_file": OUTCOME_VARIABLES,
+}
+_PHASE_COLUMN = re.compile(r"^(ct|mask|series_uid)_([a-z0-9]+)$")
+
+
+class ManifestError(ValueError):
+    """Bad manifest or data: the message names the patient, the file and the column of every problem.
+
+    Attributes
+    ----------
+    problems : list of Problem
+    """
+
+    def __init__(self, message: str, problems=()):
+        super().__init__(message)
+        self.problems = list(problems)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in the manifest or the data it points to.
+
+    Attributes
+    ----------
+    patient_id : str
+        The patient (``row N`` when the id itself is blank; a list of ids when a whole table or column is at fault).
+    file : str
+        The file or folder at fault (the manifest itself for problems in its cells).
+    column : str
+        The manifest or table column at fault.
+    message : str
+    severity : {'error', 'warning'}
+    """
+
+    patient_id: str
+    file: str
+    column: str
+    message: str
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        return f"{self.severity.upper()}: patient {self.patient_id} | file {self.file} | column {self.column}: " \
+               f"{self.message}"
+
+
+@dataclass
+class ValidationReport:
+    """All problems of a manifest, reported together.
+
+    Attributes
+    ----------
+    manifest : str
+        The manifest's path.
+    problems : list of Problem
+    n_patients : int
+    images_checked : bool
+    """
+
+    manifest: str
+    problems: list = field(default_factory=list)
+    n_patients: int = 0
+    images_checked: bool = True
+
+    @property
+    def errors(self) -> list:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        """True when there is no error (warnings allowed)."""
+        return not self.errors
+
+    def add(self, patient_id, file, column, message, severity="error") -> None:
+        self.problems.append(Problem(str(patient_id), str(file), str(column), message, severity))
+
+    def raise_if_errors(self) -> "ValidationReport":
+        """Raise :class:`ManifestError` listing every error; return the report otherwise."""
+        if self.errors:
+            raise ManifestError(str(self), self.errors)
+        return self
+
+    def to_frame(self) -> pd.DataFrame:
+        """The problems as a table (patient_id, file, column, message, severity)."""
+        return pd.DataFrame([p.__dict__ for p in self.problems],
+                            columns=["patient_id", "file", "column", "message", "severity"])
+
+    def __iter__(self):
+        return iter(self.problems)
+
+    def __len__(self) -> int:
+        return len(self.problems)
+
+    def __str__(self) -> str:
+        n_err, n_warn = len(self.errors), len(self.warnings)
+        head = (f"Manifest {self.manifest}: {self.n_patients} patients, {n_err} error{'s' * (n_err != 1)}, "
+                f"{n_warn} warning{'s' * (n_warn != 1)}"
+                + ("" if self.images_checked else " (images not checked)"))
+        if not self.problems:
+            return head + ": OK"
+        lines = [head + ":"]
+        for p in self.errors + self.warnings:
+            lines.append("  " + str(p).replace("\n", "\n    "))
+        return "\n".join(lines)
+
+
+def _patients_label(ids) -> str:
+    ids = [str(i) for i in ids]
+    if not ids:
+        return "(none)"
+    if len(ids) <= 3:
+        return ", ".join(ids)
+    return f"{ids[0]}, {ids[1]}, ... ({len(ids)} patients)"
+
+
+# --- reading the manifest -------------------------------------------------------------------------------------------
+
+def _blank(value) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() in ("", "nan", "NaN")
+
+
+def _read_raw(path: Path) -> pd.DataFrame:
+    df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    df.columns = [str(c).strip().lower() for c in df.columns]
+    df = df.apply(lambda s: s.str.strip()).astype(object)
+    return df.where(df != "", np.nan)
+
+
+def _structure_problems(df: pd.DataFrame, manifest: Path, report: ValidationReport) -> list[int]:
+    """Checks on the manifest's own cells; returns the row positions that are usable for further checks."""
+    mf = str(manifest)
+    all_ids = [v for v in df.get("patient_id", pd.Series(dtype=str)).tolist() if not _blank(v)]
+    for col in REQUIRED_COLUMNS:
+        if col not in df.columns:
+            report.add(_patients_label(all_ids), mf, col,
+                       f"required column is missing (the manifest has: {', '.join(df.columns)})")
+    for col in df.columns:
+        m = _PHASE_COLUMN.match(col)
+        if m and m.group(2).upper() not in PHASES:
+            report.add(_patients_label(all_ids), mf, col,
+                       f"unknown phase {m.group(2).upper()!r} in column name; phases are {', '.join(PHASES)}")
+    usable = []
+    ids = df["patient_id"] if "patient_id" in df.columns else pd.Series([np.nan] * len(df))
+    dup = ids[ids.notna() & ids.duplicated(keep=False)]
+    for pid, rows in dup.groupby(dup).groups.items():
+        lines = ", ".join(str(int(i) + 2) for i in rows)
+        report.add(pid, mf, "patient_id", f"duplicate patient_id (manifest lines {lines})")
+    for i, row in df.iterrows():
+        pid = row.get("patient_id")
+        if _blank(pid):
+            report.add(f"(line {int(i) + 2})", mf, "patient_id", "patient_id is blank")
+            continue
+        good = True
+        for col in REQUIRED_COLUMNS:
+            if col != "patient_id" and col in df.columns and _blank(row[col]):
+                report.add(pid, mf, col, "required value is blank")
+                good = False
+        cohort = row.get("cohort")
+        if "cohort" in df.columns and not _blank(cohort) and cohort not in COHORTS:
+            report.add(pid, mf, "cohort", f"unknown cohort {cohort!r}; use one of {', '.join(COHORTS)}")
+        seg = row.get("seg_train")
+        if "seg_train" in df.columns and not _blank(seg):
+            try:
+                segv = float(seg)
+            except ValueError:
+                segv = np.nan
+            if segv not in (0.0, 1.0):
+                report.add(pid, mf, "seg_train", f"seg_train must be 0 or 1, got {seg!r}")
+            elif segv == 1.0 and cohort == "validation":
+                report.add(pid, mf, "seg_train",
+                           "seg_train is 1 for a validation patient: only development masks may train the network")
+        if good:
+            usable.append(i)
+    return usable
+
+
+def _resolve(value, base: Path, table: bool = False):
+    if _blank(value):
+        return np.nan
+    value = str(value)
+    sheet = ""
+    if table and "#" in value:
+        value, sheet = value.split("#", 1)
+        sheet = "#" + sheet
+    return str((base / Path(value).expanduser()).resolve()) + sheet
+
+
+def _finish(df: pd.DataFrame, manifest: Path) -> pd.DataFrame:
+    base = manifest.resolve().parent
+    df = df.copy()
+    for col in MANIFEST_COLUMNS:
+        if col not in df.columns:
+            df[col] = np.nan
+    for col in PATH_COLUMNS:
+        df[col] = [_resolve(v, base, table=col in TABLE_COLUMNS) for v in df[col]]
+    df["patient_id"] = df["patient_id"].astype(str)
+    df["seg_train"] = df["seg_train"].astype(float).astype(int)
+    df["centre"] = df["centre"].astype(str)
+    df = df[MANIFEST_COLUMNS + [c for c in df.columns if c not in MANIFEST_COLUMNS]].reset_index(drop=True)
+    df.attrs["manifest"] = str(manifest.resolve())
+    return df
+
+
+def read_manifest(path: str | Path) -> pd.DataFrame:
+    """Read and check a manifest's own cells (not the files it points to: see :func:`validate`).
+
+    Parameters
+    ----------
+    path : str or Path
+        The manifest CSV.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per patient, the columns of :data:`MANIFEST_COLUMNS` in that order (optional ones present, NaN when
+        blank) followed by any extra columns; path columns absolute (tables keep a ``#Sheet`` suffix); ``patient_id``
+        and ``centre`` str, ``seg_train`` int. ``df.attrs["manifest"]`` holds the manifest's absolute path.
+
+    Raises
+    ------
+    ManifestError
+        Missing file or required columns, blank required values, duplicate ids, unknown cohort or phase, bad
+        ``seg_train``: every such problem is listed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"patient (all) | file {path} | column (all): manifest not found")
+    report = ValidationReport(str(path))
+    try:
+        df = _read_raw(path)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise ManifestError(f"patient (all) | file {path} | column (all): cannot read the manifest as CSV: {exc}")
+    report.n_patients = len(df)
+    _structure_problems(df, path, report)
+    report.raise_if_errors()
+    return _finish(df, path)
+
+
+# --- clinical, visual and outcome tables ----------------------------------------------------------------------------
+
+def _split_sheet(spec: str) -> tuple[str, str | None]:
+    if "#" in spec:
+        file, sheet = spec.split("#", 1)
+        return file, sheet or None
+    return spec, None
+
+
+def _read_table_file(file: str, sheet: str | None) -> pd.DataFrame:
+    """Read a CSV/TSV/Excel table as strings (one call per file and sheet; see :class:`_TableCache`)."""
+    suffix = Path(file).suffix.lower()
+    if suffix in (".xlsx", ".xlsm", ".xls"):
+        df = pd.read_excel(file, sheet_name=sheet if sheet is not None else 0, dtype=str)
+    elif suffix in (".tsv", ".tab"):
+        df = pd.read_csv(file, sep="\t", dtype=str, keep_default_na=False)
+    else:
+        df = pd.read_csv(file, dtype=str, keep_default_na=False, skipinitialspace=True)
+    df.columns = [str(c).strip().lower() for c in df.columns]
+    df = df.apply(lambda s: s.astype("string").str.strip()).astype(object)
+    return df.where(df.notna() & (df != ""), np.nan)
+
+
+class _TableCache:
+    """Reads each table (file + sheet) once; remembers the error when it cannot be read."""
+
+    def __init__(self):
+        self._store: dict[tuple[str, str | None], tuple[pd.DataFrame | None, str | None]] = {}
+
+    def get(self, spec: str) -> tuple[pd.DataFrame | None, str | None]:
+        file, sheet = _split_sheet(spec)
+        key = (file, sheet)
+        if key not in self._store:
+            self._store[key] = self._read(file, sheet)
+        return self._store[key]
+
+    @staticmethod
+    def _read(file: str, sheet: str | None):
+        if not Path(file).is_file():
+            return None, "file not found"
+        try:
+            df = _read_table_file(file, sheet)
+        except ValueError as exc:
+            if sheet is not None and "not found" in str(exc).lower():
+                return None, f"sheet {sheet!r} not found in the workbook"
+            return None, f"cannot read the table: {exc}"
+        except Exception as exc:  # noqa: BLE001 - any reader failure is reported, with its type
+            return None, f"cannot read the table: {type(exc).__name__}: {exc}"
+        if "patient_id" not in df.columns:
+            return None, f"no patient_id column (columns: {', '.join(map(str, df.columns))})"
+        df["patient_id"] = df["patient_id"].astype(str).str.strip().str.replace(r"\.0$", "", regex=True)
+        return df, None
+
+
+def _check_value(var: Variable, raw, table_column: str):
+    """Convert one cell; returns (value, message or None, severity)."""
+    if _blank(raw):
+        if table_column == "outcome_file":
+            what = "survival time" if var.name == "rfs_months" else "event"
+            return np.nan, f"missing {what}", "error"
+        return np.nan, "missing value", "warning"
+    text = str(raw).strip()
+    if var.kind == "categorical":
+        for level in var.levels:
+            if text.lower() == str(level).lower():
+                return level, None, ""
+        return np.nan, f"{text!r} is not one of {', '.join(map(str, var.levels))}", "error"
+    try:
+        value = float(text)
+    except ValueError:
+        return np.nan, f"{text!r} is not a number", "error"
+    if not np.isfinite(value):
+        return np.nan, f"{text!r} is not a finite number", "error"
+    if var.kind == "binary":
+        if value not in (0.0, 1.0):
+            name = "event" if table_column == "outcome_file" else "value"
+            return np.nan, f"{name} must be 0 or 1, got {text!r}", "error"
+        return int(value), None, ""
+    if var.name == "rfs_months" and value < 0:
+        return np.nan, f"negative survival time {text}", "error"
+    if (var.low is not None and value < var.low) or (var.high is not None and value > var.high):
+        return np.nan, f"{text} is out of range [{var.low}, {var.high}]", "error"
+    return value, None, ""
+
+
+def _patient_table(df: pd.DataFrame, report: ValidationReport, cache: _TableCache | None = None) -> pd.DataFrame:
+    """Join clinical, visual and outcome data onto the manifest; problems go to ``report``."""
+    cache = cache or _TableCache()
+    out = pd.DataFrame(index=pd.Index(df["patient_id"].astype(str), name="patient_id"))
+    out["cohort"] = df["cohort"].to_numpy()
+    out["centre"] = df["centre"].astype(str).to_numpy()
+    out["seg_train"] = df["seg_train"].to_numpy()
+    for table_column, variables in TABLE_VARIABLES.items():
+        for var in variables:
+            out[var.name] = pd.Series(np.nan, index=out.index, dtype=object)
+        if table_column not in df.columns:
+            continue
+        specs = df[table_column]
+        for spec, idx in df.groupby(specs.where(specs.notna(), "")).groups.items():
+            pids = df.loc[idx, "patient_id"].astype(str).tolist()
+            if spec == "":
+                continue  # optional table absent (required ones are reported by the structure check)
+            table, error = cache.get(spec)
+            if error:
+                report.add(_patients_label(pids), spec, table_column, error)
+                continue
+            missing_cols = [v.name for v in variables if v.name not in table.columns]
+            for col in missing_cols:
+                report.add(_patients_label(pids), spec, col, f"column {col} is missing from the {table_column[:-5]} table")
+            counts = table["patient_id"].value_counts()
+            rows = table.drop_duplicates("patient_id").set_index("patient_id")
+            for pid in pids:
+                if pid not in rows.index:
+                    report.add(pid, spec, "patient_id", f"patient is missing from the {table_column[:-5]} table")
+                    continue
+                if counts[pid] > 1:
+                    report.add(pid, spec, "patient_id", f"patient appears {counts[pid]} times in the table")
+                for var in variables:
+                    if var.name in missing_cols:
+                        continue
+                    value, message, severity = _check_value(var, rows.at[pid, var.name], table_column)
+                    if message:
+                        report.add(pid, spec, var.name, message, severity)
+                    out.at[pid, var.name] = value
+    for var in CLINICAL_VARIABLES + VISUAL_FEATURES + OUTCOME_VARIABLES:
+        col = out[var.name]
+        if var.kind == "categorical":
+            out[var.name] = col.astype(object)
+        else:
+            num = pd.to_numeric(col, errors="coerce").astype(float)
+            out[var.name] = num.astype(int) if var.kind == "binary" and num.notna().all() else num
+    ok = out["rfs_months"].notna() & out["recurrence"].notna()
+    er = pd.Series(np.nan, index=out.index)
+    er[ok] = early_recurrence(out.loc[ok, "rfs_months"], out.loc[ok, "recurrence"])
+    out["er"] = er.astype(int) if ok.all() else er
+    return out
+
+
+def load_patient_table(manifest: str | Path | pd.DataFrame) -> pd.DataFrame:
+    """One row per patient: manifest facts, clinical variables, visual reads and the outcome.
+
+    Parameters
+    ----------
+    manifest : str, Path or pandas.DataFrame
+        The manifest's path, or the frame :func:`read_manifest` returned.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``patient_id`` in manifest order: ``cohort``, ``centre``, ``seg_train``, the
+        :data:`CLINICAL_VARIABLES` (binary ones int, categorical str, continuous float), the :data:`VISUAL_FEATURES`
+        (NaN when the manifest gives no visual file), ``rfs_months``, ``recurrence`` and ``er`` (early recurrence,
+        :func:`early_recurrence`). Each table is read once however many patients point to it.
+
+    Raises
+    ------
+    ManifestError
+        Any error in the tables (missing patients or columns, values of the wrong type or out of range, missing or
+        negative survival times, events not 0/1), all listed together. Blank clinical values are only warned about.
+    """
+    df = manifest if isinstance(manifest, pd.DataFrame) else read_manifest(manifest)
+    report = ValidationReport(str(df.attrs.get("manifest", "(data frame)")), n_patients=len(df))
+    table = _patient_table(df, report)
+    report.raise_if_errors()
+    if report.warnings:
+        warnings.warn(f"{len(report.warnings)} blank value(s) in the patient tables:\n"
+                      + "\n".join(f"  {p}" for p in report.warnings[:20]), stacklevel=2)
+    return table
+
+
+# --- images ---------------------------------------------------------------------------------------------------------
+
+def _short(exc: Exception) -> str:
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    for ln in lines:  # ITK messages carry a file:line prefix; keep the human part
+        if "Description:" in ln:
+            return ln.split("Description:", 1)[1].strip()
+    return lines[-1] if lines else type(exc).__name__
+
+
+def _check_patient_images(row, report: ValidationReport) -> None:
+    from hcc_utils import io
+
+    pid = row["patient_id"]
+    for phase in PHASES:
+        ph = phase.lower()
+        ct_col, uid_col, mask_col = f"ct_{ph}", f"series_uid_{ph}", f"mask_{ph}"
+        ct, uid, mask = row.get(ct_col), row.get(uid_col), row.get(mask_col)
+        info = None
+        if not _blank(ct):
+            ct_path = Path(ct)
+            if not ct_path.exists():
+                report.add(pid, ct, ct_col, "image file or DICOM folder not found")
+            else:
+                if ct_path.is_file() and not _blank(uid):
+                    report.add(pid, ct, uid_col, f"{uid_col} is set but {ct_col} is a file, not a DICOM folder; "
+                                                 "the UID is ignored", "warning")
+                try:
+                    info = io.read_image_information(ct_path, None if _blank(uid) or ct_path.is_file() else uid)
+                except io.DicomSeriesError as exc:
+                    report.add(pid, ct, uid_col, str(exc).split(": ", 1)[-1])
+                except (RuntimeError, OSError) as exc:
+                    report.add(pid, ct, ct_col, f"unreadable image: {_short(exc)}")
+                if info is not None and info.GetDimension() != 3:
+                    report.add(pid, ct, ct_col, f"image is {info.GetDimension()}-D; a 3-D CT volume is expected")
+                    info = None
+        if _blank(mask):
+            if int(float(row.get("seg_train") or 0)) == 1:
+                report.add(pid, report.manifest, mask_col, "seg_train is 1 but no mask is given for this phase")
+            continue
+        if not Path(mask).exists():
+            report.add(pid, mask, mask_col, "mask file not found")
+            continue
+        try:
+            mimg = io.read_image(mask)
+        except (RuntimeError, OSError, ValueError) as exc:
+            report.add(pid, mask, mask_col, f"unreadable mask: {_short(exc)}")
+            continue
+        if info is not None:
+            for diff in io.check_same_grid(info, mimg):
+                report.add(pid, mask, mask_col, f"mask is not on its image's grid ({ct_col}): {diff}")
+        arr = np.asarray(io.sitk.GetArrayViewFromImage(mimg))
+        values = np.unique(arr)
+        if not np.isin(values, (0, 1)).all():
+            shown = ", ".join(f"{v:g}" for v in values[:6]) + (", ..." if len(values) > 6 else "")
+            report.add(pid, mask, mask_col, f"mask is not binary 0/1 (values {shown})")
+        elif not (arr == 1).any():
+            report.add(pid, mask, mask_col, "mask is empty (no tumour voxel)")
+
+
+# --- validation -----------------------------------------------------------------------------------------------------
+
+def validate(path: str | Path, check_images: bool = True, progress: bool = True) -> ValidationReport:
+    """Check a manifest and everything it points to, collecting every problem.
+
+    Checks: the manifest's columns and cells (missing required columns, blank values, duplicate ids, unknown cohort,
+    unknown phase columns, ``seg_train`` not 0/1 or set for a validation patient); the clinical, visual and outcome
+    tables (file or sheet missing, no ``patient_id`` column, missing variable columns, patients missing from a table,
+    values of the wrong type or out of range, missing or negative survival times, events not 0/1); with
+    ``check_images``, every CT (file exists and is readable as a 3-D image, DICOM folders resolve to exactly one
+    series: several series with no UID, or an unknown UID, list the series found) and every mask (readable, on its
+    image's grid: size, spacing, origin, direction; binary 0/1; not empty; present when ``seg_train`` is 1).
+    CT files are checked from their headers only (``ImageFileReader.ReadImageInformation``); masks need pixels.
+
+    Parameters
+    ----------
+    path : str or Path
+        The manifest CSV.
+    check_images : bool
+        Also check the images and masks (slower).
+    progress : bool
+        Show a progress bar for the image checks.
+
+    Returns
+    -------
+    ValidationReport
+        ``.ok``, ``.errors``, ``.warnings``, ``.raise_if_errors()``; ``str()`` lists every problem.
+    """
+    path = Path(path)
+    report = ValidationReport(str(path), images_checked=check_images)
+    if not path.is_file():
+        report.add("(all)", path, "(all)", "manifest not found")
+        return report
+    try:
+        df = _read_raw(path)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        report.add("(all)", path, "(all)", f"cannot read the manifest as CSV: {exc}")
+        return report
+    report.n_patients = len(df)
+    usable = _structure_problems(df, path, report)
+    if "patient_id" not in df.columns or "seg_train" not in df.columns or "cohort" not in df.columns:
+        return report
+    first = ~df["patient_id"].duplicated(keep="first")
+    keep = [i for i in usable if first[i]]
+    seg_ok = pd.to_numeric(df["seg_train"], errors="coerce").isin((0, 1))
+    keep = [i for i in keep if seg_ok[i]]
+    good = _finish(df.loc[keep], path)
+    _patient_table(good, report)
+    if check_images:
+        from tqdm.auto import tqdm
+
+        for _, row in tqdm(good.iterrows(), total=len(good), desc="checking images", unit="patient",
+                           disable=not progress, file=sys.stderr):
+            _check_patient_images(row, report)
+    return report
+
+
+# --- command line ---------------------------------------------------------------------------------------------------
+
+def main(argv=None) -> int:
+    """``python -m hcc_utils.manifest check [MANIFEST | --profile NAME] [--no-images]``."""
+    parser = argparse.ArgumentParser(prog="python -m hcc_utils.manifest", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="validate a manifest and the files it points to; exit 1 on errors")
+    check.add_argument("manifest", nargs="?", help="manifest CSV (default: the profile's manifest)")
+    check.add_argument("--profile", default=None, help="ci | demo | paper (default demo)")
+    check.add_argument("--no-images", action="store_true", help="skip the image and mask checks")
+    check.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if args.manifest and args.profile:
+        parser.error("give a manifest or --profile, not both")
+    if args.manifest:
+        path = Path(args.manifest)
+    else:
+        from hcc_utils.config import load_profile
+
+        path = load_profile(args.profile or "demo").manifest
+    report = validate(path, check_images=not args.no_images, progress=not args.no_progress)
+    print(report)
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
