@@ -670,8 +670,11 @@ def run_book(profile_name: str = "demo", manifest: str | Path | None = None, *, 
         Also saved to ``outputs/<profile>/run_summary.json``.
     """
     t_all = time.perf_counter()
-    profile = load_profile(profile_name)
     root = repo_root()
+    if root.resolve() != CODE_ROOT and not (root / "profiles.yaml").exists():
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(CODE_ROOT / "profiles.yaml", root / "profiles.yaml")
+    profile = load_profile(profile_name)
     given = Path(manifest).resolve() if manifest is not None else None
     manifest_path = prepare_manifest(profile, given, log=log)
     steps = plan(profile, given, seed, optional=optional)

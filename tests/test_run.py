@@ -1,0 +1,258 @@
+"""Orchestration (hcc_utils.run): step plan, input hashing and skipping, failure handling, fallback pages, offline
+check. Most tests use a fake executor (pure logic, fast); two execute tiny notebooks with papermill for real."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from hcc_utils import run
+from hcc_utils.config import load_profile
+
+
+def _nb(path: Path, *sources: str, params: str = 'profile = "demo"\nmanifest = None\nseed = None\nphase = "AP"'):
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell(params)
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell] + [nbformat.v4.new_code_cell(s) for s in sources]
+    nb.metadata["kernelspec"] = {"name": run.KERNEL, "display_name": run.KERNEL, "language": "python"}
+    nbformat.write(nb, str(path))
+    return path
+
+
+def _steps():
+    base = {"profile": "ci", "manifest": None, "seed": None}
+    return [
+        run.Step("a", "a", dict(base)),
+        run.Step("b_AP", "b", {**base, "phase": "AP"}, deps=("a",)),
+        run.Step("b_PP", "b", {**base, "phase": "PP"}, deps=("a",)),
+        run.Step("c", "c", dict(base), deps=("b_AP", "b_PP")),
+    ]
+
+
+@pytest.fixture()
+def fake(tmp_path, monkeypatch):
+    """Dummy notebooks a, b, c and a fake executor that records calls and writes the executed copy."""
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    for name in "abc":
+        _nb(nbdir / f"{name}.ipynb", f"x = '{name}'")
+    calls: list[tuple[str, dict]] = []
+
+    def fake_execute(src, dst, params, **kw):
+        calls.append((Path(dst).stem, dict(params)))
+        if "boom" in Path(src).read_text():
+            dst.write_text("{}")
+            raise RuntimeError("boom in " + Path(src).name)
+        Path(dst).parent.mkdir(parents=True, exist_ok=True)
+        Path(dst).write_text(Path(src).read_text())
+
+    monkeypatch.setattr(run, "execute_notebook", fake_execute)
+
+    def go(**kw):
+        args = dict(notebooks_dir=nbdir, executed_dir=tmp_path / "out" / "executed",
+                    state_path=tmp_path / "out" / "run_state.json", manifest_hash="m1", code_hash="c1",
+                    settings={"unet": {"epochs": 1}}, log=lambda s: None)
+        args.update(kw)
+        calls.clear()
+        return run.run_steps(_steps(), **args)
+
+    return nbdir, calls, go, tmp_path
+
+
+def _status(results):
+    return {r.name: r.status for r in results}
+
+
+def test_plan_order_and_parameters(ci_profile, monkeypatch, tmp_path):
+    monkeypatch.setattr(run, "GSE14520_FILE", tmp_path / "absent.tsv")
+    steps = run.plan(ci_profile, None, 7)
+    names = [s.name for s in steps]
+    assert names == ["01_cohort_table", "02_unet_training_AP", "02_unet_training_PP", "03_feature_extraction_AP",
+                     "03_feature_extraction_PP", "04_model_comparison", "05_survival_nomogram", "06_gradcam",
+                     "05_survival_nomogram_gse14520", "07_lits_segmentation"]
+    by = {s.name: s for s in steps}
+    assert by["02_unet_training_PP"].params == {"profile": "ci", "manifest": None, "seed": 7, "phase": "PP"}
+    assert by["03_feature_extraction_AP"].deps == ("02_unet_training_AP",)
+    assert set(by["04_model_comparison"].deps) >= {"03_feature_extraction_AP", "03_feature_extraction_PP"}
+    ok, reason = by["05_survival_nomogram_gse14520"].available()
+    assert not ok and "absent.tsv" in reason
+    # every step's notebook is named in the toc, under book/executed/
+    toc = (run.CODE_ROOT / "_toc.yml").read_text()
+    for n in names:
+        assert f"book/executed/{n}\n" in toc
+
+
+def test_second_run_skips_everything(fake):
+    _, calls, go, _ = fake
+    assert set(_status(go()).values()) == {"ran"}
+    assert len(calls) == 4
+    assert set(_status(go()).values()) == {"skipped"}
+    assert calls == []
+
+
+def test_changed_notebook_reruns_it_and_downstream_only(fake):
+    nbdir, calls, go, _ = fake
+    go()
+    _nb(nbdir / "b.ipynb", "x = 'b changed'")
+    st = _status(go())
+    assert st == {"a": "skipped", "b_AP": "ran", "b_PP": "ran", "c": "ran"}
+
+
+def test_outputs_of_a_notebook_do_not_count(fake):
+    nbdir, calls, go, _ = fake
+    go()
+    nb = nbformat.read(str(nbdir / "c.ipynb"), as_version=4)
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", text="hello")]
+    nb.cells[1].execution_count = 3
+    nbformat.write(nb, str(nbdir / "c.ipynb"))
+    assert set(_status(go()).values()) == {"skipped"}
+
+
+@pytest.mark.parametrize("change", ["manifest_hash", "code_hash", "settings"])
+def test_changed_inputs_rerun_everything(fake, change):
+    _, calls, go, _ = fake
+    go()
+    new = {"manifest_hash": "m2", "code_hash": "c2", "settings": {"unet": {"epochs": 2}}}[change]
+    assert set(_status(go(**{change: new})).values()) == {"ran"}
+
+
+def test_force_and_only(fake):
+    _, calls, go, _ = fake
+    go()
+    assert set(_status(go(force=True)).values()) == {"ran"}
+    res = go(only=["b"])  # a notebook name selects all its phases
+    assert _status(res) == {"b_AP": "skipped", "b_PP": "skipped"}
+    res = go(only=["b_PP"], force=True)
+    assert _status(res) == {"b_PP": "ran"} and calls[0][1]["phase"] == "PP"
+    with pytest.raises(run.RunError, match="no such step"):
+        go(only=["zz"])
+
+
+def test_upstream_change_propagates_with_only(fake):
+    nbdir, calls, go, _ = fake
+    go()
+    _nb(nbdir / "a.ipynb", "x = 'a changed'")
+    assert _status(go(only=["c"])) == {"c": "ran"}  # c's hash includes a's (through b)
+
+
+def test_failure_stops_run_names_step_and_keeps_earlier(fake):
+    nbdir, calls, go, tmp = fake
+    go()
+    _nb(nbdir / "b.ipynb", "raise RuntimeError('boom')")
+    with pytest.raises(run.RunError) as ei:
+        go()
+    msg = str(ei.value)
+    assert "b_AP" in msg and str(tmp / "out" / "executed" / "b_AP.ipynb") in msg
+    assert [c[0] for c in calls] == ["b_AP"]  # stopped: b_PP and c did not run
+    state = json.loads((tmp / "out" / "run_state.json").read_text())["steps"]
+    assert state["b_AP"]["status"] == "failed" and state["a"]["status"] == "ok"
+    assert (tmp / "out" / "executed" / "a.ipynb").exists()
+    # fixed: the failed step and its downstream run, the rest is skipped
+    _nb(nbdir / "b.ipynb", "x = 'b fixed'")
+    assert _status(go()) == {"a": "skipped", "b_AP": "ran", "b_PP": "ran", "c": "ran"}
+
+
+def test_unavailable_and_missing_steps_get_pages(fake, tmp_path):
+    nbdir, calls, go, tmp = fake
+    steps = _steps() + [
+        run.Step("opt", "a", {}, title="Optional chapter", available=lambda: (False, "the data are not here")),
+        run.Step("nonb", "zz", {}, title="Not yet written"),
+    ]
+    res = run.run_steps(steps, notebooks_dir=nbdir, executed_dir=tmp / "out" / "executed",
+                        state_path=tmp / "out" / "run_state.json", manifest_hash="m", code_hash="c", settings={},
+                        log=lambda s: None)
+    st = _status(res)
+    assert st["opt"] == "unavailable" and st["nonb"] == "missing"
+    book_exec = tmp / "book" / "executed"
+    book_exec.mkdir(parents=True)
+    (book_exec / "stale.ipynb").write_text("{}")
+    run.sync_executed(steps, res, tmp / "out" / "executed", book_exec)
+    assert not (book_exec / "stale.ipynb").exists()
+    assert (book_exec / "c.ipynb").exists()
+    page = (book_exec / "opt.md").read_text()
+    assert page.startswith("# Optional chapter") and "the data are not here" in page
+    assert "zz.ipynb is not in this checkout" in (book_exec / "nonb.md").read_text()
+
+
+def test_manifest_digest_follows_tables(tmp_path):
+    (tmp_path / "clin.csv").write_text("patient_id,age\nP1,50\n")
+    (tmp_path / "out.csv").write_text("patient_id,rfs_months,recurrence\nP1,3,1\n")
+    m = tmp_path / "m.csv"
+    m.write_text("patient_id,clinical_file,outcome_file,visual_file\nP1,clin.csv,out.csv,\n")
+    h1 = run.manifest_digest(m)
+    assert run.manifest_digest(m) == h1
+    (tmp_path / "clin.csv").write_text("patient_id,age\nP1,51\n")
+    assert run.manifest_digest(m) != h1
+
+
+def test_remote_resources_detects_cdn(tmp_path):
+    (tmp_path / "_static").mkdir()
+    (tmp_path / "_static" / "a.css").write_text("@font-face{src:url(https://fonts.example/f.woff2)}")
+    (tmp_path / "p.html").write_text(
+        '<html><head><script src="https://cdn.example/require.js"></script>'
+        '<link rel="stylesheet" href="//cdn.example/x.css"><link rel="next" href="https://example.org/n.html">'
+        '<script src="_static/local.js"></script><style>@import "https://x.example/y.css";</style></head>'
+        '<body><a href="https://example.org">a plain link</a></body></html>')
+    found = {(f, u) for f, _, u in run.remote_resources(tmp_path)}
+    assert found == {("p.html", "https://cdn.example/require.js"), ("p.html", "//cdn.example/x.css"),
+                     ("p.html", "https://x.example/y.css"), (str(Path("_static/a.css")), "https://fonts.example/f.woff2")}
+
+
+def test_papermill_really_executes_and_failure_keeps_error_copy(tmp_path):
+    """Real papermill with the project's kernel: parameters are injected; a failing cell leaves an executed copy."""
+    nbdir = tmp_path / "nb"
+    nbdir.mkdir()
+    _nb(nbdir / "ok.ipynb", "from pathlib import Path\nPath('ok_out.txt').write_text(f'{profile} {phase}')")
+    _nb(nbdir / "bad.ipynb", "raise ValueError('planted failure 42')")
+    steps = [run.Step("ok_PP", "ok", {"profile": "ci", "manifest": None, "seed": 1, "phase": "PP"}),
+             run.Step("bad", "bad", {"profile": "ci"}, deps=("ok_PP",)),
+             run.Step("after", "ok", {"profile": "ci"}, deps=("bad",))]
+    kw = dict(notebooks_dir=nbdir, executed_dir=tmp_path / "ex", state_path=tmp_path / "state.json",
+              manifest_hash="m", code_hash="c", settings={}, progress=False, log=lambda s: None)
+    with pytest.raises(run.RunError, match="planted failure 42") as ei:
+        run.run_steps(steps, **kw)
+    assert "bad.ipynb" in str(ei.value)
+    assert (nbdir / "ok_out.txt").read_text() == "ci PP"  # cwd = notebooks folder, parameters injected
+    bad = nbformat.read(str(tmp_path / "ex" / "bad.ipynb"), as_version=4)
+    errs = [o for c in bad.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert errs and errs[0]["ename"] == "ValueError"
+    assert not (tmp_path / "ex" / "after.ipynb").exists()
+    assert json.loads((tmp_path / "state.json").read_text())["steps"]["ok_PP"]["status"] == "ok"
+
+
+def test_book_builds_offline_with_a_widget_page(tmp_path, monkeypatch):
+    """A real Jupyter Book build (staged into HCC_ROOT) of a notebook holding an ipywidgets slider loads only local
+    JavaScript: require.js, the widgets HTML manager and MathJax come from book/_static/vendor."""
+    if not run.assets_present():
+        run.vendor_assets(log=lambda s: None)
+    steps = run.plan(load_profile("ci"), optional=False)
+    monkeypatch.setenv("HCC_ROOT", str(tmp_path))
+    nbdir = tmp_path / "nbsrc"
+    nbdir.mkdir()
+    _nb(nbdir / "w.ipynb", "import ipywidgets as w\nw.IntSlider(value=3, description='age')")
+    nb = nbformat.read(str(nbdir / "w.ipynb"), as_version=4)
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell("# A widget page\n\n$$e^{i\\pi} + 1 = 0$$"))
+    nbformat.write(nb, str(nbdir / "w.ipynb"))
+    ex = tmp_path / "ex"
+    import papermill as pm
+
+    ex.mkdir()
+    pm.execute_notebook(str(nbdir / "w.ipynb"), str(ex / "01_cohort_table.ipynb"), kernel_name=run.KERNEL,
+                        progress_bar=False)
+    res = [run.StepResult("01_cohort_table", "ran")] + [run.StepResult(s.name, "missing", reason="not in this test")
+                                                         for s in steps[1:]]
+    run.stage_book_sources(tmp_path)
+    run.sync_executed(steps, res, ex, tmp_path / "book" / "executed")
+    html = run.build_book(tmp_path, log=lambda s: None)
+    assert html == tmp_path / "book" / "_build" / "html" / "index.html"
+    page = (tmp_path / "book" / "_build" / "html" / "book" / "executed" / "01_cohort_table.html").read_text()
+    assert "application/vnd.jupyter.widget-state+json" in page
+    assert "_static/vendor/require.js" in page and "_static/vendor/html-manager/embed-amd.js" in page
+    assert "_static/vendor/mathjax/tex-mml-chtml.js" in page
+    assert (tmp_path / "book" / "_build" / "html" / "_static" / "vendor" / "html-manager" / "embed-amd.js").exists()
+    assert run.remote_resources(html.parent) == []
+    assert "not in this test" in (tmp_path / "book" / "_build" / "html" / "book" / "executed" /
+                                  "06_gradcam.html").read_text()
