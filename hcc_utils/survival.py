@@ -1,0 +1,1640 @@
+"""Survival stage: clinical-table preparation, development/validation split, Cox models, nomogram and figures.
+
+This is the glue behind ``notebooks/05_survival_nomogram.ipynb``. The notebook runs on *any* clinical table through a
+column mapping (a plain dict, so papermill can pass it as a parameter); nothing here knows which cohort it is given.
+
+Mapping format
+--------------
+::
+
+    {
+      "name": "GSE14520",                      # free text, used in reports
+      "id": "Affy_GSM",                        # patient id column (unique)
+      "time": "Recurr months",                 # recurrence-free time
+      "event": "Recurr status",                # 1 = recurrence, 0 = censored
+      "event_values": {"1": 1, "0": 0},        # optional; default accepts 0/1, yes/no, true/false, y/n
+      "time_unit": "months",                   # months | days | weeks | years (converted to months)
+      "missing": [".", "NA", ""],              # optional extra missing-value tokens (added to MISSING_TOKENS)
+      "signature": {"column": ..., "name": "signature", "type": "continuous" | "binary",
+                    "reference": "low", "per": 0.1, "label": ...},
+      "covariates": [
+         {"column": "Age", "name": "age", "type": "continuous", "label": "Age (years)", "per": 10},
+         {"column": "Gender", "name": "sex", "type": "binary", "reference": "F", "label": "Male sex"},
+         {"column": "BCLC staging", "name": "bclc", "type": "categorical", "reference": "0/A",
+          "recode": {"0": "0/A", "A": "0/A"}, "levels": ["0/A", "B", "C"]},
+      ],
+    }
+
+``type`` is ``continuous`` (numeric; the model uses ``value / per``), ``binary`` (exactly two levels after cleaning;
+``reference`` -> 0, the other level -> 1) or ``categorical`` (dummy coded against ``reference``). ``recode`` maps raw
+values (after stripping spaces) to analysis levels before anything else.
+
+Cleaning (:func:`prepare_table`): surrounding spaces are stripped, missing tokens (blank, ``NA``, ``.``, ...) become
+missing, numbers are parsed, levels are recoded; every change is counted per column in a report (a DataFrame saved as
+``cleaning_report.csv``). Rows without id, time, event or signature are dropped (and counted). A value that cannot be
+read (a negative time, an event code outside the accepted ones, a non-numeric value in a continuous column, a third
+level in a binary column) raises ``ValueError`` naming the patient, the file and the column.
+
+Statistics used (where the library choice matters)
+--------------------------------------------------
+* Cox models: lifelines ``CoxPHFitter`` (Efron ties, no penalty); Wald CIs and p; AIC = -2 log partial likelihood + 2k,
+  which is R's ``extractAIC`` for ``coxph``; stepwise selection as R's ``step(direction="both")`` over terms (a
+  categorical variable is one term), with the signature kept in the lower scope.
+* Kaplan-Meier and log-rank: lifelines (log-rank as R ``survdiff``).
+* Harrell's C: lifelines ``concordance_index`` (ties in risk count 1/2, as R ``survival::concordance``).
+* tdAUC: scikit-survival ``cumulative_dynamic_auc`` (cumulative/dynamic, IPCW with Kaplan-Meier censoring weights,
+  cases T <= t as riskRegression ``Score``).
+* CIs of C and tdAUC and the p for the difference between two models: paired, seeded bootstrap of patients (percentile
+  CI; p from the bootstrap SE of the difference, normal approximation).
+* Calibration at the landmark: KM observed vs mean predicted by quantile group of predicted risk; in development the
+  observed values are corrected for optimism by the bootstrap as rms ``calibrate(cmethod="KM", u=24)``.
+* Decision curve: survival net benefit at the landmark with KM risk within "treated" patients (Vickers et al. 2008).
+* Nomogram: rms scaling (100 points for the term with the widest range of beta*x over its displayed range); predicted
+  RFS(t) = S0(t) ** exp(LP - centre) with lifelines' Breslow baseline at the covariate means.
+"""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "MISSING_TOKENS", "GSE14520_MAPPING", "synthetic_mapping", "normalise_mapping", "read_table", "prepare_table",
+    "Prepared", "split_cohorts", "design_matrix", "fit_cox", "risk_groups", "km_table", "univariable_cox",
+    "multivariable_cox", "stepwise_aic", "Nomogram", "discrimination_table", "calibration", "decision_curve",
+    "tdauc_over_time", "run_survival", "SurvivalResult", "save_results", "load_synthetic_table",
+    "plot_km", "plot_calibration", "plot_decision_curves", "plot_tdauc", "plot_nomogram", "nomogram_html",
+]
+
+MISSING_TOKENS = ("", ".", "NA", "N/A", "na", "n/a", "NaN", "nan", "NULL", "null", "None", "none", "?", "-")
+TIME_UNITS = {"months": 1.0, "month": 1.0, "days": 12.0 / 365.25, "day": 12.0 / 365.25,
+              "weeks": 12.0 / 52.1775, "week": 12.0 / 52.1775, "years": 12.0, "year": 12.0}
+EVENT_DEFAULT = {"1": 1, "0": 0, "1.0": 1, "0.0": 0, "yes": 1, "no": 0, "y": 1, "n": 0, "true": 1, "false": 0,
+                 "recurrence": 1, "censored": 0}
+
+# GSE14520 (Roessler et al., Cancer Res 2010), supplementary clinical table: ``../shared/data/gse14520/clinical.tsv``.
+# The "Predicted risk Metastasis Signature" is a molecular (gene-expression) signature; it plays the role of the DSFR
+# signature here. TNM sub-stages IIIA/IIIB/IIIC are pooled with III, BCLC 0 with A (few patients per level).
+GSE14520_MAPPING: dict[str, Any] = {
+    "name": "GSE14520",
+    "id": "Affy_GSM",
+    "time": "Recurr months",
+    "event": "Recurr status",
+    "event_values": {"1": 1, "0": 0},
+    "time_unit": "months",
+    "missing": ["."],
+    "signature": {"column": "Predicted risk Metastasis Signature", "name": "signature", "type": "binary",
+                  "reference": "low", "label": "Metastasis signature (high vs low)"},
+    "covariates": [
+        {"column": "Gender", "name": "male", "type": "binary", "reference": "F", "label": "Male sex"},
+        {"column": "Age", "name": "age", "type": "continuous", "per": 10, "label": "Age (per 10 years)"},
+        {"column": "HBV viral status", "name": "hbv", "type": "categorical", "reference": "CC",
+         "levels": ["CC", "AVR-CC", "N"], "label": "HBV status (vs chronic carrier)"},
+        {"column": "ALT(>/<=50U/L)", "name": "alt_gt50", "type": "binary", "reference": "low",
+         "label": "ALT > 50 U/L"},
+        {"column": "Main Tumor Size (>/<=5 cm)", "name": "size_gt5", "type": "binary", "reference": "small",
+         "label": "Tumour size > 5 cm"},
+        {"column": "Multinodular", "name": "multinodular", "type": "binary", "reference": "N",
+         "label": "Multinodular"},
+        {"column": "Cirrhosis", "name": "cirrhosis", "type": "binary", "reference": "N", "label": "Cirrhosis"},
+        {"column": "TNM staging", "name": "tnm", "type": "categorical", "reference": "I",
+         "recode": {"IIIA": "III", "IIIB": "III", "IIIC": "III"}, "levels": ["I", "II", "III"],
+         "label": "TNM stage (vs I)"},
+        {"column": "BCLC staging", "name": "bclc", "type": "categorical", "reference": "0/A",
+         "recode": {"0": "0/A", "A": "0/A"}, "levels": ["0/A", "B", "C"], "label": "BCLC stage (vs 0/A)"},
+        {"column": "AFP (>/<=300ng/ml)", "name": "afp_gt300", "type": "binary", "reference": "low",
+         "label": "AFP > 300 ng/mL"},
+    ],
+}
+# Split rule used for GSE14520 (no centre split exists): seeded stratified split, 30 % validation, stratified by
+# recurrence status.
+GSE14520_SPLIT: dict[str, Any] = {"method": "stratified", "fraction": 0.3}
+
+
+def synthetic_mapping() -> dict[str, Any]:
+    """Column mapping of the synthetic cohort's patient table joined with ``models/signature.csv``.
+
+    Built from :data:`hcc_utils.manifest.CLINICAL_VARIABLES` so it follows the manifest schema.
+    """
+    from hcc_utils.manifest import CLINICAL_VARIABLES
+
+    cov = []
+    for v in CLINICAL_VARIABLES:
+        if v.kind == "continuous":
+            cov.append({"column": v.name, "name": v.name, "type": "continuous", "label": v.label,
+                        **({"per": 10} if v.name == "age" else {})})
+        elif v.kind == "binary":
+            cov.append({"column": v.name, "name": v.name, "type": "binary", "reference": 0, "label": v.label})
+        else:
+            ref = "F" if v.name == "sex" else v.levels[0]
+            cov.append({"column": v.name, "name": v.name, "type": "binary" if len(v.levels) == 2 else "categorical",
+                        "reference": ref, "levels": list(v.levels), "label": v.label})
+    return {
+        "name": "synthetic",
+        "id": "patient_id",
+        "time": "rfs_months",
+        "event": "recurrence",
+        "time_unit": "months",
+        "signature": {"column": "dsfr_signature", "name": "signature", "type": "continuous", "per": 0.1,
+                      "label": "DSFR signature (per 0.1)"},
+        "covariates": cov,
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# mapping and cleaning
+# ----------------------------------------------------------------------------------------------------------------
+def normalise_mapping(mapping: dict[str, Any]) -> dict[str, Any]:
+    """Check a column mapping and fill defaults; returns a new dict.
+
+    Raises
+    ------
+    ValueError
+        On a missing key, an unknown type or time unit, a categorical variable without reference, or duplicate names.
+    """
+    if not isinstance(mapping, dict):
+        raise ValueError(f"column mapping must be a dict, got {type(mapping).__name__}")
+    m = json.loads(json.dumps(mapping))  # deep copy, and proves it is JSON-able (papermill parameters)
+    for key in ("id", "time", "event", "signature"):
+        if key not in m or m[key] in (None, ""):
+            raise ValueError(f"column mapping lacks {key!r}")
+    m.setdefault("name", "table")
+    m.setdefault("time_unit", "months")
+    if str(m["time_unit"]).lower() not in TIME_UNITS:
+        raise ValueError(f"time_unit {m['time_unit']!r} not one of months, days, weeks, years")
+    m["missing"] = list(MISSING_TOKENS) + [str(t) for t in m.get("missing", []) if str(t) not in MISSING_TOKENS]
+    sig = m["signature"]
+    if isinstance(sig, str):
+        sig = {"column": sig}
+    sig = dict(sig)
+    sig.setdefault("name", "signature")
+    sig.setdefault("type", "continuous")
+    m["signature"] = _normalise_var(sig, "signature")
+    covs = m.get("covariates") or []
+    if isinstance(covs, dict):  # {"column": {spec}} form
+        covs = [{"column": k, **(v or {})} for k, v in covs.items()]
+    m["covariates"] = [_normalise_var(dict(c), f"covariate {i}") for i, c in enumerate(covs)]
+    names = [m["signature"]["name"]] + [c["name"] for c in m["covariates"]]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"column mapping: variable names used twice: {dup}")
+    reserved = {"time", "event", "cohort", "er"}
+    bad = reserved.intersection(names)
+    if bad:
+        raise ValueError(f"column mapping: variable names {sorted(bad)} are reserved")
+    return m
+
+
+def _normalise_var(v: dict, where: str) -> dict:
+    if "column" not in v:
+        raise ValueError(f"column mapping: {where} lacks 'column'")
+    v.setdefault("name", _safe_name(str(v["column"])))
+    v.setdefault("label", v["name"])
+    v["type"] = str(v.get("type", "continuous")).lower()
+    if v["type"] not in ("continuous", "binary", "categorical"):
+        raise ValueError(f"column mapping: {where} ({v['column']!r}) has type {v['type']!r}; "
+                         "use continuous, binary or categorical")
+    if v["type"] == "categorical" and v.get("reference") is None:
+        raise ValueError(f"column mapping: categorical {v['column']!r} needs a 'reference' level")
+    if v["type"] == "continuous":
+        v["per"] = float(v.get("per", 1.0))
+        if not v["per"] > 0:
+            raise ValueError(f"column mapping: 'per' of {v['column']!r} must be > 0")
+    if v.get("reference") is not None:
+        v["reference"] = str(v["reference"])
+    if v.get("levels") is not None:
+        v["levels"] = [str(x) for x in v["levels"]]
+    v["recode"] = {str(k): str(x) for k, x in (v.get("recode") or {}).items()}
+    return v
+
+
+def _safe_name(s: str) -> str:
+    out = "".join(ch.lower() if ch.isalnum() else "_" for ch in s).strip("_")
+    while "__" in out:
+        out = out.replace("__", "_")
+    return out or "var"
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a clinical table as strings (CSV, TSV/TXT, or Excel ``file.xlsx`` / ``file.xlsx#Sheet``).
+
+    Everything is read as text so that cleaning can report what it changed.
+    """
+    spath = str(path)
+    sheet = None
+    if "#" in spath and spath.lower().split("#")[0].endswith((".xlsx", ".xls")):
+        spath, sheet = spath.split("#", 1)
+    p = Path(spath)
+    if not p.exists():
+        raise FileNotFoundError(f"clinical table {p} does not exist")
+    suffix = p.suffix.lower()
+    if suffix in (".xlsx", ".xls"):
+        df = pd.read_excel(p, sheet_name=sheet or 0, dtype=str, keep_default_na=False)
+    elif suffix in (".tsv", ".txt", ".tab"):
+        df = pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False)
+    else:
+        df = pd.read_csv(p, sep=None, engine="python", dtype=str, keep_default_na=False)
+    df.attrs["source"] = str(path)
+    return df
+
+
+@dataclass
+class Prepared:
+    """A cleaned analysis table.
+
+    Attributes
+    ----------
+    data : DataFrame
+        Index = patient id; columns ``time`` (months), ``event`` (0/1), ``er`` (event before the landmark), the
+        signature and covariates under their mapping names (continuous as float, binary as 0/1, categorical as
+        level strings), and ``cohort`` once :func:`split_cohorts` has run.
+    mapping : dict
+        The normalised mapping.
+    report : DataFrame
+        One row per mapped column: what was read, treated as missing, recoded or dropped.
+    source : str
+        File the table came from (for error messages and the report).
+    """
+
+    data: pd.DataFrame
+    mapping: dict
+    report: pd.DataFrame
+    source: str
+    n_raw: int = 0
+    dropped: dict = field(default_factory=dict)
+
+    @property
+    def variables(self) -> list[dict]:
+        return [self.mapping["signature"]] + list(self.mapping["covariates"])
+
+    def var(self, name: str) -> dict:
+        for v in self.variables:
+            if v["name"] == name:
+                return v
+        raise KeyError(f"no variable {name!r} in the mapping")
+
+
+def prepare_table(table: pd.DataFrame | str | Path, mapping: dict, landmark: float = 24.0,
+                  source: str | None = None) -> Prepared:
+    """Clean a clinical table according to a column mapping.
+
+    Parameters
+    ----------
+    table : DataFrame or path
+        Raw table (read as text preferred; see :func:`read_table`).
+    mapping : dict
+        Column mapping (module docstring).
+    landmark : float
+        Landmark in months for the early-recurrence label ``er`` (event before the landmark; censored before it -> 0,
+        as :func:`hcc_utils.manifest.early_recurrence`).
+    source : str, optional
+        File name used in messages (defaults to the table's ``attrs["source"]``).
+
+    Returns
+    -------
+    Prepared
+    """
+    if not isinstance(table, pd.DataFrame):
+        table = read_table(table)
+    m = normalise_mapping(mapping)
+    src = source or table.attrs.get("source", "<table>")
+    raw = table.copy()
+    raw.columns = [str(c).strip() for c in raw.columns]
+    needed = [m["id"], m["time"], m["event"]] + [v["column"] for v in [m["signature"]] + m["covariates"]]
+    missing_cols = [c for c in needed if c not in raw.columns]
+    if missing_cols:
+        raise ValueError(f"{src}: column(s) {missing_cols} named in the mapping are not in the table "
+                         f"(columns: {list(raw.columns)})")
+    tokens = set(m["missing"])
+    report = []
+
+    def clean_text(col):
+        s = raw[col].astype(object)
+        isna0 = s.isna()
+        s = s.where(isna0, s.astype(str))
+        stripped = s.where(isna0, s.str.strip())
+        n_space = int((~isna0 & (stripped != s)).sum())
+        is_tok = ~isna0 & stripped.isin(tokens)
+        n_blank = int((~isna0 & (stripped == "")).sum()) + int(isna0.sum())
+        n_tok = int(is_tok.sum()) - int((~isna0 & (stripped == "")).sum())
+        tok_seen = sorted(set(stripped[is_tok & (stripped != "")]))
+        out = stripped.where(~is_tok & ~isna0, None)
+        return out, n_space, n_blank, n_tok, tok_seen
+
+    # id
+    ids, n_space, n_blank, n_tok, _ = clean_text(m["id"])
+    if ids.isna().any():
+        rows = [int(i) + 2 for i in np.where(ids.isna())[0]]
+        raise ValueError(f"{src}: column {m['id']!r} (patient id) is empty in data row(s) {rows[:10]} "
+                         "(row numbers count the header as row 1)")
+    dups = ids[ids.duplicated()].unique().tolist()
+    if dups:
+        raise ValueError(f"{src}: patient id(s) {dups[:10]} appear more than once in column {m['id']!r}")
+    out = pd.DataFrame(index=pd.Index(ids.values, name="patient_id"))
+
+    def rec(column, name, role, kind, n_read, n_space, n_blank, n_tok, tok_seen, recoded="", n_missing=0, note=""):
+        report.append({"column": column, "variable": name, "role": role, "type": kind, "n_rows": len(raw),
+                       "n_stripped_spaces": n_space, "n_blank": n_blank, "n_missing_token": n_tok,
+                       "missing_tokens_seen": " ".join(repr(t) for t in tok_seen), "recoded": recoded,
+                       "n_missing": n_missing, "n_valid": n_read, "note": note})
+
+    rec(m["id"], "patient_id", "id", "id", len(ids), n_space, n_blank, n_tok, [])
+
+    # time
+    t, n_space, n_blank, n_tok, tok_seen = clean_text(m["time"])
+    tnum = _to_float(t, ids, src, m["time"])
+    if (tnum < 0).any():
+        pid = ids[tnum < 0].iloc[0]
+        raise ValueError(f"{src}: patient {pid}: negative time {t[ids == pid].iloc[0]!r} in column {m['time']!r}")
+    factor = TIME_UNITS[str(m["time_unit"]).lower()]
+    out["time"] = tnum.values * factor
+    rec(m["time"], "time", "time", f"time ({m['time_unit']} -> months)", int(tnum.notna().sum()), n_space, n_blank,
+        n_tok, tok_seen, recoded="" if factor == 1 else f"x {factor:.6g} to months", n_missing=int(tnum.isna().sum()))
+
+    # event
+    e, n_space, n_blank, n_tok, tok_seen = clean_text(m["event"])
+    emap = {str(k).strip().lower(): int(v) for k, v in (m.get("event_values") or EVENT_DEFAULT).items()}
+    ev = pd.Series(np.nan, index=e.index)
+    for i, val in e.items():
+        if val is None:
+            continue
+        key = str(val).strip().lower()
+        if key not in emap:
+            raise ValueError(f"{src}: patient {ids[i]}: event value {val!r} in column {m['event']!r} is not one of "
+                             f"{sorted(emap)}")
+        ev[i] = emap[key]
+    out["event"] = ev.values
+    rec(m["event"], "event", "event", "event 0/1", int(ev.notna().sum()), n_space, n_blank, n_tok, tok_seen,
+        recoded=", ".join(f"{k}->{v}" for k, v in sorted(emap.items()) if k in set(e.dropna().str.lower())),
+        n_missing=int(ev.isna().sum()))
+
+    # variables
+    for v in [m["signature"]] + m["covariates"]:
+        role = "signature" if v is m["signature"] else "covariate"
+        s, n_space, n_blank, n_tok, tok_seen = clean_text(v["column"])
+        recoded = []
+        if v["recode"]:
+            hits = s.isin(list(v["recode"]))
+            for k, x in v["recode"].items():
+                n = int((s == k).sum())
+                if n:
+                    recoded.append(f"{k!r}->{x!r} ({n})")
+            s = s.where(~hits, s.map(v["recode"]))
+        note = ""
+        if v["type"] == "continuous":
+            vals = _to_float(s, ids, src, v["column"])
+            out[v["name"]] = vals.values
+        else:
+            present = sorted(set(s.dropna()), key=_level_key)
+            levels = v.get("levels") or present
+            extra = [x for x in present if x not in levels]
+            if extra:
+                pid = ids[s.isin(extra)].iloc[0]
+                raise ValueError(f"{src}: patient {pid}: value {extra[0]!r} in column {v['column']!r} is not one of "
+                                 f"the mapped levels {levels}")
+            ref = v.get("reference")
+            if v["type"] == "binary":
+                if len(levels) != 2 and len(present) > 2:
+                    pid = ids[s == present[2]].iloc[0]
+                    raise ValueError(f"{src}: column {v['column']!r} is mapped as binary but has levels {present} "
+                                     f"(e.g. patient {pid}); map it as categorical or recode it")
+                if ref is None:
+                    ref = levels[0]
+                if ref not in levels and len(levels) == 2:
+                    raise ValueError(f"{src}: reference {ref!r} of column {v['column']!r} is not a level {levels}")
+                if len(levels) < 2:
+                    note = f"only one level present ({levels})"
+                other = [x for x in levels if x != ref]
+                v["levels"] = [ref] + other[:1]
+                v["reference"] = ref
+                codes = s.map({ref: 0.0, **{o: 1.0 for o in other}})
+                out[v["name"]] = codes.astype(float).values
+                if not (set(levels) <= {"0", "1"} and ref == "0"):
+                    recoded.append(f"{ref!r}->0, {other[0]!r}->1" if other else f"{ref!r}->0")
+            else:
+                if ref not in levels:
+                    raise ValueError(f"{src}: reference {ref!r} of column {v['column']!r} is not a level {levels}")
+                v["levels"] = [ref] + [x for x in levels if x != ref]
+                out[v["name"]] = s.values
+                absent = [x for x in levels if x not in present]
+                if absent:
+                    note = f"levels {absent} not present"
+        n_mis = int(pd.isna(out[v["name"]]).sum())
+        rec(v["column"], v["name"], role, v["type"], len(out) - n_mis, n_space, n_blank, n_tok, tok_seen,
+            recoded="; ".join(recoded), n_missing=n_mis, note=note)
+
+    # rows that cannot be analysed at all
+    n_raw = len(out)
+    dropped = {}
+    for col, label in (("time", m["time"]), ("event", m["event"]), (m["signature"]["name"], m["signature"]["column"])):
+        bad = out[col].isna()
+        if bad.any():
+            dropped[label] = out.index[bad].tolist()
+        out = out[~bad]
+    out["event"] = out["event"].astype(int)
+    out["er"] = ((out["event"] == 1) & (out["time"] < float(landmark))).astype(int)
+    rep = pd.DataFrame(report)
+    rep["n_rows_dropped"] = [len(dropped.get(c, [])) for c in rep["column"]]
+    rep.attrs["n_raw"] = n_raw
+    rep.attrs["n_analysed"] = len(out)
+    return Prepared(data=out, mapping=m, report=rep, source=str(src), n_raw=n_raw, dropped=dropped)
+
+
+def _level_key(x: str):
+    try:
+        return (0, float(x), x)
+    except ValueError:
+        return (1, 0.0, x)
+
+
+def _to_float(s: pd.Series, ids: pd.Series, src: str, column: str) -> pd.Series:
+    out = pd.to_numeric(s, errors="coerce")
+    bad = s.notna() & out.isna()
+    if bad.any():
+        i = bad[bad].index[0]
+        raise ValueError(f"{src}: patient {ids[i]}: value {s[i]!r} in column {column!r} is not a number")
+    return out.astype(float)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# synthetic cohort input
+# ----------------------------------------------------------------------------------------------------------------
+def load_synthetic_table(manifest_path: str | Path, signature_csv: str | Path) -> pd.DataFrame:
+    """Patient table of the manifest joined with ``models/signature.csv`` (patient_id, cohort, dsfr_signature).
+
+    Raises
+    ------
+    FileNotFoundError
+        When the signature file has not been written yet (notebook 04 writes it).
+    ValueError
+        When a patient lacks a signature or the cohorts disagree.
+    """
+    from hcc_utils.manifest import load_patient_table
+
+    signature_csv = Path(signature_csv)
+    if not signature_csv.exists():
+        raise FileNotFoundError(f"{signature_csv} not found: run notebook 04 (model comparison) first")
+    pt = load_patient_table(manifest_path)
+    sig = pd.read_csv(signature_csv, dtype={"patient_id": str}).set_index("patient_id")
+    for col in ("cohort", "dsfr_signature"):
+        if col not in sig.columns:
+            raise ValueError(f"{signature_csv}: column {col!r} missing")
+    pt.index = pt.index.astype(str)
+    lost = [p for p in pt.index if p not in sig.index]
+    if lost:
+        raise ValueError(f"{signature_csv}: no dsfr_signature for patient(s) {lost[:10]}")
+    if "cohort" in pt.columns:
+        diff = [p for p in pt.index if str(pt.at[p, "cohort"]) != str(sig.at[p, "cohort"])]
+        if diff:
+            raise ValueError(f"{signature_csv}: cohort of patient {diff[0]} differs from the manifest")
+    df = pt.join(sig[["dsfr_signature"]])
+    df = df.reset_index().rename(columns={"index": "patient_id"})
+    if "patient_id" not in df.columns:
+        df = df.rename(columns={df.columns[0]: "patient_id"})
+    out = df.astype(object).where(df.notna(), "")
+    out = out.astype(str)
+    out.attrs["source"] = f"{manifest_path} + {signature_csv}"
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# split
+# ----------------------------------------------------------------------------------------------------------------
+def split_cohorts(prep: Prepared, rule: str | dict | None, seed: int, raw: pd.DataFrame | None = None) -> Prepared:
+    """Assign ``cohort`` (development / validation) to each patient.
+
+    Parameters
+    ----------
+    prep : Prepared
+    rule : str, dict or None
+        * a column name of the raw table whose values are ``development`` / ``validation`` (case and spaces ignored;
+          ``train``/``test`` and ``dev``/``val`` also accepted), or ``{"column": c, "development": v1,
+          "validation": v2}``;
+        * ``{"method": "stratified", "fraction": f, "seed": s}``: seeded random split, a fraction ``f`` of patients
+          to validation, stratified by event status (scikit-learn ``train_test_split``); ``seed`` defaults to the
+          ``seed`` argument;
+        * ``None``: the raw table's ``cohort`` column when there is one, else stratified with fraction 0.3.
+    seed : int
+    raw : DataFrame, optional
+        The raw table (needed for a column rule whose column is not in ``prep.data``).
+
+    Returns
+    -------
+    Prepared
+        Same object, ``data["cohort"]`` filled, ``mapping["split"]`` records the rule used.
+    """
+    data = prep.data
+    if rule is None:
+        has_col = (raw is not None and "cohort" in raw.columns) or "cohort" in data.columns
+        rule = "cohort" if has_col else {"method": "stratified", "fraction": 0.3}
+    if isinstance(rule, str):
+        rule = {"column": rule}
+    rule = dict(rule)
+    if "column" in rule:
+        col = rule["column"]
+        if col in data.columns:
+            vals = data[col]
+        elif raw is not None and col in raw.columns:
+            vals = pd.Series(raw[col].values, index=raw[prep.mapping["id"]].astype(str).str.strip()).reindex(data.index)
+        else:
+            raise ValueError(f"{prep.source}: split column {col!r} is not in the table")
+        dev_v = str(rule.get("development", "development")).strip().lower()
+        val_v = str(rule.get("validation", "validation")).strip().lower()
+        aliases = {dev_v: "development", val_v: "validation"}
+        if "development" not in rule:
+            aliases.update({"dev": "development", "train": "development", "training": "development"})
+        if "validation" not in rule:
+            aliases.update({"val": "validation", "test": "validation", "valid": "validation"})
+        coh = []
+        for pid, x in vals.items():
+            key = str(x).strip().lower()
+            if key not in aliases:
+                raise ValueError(f"{prep.source}: patient {pid}: split column {col!r} has {x!r}, expected "
+                                 f"{rule.get('development', 'development')!r} or "
+                                 f"{rule.get('validation', 'validation')!r}")
+            coh.append(aliases[key])
+        data["cohort"] = coh
+        rule_used = {"column": col}
+    elif rule.get("method") == "stratified":
+        from sklearn.model_selection import train_test_split
+
+        frac = float(rule.get("fraction", 0.3))
+        if not 0 < frac < 1:
+            raise ValueError(f"split fraction must be in (0, 1), got {frac}")
+        s = int(rule.get("seed", seed) if rule.get("seed") is not None else seed)
+        idx = np.arange(len(data))
+        strat = data["event"].values if data["event"].value_counts().min() >= 2 else None
+        _, val_idx = train_test_split(idx, test_size=frac, random_state=s, stratify=strat)
+        coh = np.array(["development"] * len(data), dtype=object)
+        coh[val_idx] = "validation"
+        data["cohort"] = coh
+        rule_used = {"method": "stratified", "fraction": frac, "seed": s, "stratify": "event"}
+    else:
+        raise ValueError(f"unknown split rule {rule!r}: give a column name or "
+                         "{'method': 'stratified', 'fraction': f, 'seed': s}")
+    for c in ("development", "validation"):
+        sub = data[data["cohort"] == c]
+        if len(sub) == 0:
+            raise ValueError(f"{prep.source}: the split leaves no {c} patients")
+        if sub["event"].sum() == 0:
+            raise ValueError(f"{prep.source}: the {c} cohort has no events; survival models cannot be fitted")
+    prep.mapping["split"] = rule_used
+    return prep
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Cox models
+# ----------------------------------------------------------------------------------------------------------------
+def term_columns(var: dict) -> list[str]:
+    """Design-matrix columns of one term (``name`` or ``name[level]`` per non-reference level)."""
+    if var["type"] == "categorical":
+        return [f"{var['name']}[{lv}]" for lv in var["levels"][1:]]
+    return [var["name"]]
+
+
+def design_matrix(data: pd.DataFrame, variables: list[dict]) -> pd.DataFrame:
+    """Numeric design matrix: continuous ``value / per``, binary 0/1, categorical dummies against the reference."""
+    cols = {}
+    for v in variables:
+        x = data[v["name"]]
+        if v["type"] == "continuous":
+            cols[v["name"]] = x.astype(float) / v["per"]
+        elif v["type"] == "binary":
+            cols[v["name"]] = x.astype(float)
+        else:
+            for lv in v["levels"][1:]:
+                cols[f"{v['name']}[{lv}]"] = np.where(x.isna(), np.nan, (x == lv).astype(float))
+    return pd.DataFrame(cols, index=data.index)
+
+
+def fit_cox(data: pd.DataFrame, variables: list[dict]):
+    """Fit a Cox model (lifelines, Efron ties) on complete cases of ``variables``.
+
+    Returns
+    -------
+    lifelines.CoxPHFitter
+        With ``variables_`` (the term specs) and ``n_`` set.
+    """
+    from lifelines import CoxPHFitter
+
+    X = design_matrix(data, variables)
+    df = pd.concat([data[["time", "event"]], X], axis=1).dropna()
+    const = [c for c in X.columns if df[c].nunique() < 2]
+    if const:
+        raise ValueError(f"Cox model: column(s) {const} are constant in the {len(df)} complete cases")
+    cph = CoxPHFitter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cph.fit(df, duration_col="time", event_col="event")
+    cph.variables_ = variables
+    cph.n_ = len(df)
+    return cph
+
+
+def _cox_rows(cph, variables: list[dict], prefix: str = "") -> list[dict]:
+    s = cph.summary
+    rows = []
+    for v in variables:
+        for c in term_columns(v):
+            lv = c[len(v["name"]) + 1:-1] if v["type"] == "categorical" else (
+                v["levels"][1] if v["type"] == "binary" and v.get("levels") else "")
+            rows.append({"variable": v["name"], "label": v["label"], "level": lv, "column": c,
+                         f"{prefix}coef": s.loc[c, "coef"], f"{prefix}hr": s.loc[c, "exp(coef)"],
+                         f"{prefix}hr_lower": s.loc[c, "exp(coef) lower 95%"],
+                         f"{prefix}hr_upper": s.loc[c, "exp(coef) upper 95%"], f"{prefix}p": s.loc[c, "p"]})
+    return rows
+
+
+def _lr_p(data: pd.DataFrame, var: dict, others: list[dict]) -> float:
+    """Likelihood-ratio p of one term given ``others`` (same complete cases)."""
+    from scipy.stats import chi2
+
+    cols = ["time", "event"] + [v["name"] for v in others + [var]]
+    sub = data[cols].dropna()
+    full = fit_cox(sub, others + [var])
+    if others:
+        ll0 = fit_cox(sub, others).log_likelihood_
+    else:
+        ll0 = _null_loglik(sub)
+    df_ = len(term_columns(var))
+    return float(chi2.sf(2 * (full.log_likelihood_ - ll0), df_))
+
+
+def _null_loglik(sub: pd.DataFrame) -> float:
+    """Log partial likelihood of the null Cox model (Efron ties; equals Breslow with no covariates)."""
+    t = sub["time"].to_numpy(float)
+    e = sub["event"].to_numpy(int)
+    ll = 0.0
+    for ti in np.unique(t[e == 1]):
+        d = int(((t == ti) & (e == 1)).sum())
+        r = int((t >= ti).sum())
+        for j in range(d):  # Efron with all risk scores 1: sum_j log(r - j)
+            ll -= math.log(r - j)
+    return ll
+
+
+def univariable_cox(dev: pd.DataFrame, variables: list[dict]) -> pd.DataFrame:
+    """Univariable Cox model of each variable on the development cohort (Table S1).
+
+    Each variable uses its own complete cases. ``p_term`` is the likelihood-ratio p of the whole term (equal to the
+    Wald p in size for one-column terms; the screening p for categorical variables).
+    """
+    rows = []
+    for v in variables:
+        cph = fit_cox(dev, [v])
+        r = _cox_rows(cph, [v])
+        p_term = _lr_p(dev, v, []) if v["type"] == "categorical" else r[0]["p"]
+        for x in r:
+            x["n"] = cph.n_
+            x["events"] = int(cph.event_observed.sum())
+            x["p_term"] = p_term
+        rows += r
+    return pd.DataFrame(rows)
+
+
+def multivariable_cox(dev: pd.DataFrame, variables: list[dict]):
+    """Multivariable Cox of ``variables`` on complete cases; returns (fit, table)."""
+    cph = fit_cox(dev, variables)
+    tab = pd.DataFrame(_cox_rows(cph, variables))
+    tab["n"] = cph.n_
+    return cph, tab
+
+
+def stepwise_aic(dev: pd.DataFrame, variables: list[dict], keep: tuple[str, ...] = ("signature",),
+                 start: str = "full") -> tuple[list[dict], pd.DataFrame]:
+    """Stepwise selection by AIC in both directions, as R ``step(fit, scope=list(lower=~keep, upper=~all))``.
+
+    All models are fitted on the complete cases of ``variables`` (as R requires). At each step every single-term
+    drop (not of ``keep``) and add is tried; the move with the lowest AIC is taken while it lowers the AIC.
+
+    Returns
+    -------
+    selected : list of dict
+        Terms of the final model in mapping order.
+    trace : DataFrame
+        step, action, term, aic.
+    """
+    names = [v["name"] for v in variables]
+    sub = dev[["time", "event"] + names].dropna()
+    by = {v["name"]: v for v in variables}
+
+    def aic(terms):
+        if not terms:
+            return -2 * _null_loglik(sub)
+        cph = fit_cox(sub, [by[t] for t in terms])
+        return -2 * cph.log_likelihood_ + 2 * len(cph.params_)
+
+    current = list(names) if start == "full" else [k for k in keep if k in by]
+    cur_aic = aic(current)
+    trace = [{"step": 0, "action": "start", "term": "+".join(current), "aic": cur_aic, "n": len(sub)}]
+    step = 0
+    while True:
+        step += 1
+        moves = []
+        for t in current:
+            if t in keep:
+                continue
+            moves.append(("drop", t, aic([x for x in current if x != t])))
+        for t in names:
+            if t not in current:
+                moves.append(("add", t, aic([x for x in names if x in current or x == t])))
+        if not moves:
+            break
+        act, term, a = min(moves, key=lambda m: (m[2], m[0], m[1]))
+        if a >= cur_aic - 1e-9:
+            break
+        current = [x for x in current if x != term] if act == "drop" else [x for x in names if x in current or x == term]
+        cur_aic = a
+        trace.append({"step": step, "action": act, "term": term, "aic": a, "n": len(sub)})
+    return [by[t] for t in names if t in current], pd.DataFrame(trace)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# risk groups
+# ----------------------------------------------------------------------------------------------------------------
+def youden_cutoff(y, score) -> float:
+    """Youden threshold as pROC ``coords(x="best")``: midpoint between adjacent observed scores (high = positive)."""
+    try:
+        from hcc_utils import stats as _st
+
+        return float(_st.youden_threshold(y, score))
+    except (ImportError, AttributeError):
+        pass
+    y = np.asarray(y, int)
+    s = np.asarray(score, float)
+    u = np.unique(s)
+    cuts = np.concatenate([[-np.inf], (u[:-1] + u[1:]) / 2, [np.inf]])
+    best, bc = -np.inf, cuts[0]
+    for c in cuts:
+        pred = s >= c
+        sen = (pred & (y == 1)).sum() / max((y == 1).sum(), 1)
+        spe = (~pred & (y == 0)).sum() / max((y == 0).sum(), 1)
+        if sen + spe > best + 1e-12:
+            best, bc = sen + spe, c
+    return float(bc)
+
+
+def risk_groups(prep: Prepared, landmark: float, method: str = "youden") -> dict:
+    """High/low risk groups of the signature; the cutoff is chosen on the development cohort only.
+
+    Continuous signature: ``youden`` = Youden threshold for early recurrence (event before ``landmark``) among
+    development patients whose status at the landmark is known (patients censored before it are left out of the
+    choice), or ``median`` = development median. Binary signature: its two levels. Adds ``risk_group`` (high/low).
+    """
+    d = prep.data
+    sig = prep.mapping["signature"]
+    x = d[sig["name"]]
+    if sig["type"] == "binary":
+        d["risk_group"] = np.where(x == 1, "high", "low")
+        return {"method": f"signature levels ({sig['levels'][1]!r} = high)", "cutoff": None}
+    if sig["type"] == "categorical":
+        raise ValueError("a categorical signature needs a binary recode (two levels) to form risk groups")
+    dev = d[d["cohort"] == "development"]
+    if method == "median":
+        cut = float(np.median(dev[sig["name"]]))
+    elif method == "youden":
+        known = (dev["er"] == 1) | (dev["time"] >= landmark)
+        if dev.loc[known, "er"].nunique() < 2:
+            raise ValueError("Youden cutoff needs development patients with and without early recurrence")
+        cut = youden_cutoff(dev.loc[known, "er"], dev.loc[known, sig["name"]])
+    else:
+        raise ValueError(f"cutoff method {method!r}: use 'youden' or 'median'")
+    d["risk_group"] = np.where(x >= cut, "high", "low")
+    return {"method": method, "cutoff": cut}
+
+
+def km_table(data: pd.DataFrame, group_col: str = "risk_group") -> pd.DataFrame:
+    """Per cohort: patients and events per group, median RFS, HR (Cox, high vs low), log-rank chi2 and p."""
+    from lifelines import CoxPHFitter, KaplanMeierFitter
+    from lifelines.statistics import logrank_test
+
+    rows = []
+    for coh, d in data.groupby("cohort", sort=True):
+        hi, lo = d[d[group_col] == "high"], d[d[group_col] == "low"]
+        row = {"cohort": coh, "n": len(d), "events": int(d["event"].sum()),
+               "n_high": len(hi), "events_high": int(hi["event"].sum()),
+               "n_low": len(lo), "events_low": int(lo["event"].sum())}
+        for g, sub in (("high", hi), ("low", lo)):
+            if len(sub):
+                km = KaplanMeierFitter().fit(sub["time"], sub["event"])
+                row[f"median_rfs_{g}"] = float(km.median_survival_time_)
+        if len(hi) and len(lo):
+            lr = logrank_test(hi["time"], lo["time"], hi["event"], lo["event"])
+            row["logrank_chisq"] = float(lr.test_statistic)
+            row["logrank_p"] = float(lr.p_value)
+            x = d[["time", "event"]].assign(high=(d[group_col] == "high").astype(float))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                c = CoxPHFitter().fit(x, "time", "event").summary.loc["high"]
+            row.update(hr=float(c["exp(coef)"]), hr_lower=float(c["exp(coef) lower 95%"]),
+                       hr_upper=float(c["exp(coef) upper 95%"]), hr_p=float(c["p"]))
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("cohort")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Nomogram
+# ----------------------------------------------------------------------------------------------------------------
+class Nomogram:
+    """rms-style nomogram of a Cox model for RFS at a landmark.
+
+    Points: each term's linear predictor ``lp_v(x)`` (beta times the design value) is shifted to 0 at its minimum over
+    the displayed range; the term with the widest range gets 100 points (``scale = 100 / max range``). Total points
+    -> ``LP = total / scale + sum_v min_v`` -> RFS(landmark) = ``S0 ** exp(LP - centre)``, where ``S0`` is the
+    Breslow baseline survival at the landmark at the development covariate means (``centre`` = beta . means).
+    The same arithmetic runs in ``assets/nomogram.js``.
+    """
+
+    def __init__(self, spec: dict):
+        self.spec = spec
+
+    # -- construction
+    @classmethod
+    def from_cox(cls, cph, data: pd.DataFrame, landmark: float, risk_threshold: float | None = None,
+                 threshold_rule: str = "", title: str = "Nomogram") -> "Nomogram":
+        """Build from a fitted :func:`fit_cox` model and its development data (for the displayed ranges)."""
+        beta = cph.params_
+        means = cph._norm_mean
+        centre = float(sum(beta[c] * means[c] for c in beta.index))
+        H0 = cph.baseline_cumulative_hazard_.iloc[:, 0]
+        times = H0.index.to_numpy(float)
+        if landmark < times.min():
+            h = 0.0
+        else:
+            h = float(H0[times <= landmark].iloc[-1])
+        s0 = math.exp(-h)
+        variables = []
+        for v in cph.variables_:
+            item = {"name": v["name"], "label": v["label"], "type": v["type"]}
+            if v["type"] == "continuous":
+                x = data[v["name"]].dropna().astype(float)
+                lo, hi = float(x.min()), float(x.max())
+                b = float(beta[v["name"]])
+                per = float(v["per"])
+                span = hi - lo
+                step = 10 ** math.floor(math.log10(span / 100)) if span > 0 else 1.0
+                item.update(beta=b, per=per, min=lo, max=hi, step=step, default=float(np.median(x)))
+                lps = [b * lo / per, b * hi / per]
+            else:
+                levels = list(v["levels"])
+                if v["type"] == "binary":
+                    lp_levels = [0.0, float(beta[v["name"]])]
+                else:
+                    lp_levels = [0.0] + [float(beta[f"{v['name']}[{lv}]"]) for lv in levels[1:]]
+                counts = data[v["name"]].value_counts()
+                if v["type"] == "binary":
+                    default = levels[int(counts.idxmax())] if len(counts) else levels[0]
+                else:
+                    default = str(counts.idxmax()) if len(counts) else levels[0]
+                item.update(levels=levels, lp=lp_levels, default=default)
+                lps = lp_levels
+            item["lp_min"] = float(min(lps))
+            item["lp_max"] = float(max(lps))
+            variables.append(item)
+        widest = max(v["lp_max"] - v["lp_min"] for v in variables)
+        if not widest > 0:
+            raise ValueError("nomogram: all coefficients are zero")
+        spec = {
+            "format": "hcc-dsfr-nomogram", "version": 1, "title": title,
+            "landmark": float(landmark), "time_unit": "months",
+            "baseline_survival": s0, "centre": centre, "scale": 100.0 / widest,
+            "lp_offset": float(sum(v["lp_min"] for v in variables)),
+            "variables": variables,
+            "risk_threshold": None if risk_threshold is None else float(risk_threshold),
+            "risk_threshold_rule": threshold_rule,
+            "n": int(cph.n_), "events": int(cph.event_observed.sum()),
+        }
+        return cls(spec)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Nomogram":
+        if d.get("format") != "hcc-dsfr-nomogram":
+            raise ValueError("not a nomogram export (format != 'hcc-dsfr-nomogram')")
+        return cls(json.loads(json.dumps(d)))
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(self.spec))
+
+    def to_json(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.spec, indent=2))
+        return path
+
+    @property
+    def variables(self) -> list[dict]:
+        return self.spec["variables"]
+
+    def defaults(self) -> dict:
+        return {v["name"]: v["default"] for v in self.variables}
+
+    # -- arithmetic (kept identical to assets/nomogram.js)
+    def term_lp(self, var: dict, value) -> float:
+        if var["type"] == "continuous":
+            return var["beta"] * (float(value) / var["per"])
+        levels = var["levels"]
+        key = value
+        if var["type"] == "binary" and not isinstance(value, str):
+            key = levels[int(value)]
+        key = str(key)
+        if key not in levels:
+            raise ValueError(f"nomogram: {var['name']} = {value!r} is not one of {levels}")
+        return var["lp"][levels.index(key)]
+
+    def points(self, var: dict, value) -> float:
+        return (self.term_lp(var, value) - var["lp_min"]) * self.spec["scale"]
+
+    def predict(self, values: dict) -> dict:
+        """Points per variable, total points, linear predictor, RFS and ER probability at the landmark, risk group.
+
+        ``values`` maps variable name to a number (continuous), a level string, or 0/1 (binary).
+        """
+        pts = {}
+        total = 0.0
+        for v in self.variables:
+            if v["name"] not in values:
+                raise ValueError(f"nomogram: no value for {v['name']!r}")
+            p = self.points(v, values[v["name"]])
+            pts[v["name"]] = p
+            total += p
+        lp = total / self.spec["scale"] + self.spec["lp_offset"]
+        rfs = self.spec["baseline_survival"] ** math.exp(lp - self.spec["centre"])
+        er = 1.0 - rfs
+        thr = self.spec.get("risk_threshold")
+        group = None if thr is None else ("high" if er >= thr else "low")
+        return {"points": pts, "total_points": total, "lp": lp, "rfs": rfs, "er_prob": er, "risk_group": group}
+
+    def predict_frame(self, data: pd.DataFrame) -> pd.DataFrame:
+        """:meth:`predict` for each row of an analysis table (binary columns 0/1)."""
+        rows = []
+        for pid, r in data.iterrows():
+            vals = {}
+            for v in self.variables:
+                x = r[v["name"]]
+                vals[v["name"]] = x if v["type"] != "binary" else (np.nan if pd.isna(x) else int(x))
+            if any(pd.isna(x) if not isinstance(x, str) else False for x in vals.values()):
+                rows.append({"patient_id": pid, "total_points": np.nan, "lp": np.nan, "rfs": np.nan, "er_prob": np.nan})
+                continue
+            p = self.predict(vals)
+            rows.append({"patient_id": pid, "total_points": p["total_points"], "lp": p["lp"], "rfs": p["rfs"],
+                         "er_prob": p["er_prob"]})
+        return pd.DataFrame(rows).set_index("patient_id")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# discrimination, calibration, decision curves
+# ----------------------------------------------------------------------------------------------------------------
+def _harrell(time, event, risk) -> float:
+    from lifelines.utils import concordance_index
+
+    return float(concordance_index(np.asarray(time, float), -np.asarray(risk, float), np.asarray(event, int)))
+
+
+def _tdauc(time, event, risk, t) -> float:
+    from sksurv.metrics import cumulative_dynamic_auc
+    from sksurv.util import Surv
+
+    time = np.asarray(time, float)
+    event = np.asarray(event, bool)
+    if not (time.min() < t < time.max()) or not (event & (time <= t)).any() or not (time > t).any():
+        return float("nan")
+    y = Surv.from_arrays(event, time)
+    try:
+        auc, _ = cumulative_dynamic_auc(y, y, np.asarray(risk, float), [t])
+    except ValueError:
+        return float("nan")
+    return float(auc[0])
+
+
+def _progress(it, total, desc, show):
+    if not show:
+        return it
+    from tqdm.auto import tqdm
+
+    return tqdm(it, total=total, desc=desc, leave=False)
+
+
+def discrimination_table(data: pd.DataFrame, risks: dict[str, str], landmark: float, n_bootstrap: int, seed: int,
+                         progress: bool = True) -> pd.DataFrame:
+    """Harrell's C and tdAUC(landmark) with bootstrap CIs per cohort and model, and p for the difference (Table 4).
+
+    Parameters
+    ----------
+    data : DataFrame
+        Needs ``time``, ``event``, ``cohort`` and the risk columns named in ``risks``.
+    risks : dict
+        Display name -> column (higher = higher risk). The first entry is compared with each other one.
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+    names = list(risks)
+    for coh, d in data.groupby("cohort", sort=True):
+        d = d.dropna(subset=list(risks.values()))
+        t, e = d["time"].to_numpy(float), d["event"].to_numpy(int)
+        R = {k: d[c].to_numpy(float) for k, c in risks.items()}
+        est = {k: (_harrell(t, e, r), _tdauc(t, e, r, landmark)) for k, r in R.items()}
+        boots = {k: [] for k in names}
+        for _ in _progress(range(n_bootstrap), n_bootstrap, f"bootstrap {coh}", progress):
+            idx = rng.integers(0, len(d), len(d))
+            if e[idx].sum() == 0:
+                continue
+            for k in names:
+                boots[k].append((_harrell(t[idx], e[idx], R[k][idx]), _tdauc(t[idx], e[idx], R[k][idx], landmark)))
+        B = {k: np.array(v, float).reshape(-1, 2) for k, v in boots.items()}
+        for k in names:
+            row = {"cohort": coh, "model": k, "n": len(d), "events": int(e.sum()),
+                   "c_index": est[k][0], "tdauc": est[k][1], "n_bootstrap": int(len(B[k]))}
+            for j, m in enumerate(("c_index", "tdauc")):
+                b = B[k][:, j]
+                b = b[np.isfinite(b)]
+                row[f"{m}_lower"], row[f"{m}_upper"] = (np.percentile(b, [2.5, 97.5]) if len(b) > 1 else (np.nan,) * 2)
+            if k != names[0]:
+                for j, m in enumerate(("c_index", "tdauc")):
+                    diff = B[names[0]][:, j] - B[k][:, j]
+                    diff = diff[np.isfinite(diff)]
+                    se = diff.std(ddof=1) if len(diff) > 1 else np.nan
+                    dd = est[names[0]][j] - est[k][j]
+                    row[f"{m}_diff"] = dd
+                    if se and np.isfinite(se) and se > 0:
+                        from scipy.stats import norm
+
+                        row[f"{m}_p_vs_{_safe_name(names[0])}"] = float(2 * norm.sf(abs(dd) / se))
+                    else:
+                        row[f"{m}_p_vs_{_safe_name(names[0])}"] = np.nan
+            rows.append(row)
+    tab = pd.DataFrame(rows)
+    pcols = [c for c in tab.columns if "_p_vs_" in c]
+    for c in pcols:
+        tab = tab.rename(columns={c: c.split("_p_vs_")[0] + "_p"})
+    return tab
+
+
+def _km_at(time, event, t) -> tuple[float, float]:
+    """KM survival at t and its Greenwood SE."""
+    from lifelines import KaplanMeierFitter
+
+    km = KaplanMeierFitter().fit(time, event)
+    s = float(km.survival_function_at_times(t).iloc[0])
+    # Greenwood
+    tab = km.event_table
+    tab = tab[tab.index <= t]
+    d, n = tab["observed"].to_numpy(float), tab["at_risk"].to_numpy(float)
+    ok = (n - d) > 0
+    var = s * s * float(np.sum(d[ok] / (n[ok] * (n[ok] - d[ok]))))
+    return s, math.sqrt(var)
+
+
+def _calib_groups(pred_rfs, n_groups):
+    qs = np.quantile(pred_rfs, np.linspace(0, 1, n_groups + 1)[1:-1])
+    return np.unique(qs)
+
+
+def _calib_curve(time, event, pred, cuts, landmark):
+    g = np.searchsorted(cuts, pred, side="right")
+    rows = []
+    for k in range(len(cuts) + 1):
+        m = g == k
+        if m.sum() < 2:
+            rows.append((k, int(m.sum()), np.nan, np.nan, np.nan))
+            continue
+        obs, se = _km_at(time[m], event[m], landmark)
+        rows.append((k, int(m.sum()), float(pred[m].mean()), obs, se))
+    return rows
+
+
+def calibration(data: pd.DataFrame, variables: list[dict], nomo_fit_pred: pd.Series, landmark: float,
+                n_bootstrap: int, seed: int, n_groups: int | None = None, progress: bool = True) -> pd.DataFrame:
+    """Calibration of predicted RFS at the landmark: KM observed vs mean predicted by quantile group.
+
+    Development: apparent and optimism-corrected observed values (bootstrap as rms ``calibrate(cmethod="KM")``: the
+    model with the same terms is refitted on each bootstrap sample; optimism per group = mean of (observed - predicted
+    in the bootstrap sample) - (observed - predicted in the original sample), with the groups cut at the same
+    predicted-RFS cutpoints). Validation: apparent (external) calibration of the development model.
+
+    Parameters
+    ----------
+    data : DataFrame
+        The analysis table with ``cohort``.
+    variables : list of dict
+        Terms of the model (refitted in the bootstrap).
+    nomo_fit_pred : Series
+        Predicted RFS at the landmark of the development model for every patient (index = patient id).
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    names = [v["name"] for v in variables]
+    for coh, d in data.groupby("cohort", sort=True):
+        d = d.dropna(subset=names)
+        pred = nomo_fit_pred.reindex(d.index).to_numpy(float)
+        t, e = d["time"].to_numpy(float), d["event"].to_numpy(int)
+        g = n_groups or max(2, min(5, len(d) // 20))
+        cuts = _calib_groups(pred, g)
+        app = _calib_curve(t, e, pred, cuts, landmark)
+        corr = [np.nan] * len(app)
+        if coh == "development" and n_bootstrap > 0:
+            opt = [[] for _ in app]
+            for _ in _progress(range(n_bootstrap), n_bootstrap, "calibration bootstrap", progress):
+                idx = rng.integers(0, len(d), len(d))
+                db = d.iloc[idx]
+                try:
+                    cph = fit_cox(db, variables)
+                except Exception:  # a level absent from the resample: skip this replicate (counted below)
+                    continue
+                nb = Nomogram.from_cox(cph, db, landmark)
+                pb = nb.predict_frame(db)["rfs"].to_numpy(float)
+                po = nb.predict_frame(d)["rfs"].to_numpy(float)
+                cb = _calib_curve(db["time"].to_numpy(float), db["event"].to_numpy(int), pb, cuts, landmark)
+                co = _calib_curve(t, e, po, cuts, landmark)
+                for k in range(len(app)):
+                    if np.isfinite(cb[k][3]) and np.isfinite(co[k][3]):
+                        opt[k].append((cb[k][3] - cb[k][2]) - (co[k][3] - co[k][2]))
+            corr = [app[k][3] - np.mean(opt[k]) if opt[k] else np.nan for k in range(len(app))]
+            n_ok = min(len(o) for o in opt) if opt else 0
+        for k, (gk, n, mp, obs, se) in enumerate(app):
+            out.append({"cohort": coh, "group": gk + 1, "n": n, "predicted": mp, "observed": obs,
+                        "observed_lower": max(0.0, obs - 1.96 * se) if np.isfinite(obs) else np.nan,
+                        "observed_upper": min(1.0, obs + 1.96 * se) if np.isfinite(obs) else np.nan,
+                        "observed_corrected": corr[k],
+                        "n_bootstrap_used": n_ok if coh == "development" and n_bootstrap > 0 else 0})
+    return pd.DataFrame(out)
+
+
+def decision_curve(data: pd.DataFrame, risks: dict[str, str], landmark: float,
+                   thresholds=None) -> pd.DataFrame:
+    """Survival decision curve at the landmark (Vickers, Cronin, Elkin, Gonen 2008).
+
+    Net benefit of treating patients with predicted risk (probability of recurrence by the landmark) >= pt:
+    ``NB = (1 - S_KM+(t)) * n+/n - S_KM+(t) * n+/n * pt/(1-pt)``, S_KM+ = Kaplan-Meier RFS among those patients;
+    treat all uses everyone, treat none is 0.
+    """
+    if thresholds is None:
+        thresholds = np.round(np.arange(0.01, 1.0, 0.01), 2)
+    rows = []
+    for coh, d in data.groupby("cohort", sort=True):
+        t, e = d["time"].to_numpy(float), d["event"].to_numpy(int)
+        n = len(d)
+        s_all, _ = _km_at(t, e, landmark)
+        for pt in thresholds:
+            w = pt / (1 - pt)
+            row = {"cohort": coh, "threshold": float(pt), "treat_all": (1 - s_all) - s_all * w, "treat_none": 0.0}
+            for k, c in risks.items():
+                r = d[c].to_numpy(float)
+                m = r >= pt
+                if m.sum() == 0:
+                    row[k] = 0.0
+                else:
+                    s, _ = _km_at(t[m], e[m], landmark)
+                    row[k] = (1 - s) * m.sum() / n - s * m.sum() / n * w
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def tdauc_over_time(data: pd.DataFrame, risks: dict[str, str], times) -> pd.DataFrame:
+    """tdAUC of each risk column at each time, per cohort (Figure S1)."""
+    rows = []
+    for coh, d in data.groupby("cohort", sort=True):
+        for t in times:
+            for k, c in risks.items():
+                dd = d.dropna(subset=[c])
+                rows.append({"cohort": coh, "time": float(t), "model": k,
+                             "tdauc": _tdauc(dd["time"], dd["event"], dd[c], float(t))})
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the pipeline
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass
+class SurvivalResult:
+    """Everything notebook 05 shows and saves."""
+
+    prep: Prepared
+    landmark: float
+    cutoff: dict
+    km: pd.DataFrame
+    univariable: pd.DataFrame
+    multivariable: pd.DataFrame
+    screened: list
+    final_terms: list
+    stepwise_trace: pd.DataFrame
+    final: pd.DataFrame
+    table3: pd.DataFrame
+    nomogram: Nomogram
+    predictions: pd.DataFrame
+    table4: pd.DataFrame
+    calibration: pd.DataFrame
+    decision: pd.DataFrame
+    tdauc_time: pd.DataFrame
+    results: dict
+
+
+def run_survival(prep: Prepared, landmark: float = 24.0, n_bootstrap: int = 200, seed: int = 2022,
+                 screen_p: float = 0.2, cutoff_method: str = "youden", progress: bool = True) -> SurvivalResult:
+    """Run the whole survival analysis of notebook 05 on a prepared, split table.
+
+    Steps: risk groups (cutoff on development) -> KM/log-rank per cohort -> univariable Cox of signature and covariates
+    on development (Table S1) -> multivariable Cox of terms with p < ``screen_p`` (the signature always enters) ->
+    stepwise AIC (both directions, signature kept) -> final model (Table 3) -> nomogram -> C-index and tdAUC with
+    bootstrap CIs for nomogram vs signature alone (Table 4) -> calibration, decision curves, tdAUC over time.
+    """
+    if "cohort" not in prep.data.columns:
+        raise ValueError("split the table first (split_cohorts)")
+    d = prep.data
+    sig = prep.mapping["signature"]
+    cutoff = risk_groups(prep, landmark, cutoff_method)
+    km = km_table(d)
+    dev = d[d["cohort"] == "development"]
+    variables = prep.variables
+    # drop covariates that cannot be modelled in development (a single level), with a note
+    usable, skipped = [], {}
+    for v in variables:
+        x = dev[v["name"]].dropna()
+        if x.nunique() < 2:
+            skipped[v["name"]] = "one value in development"
+        else:
+            usable.append(v)
+    if sig["name"] in skipped:
+        raise ValueError(f"{prep.source}: the signature has one value in the development cohort")
+    uni = univariable_cox(dev, usable)
+    pterm = uni.groupby("variable", sort=False)["p_term"].first()
+    screened = [v for v in usable if v["name"] == sig["name"] or pterm[v["name"]] < screen_p]
+    multi_fit, multi = multivariable_cox(dev, screened)
+    final_terms, trace = stepwise_aic(dev, screened, keep=(sig["name"],))
+    final_fit, final = multivariable_cox(dev, final_terms)
+    # Table 3: univariable, multivariable and final HRs side by side
+    t3 = uni[["variable", "label", "level", "column", "hr", "hr_lower", "hr_upper", "p"]].rename(
+        columns={"hr": "uni_hr", "hr_lower": "uni_hr_lower", "hr_upper": "uni_hr_upper", "p": "uni_p"})
+    mm = multi[["column", "hr", "hr_lower", "hr_upper", "p"]].rename(
+        columns={"hr": "multi_hr", "hr_lower": "multi_hr_lower", "hr_upper": "multi_hr_upper", "p": "multi_p"})
+    ff = final[["column", "hr", "hr_lower", "hr_upper", "p"]].rename(
+        columns={"hr": "final_hr", "hr_lower": "final_hr_lower", "hr_upper": "final_hr_upper", "p": "final_p"})
+    table3 = t3.merge(mm, on="column", how="left").merge(ff, on="column", how="left")
+    table3 = table3[table3["variable"].isin([v["name"] for v in screened])].reset_index(drop=True)
+
+    # signature-alone Cox model (for its predicted probabilities in calibration/decision curves)
+    sig_fit = fit_cox(dev, [sig])
+    sig_nomo = Nomogram.from_cox(sig_fit, dev, landmark, title="Signature alone")
+    nomo0 = Nomogram.from_cox(final_fit, dev, landmark, title=f"Nomogram for {landmark:g}-month RFS")
+    pred = nomo0.predict_frame(d).rename(columns=lambda c: f"nomogram_{c}")
+    pred["signature_er_prob"] = sig_nomo.predict_frame(d)["er_prob"]
+    pred["signature_lp"] = sig_nomo.predict_frame(d)["lp"]
+    # nomogram risk groups: Youden on development predicted ER probability (known status at the landmark)
+    dv = pred.loc[dev.index].join(dev[["er", "time"]]).dropna(subset=["nomogram_er_prob"])
+    known = (dv["er"] == 1) | (dv["time"] >= landmark)
+    thr = youden_cutoff(dv.loc[known, "er"], dv.loc[known, "nomogram_er_prob"])
+    nomo = Nomogram.from_cox(final_fit, dev, landmark, risk_threshold=thr,
+                             threshold_rule="Youden threshold of the predicted early-recurrence probability in the "
+                                            "development cohort (pROC 'best')",
+                             title=f"Nomogram for {landmark:g}-month RFS")
+    pred["nomogram_risk_group"] = np.where(pred["nomogram_er_prob"] >= thr, "high", "low")
+    pred = pred.join(d[["cohort", "time", "event", "er", "risk_group"]])
+
+    risks = {"Nomogram": "nomogram_lp", "Signature": "signature_lp"}
+    table4 = discrimination_table(pred, risks, landmark, n_bootstrap, seed, progress)
+    calib = calibration(d.join(pred[["nomogram_rfs"]]), final_terms, pred["nomogram_rfs"], landmark, n_bootstrap,
+                        seed + 1, progress=progress)
+    sig_cal = calibration(d, [sig], 1 - pred["signature_er_prob"], landmark, 0, seed, progress=False)
+    calib = pd.concat([calib.assign(model="Nomogram"), sig_cal.assign(model="Signature")], ignore_index=True)
+    dca = decision_curve(pred, {"Nomogram": "nomogram_er_prob", "Signature": "signature_er_prob"}, landmark)
+    tmax = min(pred.loc[pred["cohort"] == c, "time"].max() for c in ("development", "validation"))
+    times = [t for t in np.arange(6.0, tmax, 6.0)]
+    tdt = tdauc_over_time(pred, risks, times)
+
+    results = _results_dict(prep, landmark, cutoff, km, uni, screened, final_terms, final, table4, nomo, skipped,
+                            screen_p, n_bootstrap, seed, calib)
+    return SurvivalResult(prep=prep, landmark=landmark, cutoff=cutoff, km=km, univariable=uni, multivariable=multi,
+                          screened=[v["name"] for v in screened], final_terms=[v["name"] for v in final_terms],
+                          stepwise_trace=trace, final=final, table3=table3, nomogram=nomo, predictions=pred,
+                          table4=table4, calibration=calib, decision=dca, tdauc_time=tdt, results=results)
+
+
+def _f(x):
+    return None if x is None or (isinstance(x, float) and not np.isfinite(x)) else float(x)
+
+
+def _results_dict(prep, landmark, cutoff, km, uni, screened, final_terms, final, table4, nomo, skipped, screen_p,
+                  n_bootstrap, seed, calib) -> dict:
+    d = prep.data
+    sig = prep.mapping["signature"]["name"]
+    res: dict[str, Any] = {
+        "table": prep.mapping.get("name"), "source": Path(prep.source).name if prep.source else None,
+        "n_raw": prep.n_raw, "n": len(d), "events": int(d["event"].sum()), "landmark_months": landmark,
+        "split": prep.mapping.get("split"), "n_bootstrap": n_bootstrap, "seed": seed, "screen_p": screen_p,
+        "er_rate": float(d["er"].mean()), "n_er": int(d["er"].sum()),
+        "n_censored_before_landmark": int(((d["event"] == 0) & (d["time"] < landmark)).sum()),
+        "cutoff": cutoff, "skipped_covariates": skipped,
+        "screened_terms": [v["name"] for v in screened], "final_terms": [v["name"] for v in final_terms],
+        "cohorts": {},
+    }
+    for coh, dd in d.groupby("cohort"):
+        c = {"n": len(dd), "events": int(dd["event"].sum()), "n_er": int(dd["er"].sum()),
+             "er_rate": float(dd["er"].mean())}
+        c.update({k: _f(v) if isinstance(v, (float, np.floating)) else int(v) for k, v in km.loc[coh].items()})
+        for _, r in table4[table4["cohort"] == coh].iterrows():
+            key = _safe_name(r["model"])
+            for m in ("c_index", "c_index_lower", "c_index_upper", "tdauc", "tdauc_lower", "tdauc_upper",
+                      "c_index_p", "tdauc_p"):
+                if m in r and pd.notna(r[m]):
+                    c[f"{key}_{m}"] = float(r[m])
+        res["cohorts"][coh] = c
+    u = uni[uni["variable"] == sig].iloc[0]
+    res["signature_hr_uni"] = {"hr": float(u["hr"]), "lower": float(u["hr_lower"]), "upper": float(u["hr_upper"]),
+                               "p": float(u["p"]), "n": int(u["n"])}
+    f = final[final["variable"] == sig].iloc[0]
+    res["signature_hr_final"] = {"hr": float(f["hr"]), "lower": float(f["hr_lower"]), "upper": float(f["hr_upper"]),
+                                 "p": float(f["p"]), "n": int(f["n"])}
+    res["nomogram_risk_threshold"] = nomo.spec["risk_threshold"]
+    return res
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# saving
+# ----------------------------------------------------------------------------------------------------------------
+def save_results(res: SurvivalResult, out_dir: str | Path, figures: bool = True) -> dict[str, Path]:
+    """Write tables (CSV), figures (PNG), ``results.json``, ``nomogram.json`` and ``nomogram.html`` to ``out_dir``.
+
+    Existing files of an earlier run are replaced (the folder belongs to this notebook and chapter).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+
+    def csv(name, df, index=False):
+        p = out / name
+        df.to_csv(p, index=index)
+        paths[name] = p
+
+    csv("cleaning_report.csv", res.prep.report)
+    csv("km_logrank.csv", res.km, index=True)
+    csv("tableS1_univariable_cox.csv", res.univariable)
+    csv("multivariable_cox.csv", res.multivariable)
+    csv("stepwise_trace.csv", res.stepwise_trace)
+    csv("table3_cox.csv", res.table3)
+    csv("table4_discrimination.csv", res.table4)
+    csv("calibration.csv", res.calibration)
+    csv("decision_curve.csv", res.decision)
+    csv("tdauc_over_time.csv", res.tdauc_time)
+    pr = res.predictions.drop(columns=[], errors="ignore")
+    csv("predictions.csv", pr, index=True)
+    paths["nomogram.json"] = res.nomogram.to_json(out / "nomogram.json")
+    (out / "nomogram.html").write_text(nomogram_html(res.nomogram.to_dict(), standalone=True))
+    paths["nomogram.html"] = out / "nomogram.html"
+    (out / "results.json").write_text(json.dumps(res.results, indent=2, default=_json_default))
+    paths["results.json"] = out / "results.json"
+    if figures:
+        import matplotlib.pyplot as plt
+
+        for name, fn in (("figure3_km.png", plot_km), ("figure4a_nomogram.png", plot_nomogram),
+                         ("figure4bc_calibration.png", plot_calibration), ("figure4de_decision.png", plot_decision_curves),
+                         ("figureS1_tdauc.png", plot_tdauc)):
+            fig = fn(res)
+            fig.savefig(out / name, dpi=150, bbox_inches="tight")
+            plt.close(fig)
+            paths[name] = out / name
+    return paths
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return None if not np.isfinite(o) else float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(type(o))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# figures
+# ----------------------------------------------------------------------------------------------------------------
+COLORS = {"high": "#c0392b", "low": "#2471a3", "Nomogram": "#c0392b", "Signature": "#2471a3",
+          "treat_all": "#7f8c8d", "treat_none": "#000000"}
+
+
+def _fmt_p(p):
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def plot_km(res: SurvivalResult):
+    """Figure 3: KM curves of high/low risk per cohort with log-rank p and numbers at risk."""
+    import matplotlib.pyplot as plt
+    from lifelines import KaplanMeierFitter
+    from lifelines.plotting import add_at_risk_counts
+
+    d = res.prep.data
+    cohorts = ["development", "validation"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
+    tmax = float(d["time"].max())
+    step = 12.0 if tmax > 36 else 6.0
+    ticks = np.arange(0, tmax + 1e-9, step)
+    for ax, coh in zip(axes, cohorts):
+        sub = d[d["cohort"] == coh]
+        fitters = []
+        for g in ("high", "low"):
+            s = sub[sub["risk_group"] == g]
+            if len(s) == 0:
+                continue
+            km = KaplanMeierFitter(label=f"{g} risk").fit(s["time"], s["event"])
+            km.plot_survival_function(ax=ax, ci_show=False, color=COLORS[g], show_censors=True,
+                                      censor_styles={"ms": 4, "marker": "|"})
+            fitters.append(km)
+        ax.set_xticks(ticks)
+        ax.set_xlim(0, ticks[-1] if len(ticks) > 1 else tmax)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("Months after resection")
+        ax.set_ylabel("Recurrence-free survival")
+        row = res.km.loc[coh]
+        txt = f"log-rank {_fmt_p(row['logrank_p'])}" if "logrank_p" in row and pd.notna(row["logrank_p"]) else ""
+        if "hr" in row and pd.notna(row.get("hr")):
+            txt += f"\nHR {row['hr']:.2f} ({row['hr_lower']:.2f}-{row['hr_upper']:.2f})"
+        ax.text(0.97, 0.95, txt, transform=ax.transAxes, ha="right", va="top", fontsize=9)
+        ax.set_title(f"{coh.capitalize()} cohort (n = {len(sub)})")
+        ax.legend(loc="lower left", fontsize=9)
+        add_at_risk_counts(*fitters, ax=ax, rows_to_show=["At risk"], xticks=ticks)
+    fig.tight_layout()
+    return fig
+
+
+def plot_nomogram(res_or_nomo):
+    """Figure 4a: the nomogram (points, variable axes, total points, predicted RFS at the landmark)."""
+    import matplotlib.pyplot as plt
+
+    nomo = res_or_nomo.nomogram if isinstance(res_or_nomo, SurvivalResult) else res_or_nomo
+    spec = nomo.spec
+    sc = spec["scale"]
+    vars_ = spec["variables"]
+    nrow = len(vars_) + 4
+    fig, ax = plt.subplots(figsize=(10, 0.55 * nrow + 1))
+    ax.set_xlim(-32, 105)
+    ax.set_ylim(-nrow + 0.3, 1)
+    ax.axis("off")
+
+    def axis_line(y, label, pos, labels, fmt=None):
+        ax.text(-3, y, label, ha="right", va="center", fontsize=9)
+        pos = np.asarray(pos, float)
+        ax.plot([pos.min(), pos.max()], [y, y], color="k", lw=0.8)
+        for p, lb in zip(pos, labels):
+            ax.plot([p, p], [y, y + 0.12], color="k", lw=0.8)
+            ax.text(p, y + 0.18, lb, ha="center", va="bottom", fontsize=7)
+
+    axis_line(0, "Points", np.arange(0, 101, 10), [str(i) for i in range(0, 101, 10)])
+    y = -1
+    for v in vars_:
+        if v["type"] == "continuous":
+            vals = _nice_ticks(v["min"], v["max"])
+            pos = [(v["beta"] * x / v["per"] - v["lp_min"]) * sc for x in vals]
+            axis_line(y, v["label"], pos, [f"{x:g}" for x in vals])
+        else:
+            pos = [(lp - v["lp_min"]) * sc for lp in v["lp"]]
+            axis_line(y, v["label"], pos, v["levels"])
+        y -= 1
+    tmax = sum((v["lp_max"] - v["lp_min"]) * sc for v in vars_)
+    tt = _nice_ticks(0, tmax)
+    tscale = 100.0 / max(tt[-1], 1e-9)
+    axis_line(y, "Total points", [t * tscale for t in tt], [f"{t:g}" for t in tt])
+    y -= 1
+    # predicted RFS axis on the total-points scale
+    probs = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
+    pos, labs = [], []
+    s0, cen, off = spec["baseline_survival"], spec["centre"], spec["lp_offset"]
+    for p in probs:
+        lp = math.log(math.log(p) / math.log(s0)) + cen
+        tp = (lp - off) * sc
+        if 0 <= tp <= tt[-1]:
+            pos.append(tp * tscale)
+            labs.append(f"{p:g}")
+    if pos:
+        axis_line(y, f"{spec['landmark']:g}-month RFS", pos, labs)
+    ax.set_title(spec.get("title", "Nomogram"), fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def _nice_ticks(lo, hi, n=6):
+    if hi <= lo:
+        return [lo]
+    raw = (hi - lo) / n
+    mag = 10 ** math.floor(math.log10(raw))
+    step = min((s * mag for s in (1, 2, 2.5, 5, 10) if s * mag >= raw), default=raw)
+    start = math.ceil(lo / step) * step
+    vals = list(np.round(np.arange(start, hi + step * 1e-9, step), 10))
+    if vals and vals[0] - lo > 1e-9:
+        vals = [lo] + vals
+    if vals[-1] < hi - 1e-9:
+        vals.append(hi)
+    return [float(v) for v in vals]
+
+
+def plot_calibration(res: SurvivalResult):
+    """Figures 4b,c: calibration at the landmark, development (apparent and bias-corrected) and validation."""
+    import matplotlib.pyplot as plt
+
+    cal = res.calibration
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
+    for ax, coh, tag in zip(axes, ("development", "validation"), ("b", "c")):
+        for model, mk in (("Nomogram", "o"), ("Signature", "s")):
+            c = cal[(cal["cohort"] == coh) & (cal["model"] == model)].dropna(subset=["predicted"])
+            if c.empty:
+                continue
+            yerr = [c["observed"] - c["observed_lower"], c["observed_upper"] - c["observed"]]
+            ax.errorbar(c["predicted"], c["observed"], yerr=yerr, marker=mk, color=COLORS[model], capsize=3,
+                        lw=1, label=f"{model} (apparent)" if coh == "development" else model)
+            if coh == "development" and c["observed_corrected"].notna().any():
+                ax.plot(c["predicted"], c["observed_corrected"], marker="x", ls="--", color=COLORS[model], lw=1,
+                        label=f"{model} (bias-corrected)")
+        ax.plot([0, 1], [0, 1], color="grey", ls=":", lw=1, label="ideal")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel(f"Predicted {res.landmark:g}-month RFS")
+        ax.set_ylabel(f"Observed {res.landmark:g}-month RFS (KM)")
+        ax.set_title(f"({tag}) {coh.capitalize()} cohort")
+        ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def plot_decision_curves(res: SurvivalResult):
+    """Figures 4d,e: decision curves at the landmark per cohort."""
+    import matplotlib.pyplot as plt
+
+    dca = res.decision
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
+    for ax, coh, tag in zip(axes, ("development", "validation"), ("d", "e")):
+        c = dca[dca["cohort"] == coh]
+        for k, lab, ls in (("Nomogram", "Nomogram", "-"), ("Signature", "Signature alone", "-"),
+                           ("treat_all", "Treat all", "--"), ("treat_none", "Treat none", ":")):
+            ax.plot(c["threshold"], c[k], color=COLORS[k], ls=ls, lw=1.3, label=lab)
+        top = float(np.nanmax(c[["Nomogram", "Signature", "treat_all"]].to_numpy()))
+        ax.set_ylim(-0.05, max(0.05, top * 1.1))
+        ax.set_xlim(0, 1)
+        ax.set_xlabel(f"Threshold probability (recurrence by {res.landmark:g} months)")
+        ax.set_ylabel("Net benefit")
+        ax.set_title(f"({tag}) {coh.capitalize()} cohort")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_tdauc(res: SurvivalResult):
+    """Figure S1: tdAUC over time per cohort for nomogram and signature."""
+    import matplotlib.pyplot as plt
+
+    t = res.tdauc_time
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, coh in zip(axes, ("development", "validation")):
+        for model in ("Nomogram", "Signature"):
+            c = t[(t["cohort"] == coh) & (t["model"] == model)]
+            ax.plot(c["time"], c["tdauc"], marker="o", ms=3, color=COLORS[model], label=model)
+        ax.axhline(0.5, color="grey", ls=":", lw=1)
+        ax.axvline(res.landmark, color="grey", ls="--", lw=0.8)
+        ax.set_ylim(0.3, 1.0)
+        ax.set_xlabel("Months after resection")
+        ax.set_title(f"{coh.capitalize()} cohort")
+    axes[0].set_ylabel("Time-dependent AUC")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# static HTML calculator
+# ----------------------------------------------------------------------------------------------------------------
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+
+def nomogram_html(spec: dict, standalone: bool = False) -> str:
+    """Self-contained HTML/JS calculator of a nomogram export (no CDN, no network).
+
+    The JSON is inlined; ``assets/nomogram.js`` is inlined. DOM contract (stable; the browser tests rely on it):
+    a container ``div.hcc-nomogram``; one input per variable with ``data-var="<name>"`` (``<input type=range>`` for
+    continuous, ``<select>`` for categorical/binary, option values = level labels); per-variable points in
+    ``[data-points-for="<name>"]``; ``#nomo-total`` (total points), ``#nomo-prob`` (predicted RFS at the landmark
+    as a percentage; the full-precision probability in its ``data-value`` attribute), ``#nomo-er`` (1 - RFS),
+    ``#nomo-group`` (risk group).
+
+    Parameters
+    ----------
+    spec : dict
+        :meth:`Nomogram.to_dict`.
+    standalone : bool
+        Wrap in a full HTML document (``assets/nomogram_template.html``); otherwise a fragment for a notebook output.
+    """
+    js = (ASSETS / "nomogram.js").read_text()
+    payload = json.dumps(spec).replace("</", "<\\/")
+    frag = (
+        '<div class="hcc-nomogram" id="hcc-nomogram"></div>\n'
+        f'<script type="application/json" id="hcc-nomogram-data">{payload}</script>\n'
+        f"<script>\n{js}\n</script>\n"
+        "<script>HCCNomogram.render(document.getElementById('hcc-nomogram'), "
+        "JSON.parse(document.getElementById('hcc-nomogram-data').textContent));</script>\n"
+    )
+    if not standalone:
+        return frag
+    tpl = (ASSETS / "nomogram_template.html").read_text()
+    return tpl.replace("{{TITLE}}", spec.get("title", "Nomogram")).replace("{{CALCULATOR}}", frag)
