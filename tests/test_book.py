@@ -1,0 +1,182 @@
+"""End to end: the ci-profile book, run on DICOM series that carry fake patient identifiers.
+
+One run of ``python -m hcc_utils.run book --profile ci --manifest <DICOM manifest>`` (in an isolated ``$HCC_ROOT``, so
+the user's ``outputs/ci`` is untouched) serves three checks:
+
+* every notebook is executed (both phases where relevant), every expected output file exists, the HTML book exists;
+* the HTML loads nothing from the internet (no remote ``src``/``href`` of scripts, styles, fonts, images);
+* privacy: none of the fake name, MRN, birth date, accession number, institution... written into the DICOM headers
+  appears under ``outputs/``, in the HTML book or in what the run printed;
+
+and a second run skips every step.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hcc_utils import io, run
+
+pytestmark = pytest.mark.slow
+
+#: Fake identifying DICOM tags written into every series of the privacy cohort.
+FAKE_PHI = {
+    "PatientName": "Qzorblat^Wilhelmina",
+    "PatientID": "MRN88412307",
+    "PatientBirthDate": "19470923",
+    "OtherPatientIDs": "OPID5519034",
+    "AccessionNumber": "ACC7730419X",
+    "InstitutionName": "Xylophone Privacy Hospital",
+    "InstitutionAddress": "17 Vrenkel Lane",
+    "ReferringPhysicianName": "Dr^Quoxtelbaum",
+    "StudyDate": "19990817",
+    "StudyID": "STUDY66129",
+}
+#: What must not appear anywhere: the tag values, their parts and other renderings of the dates.
+NEEDLES = sorted({*FAKE_PHI.values(), "Qzorblat", "Wilhelmina", "Quoxtelbaum", "Xylophone", "Vrenkel",
+                  "1947-09-23", "1999-08-17", "23.09.1947", "17.08.1999"})
+
+STEPS = ["01_cohort_table", "02_unet_training_AP", "02_unet_training_PP", "03_feature_extraction_AP",
+         "03_feature_extraction_PP", "04_model_comparison", "05_survival_nomogram", "06_gradcam"]
+OPTIONAL = ["05_survival_nomogram_gse14520", "07_lits_segmentation"]
+
+#: Output files every ci run must produce (relative to outputs/ci/); the shared contracts of the brief.
+EXPECTED = [
+    *[f"segmentation/{ph}/{f}" for ph in ("AP", "PP")
+      for f in ("model.pth", "metrics.json", "history.csv", "dsc_per_patient.csv")],
+    "features/AP.parquet", "features/PP.parquet", "features/DP.parquet",
+    "features/AP_slices.parquet", "features/PP_slices.parquet",
+    "models/predictions.csv", "models/table2.csv", "models/dsfr_weights.csv", "models/signature.csv",
+    "models/results.json",
+    "run_state.json", "run_summary.json",
+    *[f"executed/{s}.ipynb" for s in STEPS],
+]
+#: Folders that must hold at least one file.
+EXPECTED_DIRS = ["cohort", "survival", "gradcam", "segmentation/AP/pred_masks", "segmentation/PP/pred_masks"]
+
+
+def _dicom_cohort(src_manifest: Path, dest: Path) -> Path:
+    """Copy a cohort with its CTs re-written as DICOM series that carry FAKE_PHI; masks and tables are copied."""
+    df = pd.read_csv(src_manifest, dtype=str, keep_default_na=False)
+    base = src_manifest.parent
+    dest.mkdir(parents=True, exist_ok=True)
+    for col in ("clinical_file", "visual_file", "outcome_file", "mask_ap", "mask_pp"):
+        if col not in df:
+            continue
+        for rel in df[col].unique():
+            if rel:
+                target = dest / rel.split("#", 1)[0]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(base / rel.split("#", 1)[0], target)
+    for i, row in df.iterrows():
+        for ph in ("ap", "pp"):
+            img = io.read_image(base / row[f"ct_{ph}"])
+            folder = Path("dicom") / f"{row['patient_id']}_{ph.upper()}"
+            io.write_dicom_series(img, dest / folder, phi=FAKE_PHI,
+                                           description=f"{ph.upper()} synthetic CT")
+            df.loc[i, f"ct_{ph}"] = str(folder)
+            if f"series_uid_{ph}" in df:
+                df.loc[i, f"series_uid_{ph}"] = ""
+    out = dest / "data_manifest.csv"
+    df.to_csv(out, index=False)
+    return out
+
+
+def _run(root: Path, manifest: Path, timeout: int = 1800) -> tuple[subprocess.CompletedProcess, float]:
+    env = {**os.environ, "HCC_ROOT": str(root), "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "hcc_utils.run", "book", "--profile", "ci", "--manifest",
+                           str(manifest)], env=env, capture_output=True, text=True, timeout=timeout)
+    return proc, time.perf_counter() - t0
+
+
+@pytest.fixture(scope="module")
+def book_run(tmp_path_factory, ci_manifest):
+    root = tmp_path_factory.mktemp("book_root")
+    shutil.copy2(run.CODE_ROOT / "profiles.yaml", root / "profiles.yaml")
+    manifest = _dicom_cohort(Path(ci_manifest), root / "privacy_cohort")
+    proc, seconds = _run(root, manifest)
+    log = proc.stdout + "\n" + proc.stderr
+    (root / "run1.log").write_text(log)
+    assert proc.returncode == 0, f"the ci book run failed (exit {proc.returncode}):\n{log[-6000:]}"
+    return {"root": root, "manifest": manifest, "log": log, "seconds": seconds,
+            "outputs": root / "outputs" / "ci", "html": root / "book" / "_build" / "html"}
+
+
+def test_dicom_manifest_carries_the_fake_identifiers(book_run):
+    """The privacy check is only meaningful if the input really holds the identifiers."""
+    hits = io.find_text_in_tree(book_run["manifest"].parent / "dicom", [FAKE_PHI["PatientName"],
+                                                                       FAKE_PHI["AccessionNumber"]])
+    assert {n for _, n in hits} == {FAKE_PHI["PatientName"], FAKE_PHI["AccessionNumber"]}
+
+
+def test_all_notebooks_executed_and_outputs_exist(book_run):
+    out = book_run["outputs"]
+    summary = json.loads((out / "run_summary.json").read_text())
+    status = {s["step"]: s["status"] for s in summary["steps"]}
+    assert {s: status.get(s) for s in STEPS} == {s: "ran" for s in STEPS}, book_run["log"][-3000:]
+    for s in OPTIONAL:
+        assert status.get(s) in ("ran", "unavailable")
+    missing = [f for f in EXPECTED if not (out / f).is_file()]
+    assert not missing, f"missing outputs: {missing}"
+    empty = [d for d in EXPECTED_DIRS if not (out / d).is_dir() or not any(p.is_file() for p in (out / d).rglob("*"))]
+    assert not empty, f"empty or missing output folders: {empty}"
+    # the executed copies carry no error
+    import nbformat
+
+    for s in STEPS:
+        nb = nbformat.read(str(out / "executed" / f"{s}.ipynb"), as_version=4)
+        errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                  if o.get("output_type") == "error"]
+        assert not errors, f"{s}: {errors[0].get('ename')}: {errors[0].get('evalue')}"
+    print(f"\nci book run: {book_run['seconds']:.0f} s\n" + "\n".join(
+        f"  {s['step']:34s} {s['status']:12s} {s['seconds']:7.1f} s" for s in summary["steps"])
+        + f"\n  jupyter-book build {summary['book_seconds']:.1f} s")
+
+
+def test_html_book_exists_and_has_every_chapter(book_run):
+    html = book_run["html"]
+    assert (html / "index.html").is_file()
+    assert str(html / "index.html") in book_run["log"]  # the run prints where the book is
+    for s in STEPS:
+        page = html / "book" / "executed" / f"{s}.html"
+        assert page.is_file(), page
+    for s in OPTIONAL:
+        assert (html / "book" / "executed" / f"{s}.html").is_file()
+    for p in ("intro", "method", "data", "references"):
+        assert (html / "book" / f"{p}.html").is_file()
+
+
+def test_html_loads_nothing_from_the_internet(book_run):
+    html = book_run["html"]
+    remote = run.remote_resources(html)
+    assert remote == [], "remote resources in the built book:\n" + "\n".join(map(str, remote[:30]))
+    for f in run.VENDOR_FILES:
+        assert (html / "_static" / "vendor" / f).is_file(), f
+
+
+def test_no_identifier_from_dicom_headers_is_published(book_run):
+    root = book_run["root"]
+    hits = io.find_text_in_tree(root / "outputs", NEEDLES) + io.find_text_in_tree(book_run["html"], NEEDLES)
+    hits += io.find_text_in_tree(root / "book" / "executed", NEEDLES)
+    assert not hits, "identifiers found:\n" + "\n".join(f"{p}: {n}" for p, n in hits[:30])
+    printed = [n for n in NEEDLES if n.lower() in book_run["log"].lower()]
+    assert not printed, f"the run printed identifiers: {printed}"
+
+
+def test_second_run_skips_every_step(book_run):
+    proc, seconds = _run(book_run["root"], book_run["manifest"], timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    summary = json.loads((book_run["outputs"] / "run_summary.json").read_text())
+    status = {s["step"]: s["status"] for s in summary["steps"]}
+    assert {s: status[s] for s in STEPS} == {s: "skipped" for s in STEPS}
+    assert all(status[s] in ("skipped", "unavailable") for s in OPTIONAL)
+    assert (book_run["html"] / "index.html").is_file()
