@@ -41,11 +41,11 @@ Statistics used (where the library choice matters)
   which is R's ``extractAIC`` for ``coxph``; stepwise selection as R's ``step(direction="both")`` over terms (a
   categorical variable is one term), with the signature kept in the lower scope.
 * Kaplan-Meier and log-rank: lifelines (log-rank as R ``survdiff``).
-* Harrell's C: lifelines ``concordance_index`` (ties in risk count 1/2, as R ``survival::concordance``).
-* tdAUC: scikit-survival ``cumulative_dynamic_auc`` (cumulative/dynamic, IPCW with Kaplan-Meier censoring weights,
-  cases T <= t as riskRegression ``Score``).
-* CIs of C and tdAUC and the p for the difference between two models: paired, seeded bootstrap of patients (percentile
-  CI; p from the bootstrap SE of the difference, normal approximation).
+* Log-rank, Youden threshold, Harrell's C, tdAUC and survival net benefit come from :mod:`hcc_utils.stats`
+  (checked against R there): C with the SE of R ``concordance``; tdAUC cumulative/dynamic with IPCW Kaplan-Meier
+  weights and the influence-function SE of riskRegression ``Score`` (cases T <= t).
+* CIs of C and tdAUC are Wald intervals from those SEs; the p for the difference between two models uses the paired
+  influence values (as ``concordance(fit1, fit2)`` / ``Score(contrasts=TRUE)``).
 * Calibration at the landmark: KM observed vs mean predicted by quantile group of predicted risk; in development the
   observed values are corrected for optimism by the bootstrap as rms ``calibrate(cmethod="KM", u=24)``.
 * Decision curve: survival net benefit at the landmark with KM risk within "treated" patients (Vickers et al. 2008).
@@ -65,7 +65,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
-    "MISSING_TOKENS", "GSE14520_MAPPING", "synthetic_mapping", "normalise_mapping", "read_table", "prepare_table",
+    "MISSING_TOKENS", "GSE14520_MAPPING", "GSE14520_SPLIT", "gse14520_parameters", "synthetic_mapping", "normalise_mapping", "read_table", "prepare_table",
     "Prepared", "split_cohorts", "design_matrix", "fit_cox", "risk_groups", "km_table", "univariable_cox",
     "multivariable_cox", "stepwise_aic", "Nomogram", "discrimination_table", "calibration", "decision_curve",
     "tdauc_over_time", "run_survival", "SurvivalResult", "save_results", "load_synthetic_table",
@@ -115,6 +115,23 @@ GSE14520_MAPPING: dict[str, Any] = {
 # Split rule used for GSE14520 (no centre split exists): seeded stratified split, 30 % validation, stratified by
 # recurrence status.
 GSE14520_SPLIT: dict[str, Any] = {"method": "stratified", "fraction": 0.3}
+
+
+def gse14520_path() -> Path:
+    """``../shared/data/gse14520/clinical.tsv`` beside the repository (``HCC_SHARED_DATA`` overrides the folder)."""
+    import os
+
+    from hcc_utils.config import repo_root
+
+    base = os.environ.get("HCC_SHARED_DATA")
+    root = Path(base) if base else repo_root().parent / "shared" / "data"
+    return root / "gse14520" / "clinical.tsv"
+
+
+def gse14520_parameters() -> dict[str, Any]:
+    """Papermill parameters that run notebook 05 on GSE14520 (used by :mod:`hcc_utils.run`)."""
+    return {"table_path": str(gse14520_path()), "column_map": json.loads(json.dumps(GSE14520_MAPPING)),
+            "split": dict(GSE14520_SPLIT), "landmark": 24, "chapter": "gse14520"}
 
 
 def synthetic_mapping() -> dict[str, Any]:
@@ -759,25 +776,10 @@ def stepwise_aic(dev: pd.DataFrame, variables: list[dict], keep: tuple[str, ...]
 # risk groups
 # ----------------------------------------------------------------------------------------------------------------
 def youden_cutoff(y, score) -> float:
-    """Youden threshold as pROC ``coords(x="best")``: midpoint between adjacent observed scores (high = positive)."""
-    try:
-        from hcc_utils import stats as _st
+    """Youden threshold as pROC ``coords(x="best")`` (:func:`hcc_utils.stats.youden_threshold`; high = positive)."""
+    from hcc_utils import stats
 
-        return float(_st.youden_threshold(y, score))
-    except (ImportError, AttributeError):
-        pass
-    y = np.asarray(y, int)
-    s = np.asarray(score, float)
-    u = np.unique(s)
-    cuts = np.concatenate([[-np.inf], (u[:-1] + u[1:]) / 2, [np.inf]])
-    best, bc = -np.inf, cuts[0]
-    for c in cuts:
-        pred = s >= c
-        sen = (pred & (y == 1)).sum() / max((y == 1).sum(), 1)
-        spe = (~pred & (y == 0)).sum() / max((y == 0).sum(), 1)
-        if sen + spe > best + 1e-12:
-            best, bc = sen + spe, c
-    return float(bc)
+    return float(stats.youden_threshold(np.asarray(y, int), np.asarray(score, float)))
 
 
 def risk_groups(prep: Prepared, landmark: float, method: str = "youden") -> dict:
@@ -812,7 +814,8 @@ def risk_groups(prep: Prepared, landmark: float, method: str = "youden") -> dict
 def km_table(data: pd.DataFrame, group_col: str = "risk_group") -> pd.DataFrame:
     """Per cohort: patients and events per group, median RFS, HR (Cox, high vs low), log-rank chi2 and p."""
     from lifelines import CoxPHFitter, KaplanMeierFitter
-    from lifelines.statistics import logrank_test
+
+    from hcc_utils import stats
 
     rows = []
     for coh, d in data.groupby("cohort", sort=True):
@@ -825,9 +828,9 @@ def km_table(data: pd.DataFrame, group_col: str = "risk_group") -> pd.DataFrame:
                 km = KaplanMeierFitter().fit(sub["time"], sub["event"])
                 row[f"median_rfs_{g}"] = float(km.median_survival_time_)
         if len(hi) and len(lo):
-            lr = logrank_test(hi["time"], lo["time"], hi["event"], lo["event"])
-            row["logrank_chisq"] = float(lr.test_statistic)
-            row["logrank_p"] = float(lr.p_value)
+            lr = stats.logrank(d["time"], d["event"], d[group_col])
+            row["logrank_chisq"] = float(lr.chisq)
+            row["logrank_p"] = float(lr.p)
             x = d[["time", "event"]].assign(high=(d[group_col] == "high").astype(float))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -990,26 +993,15 @@ class Nomogram:
 # ----------------------------------------------------------------------------------------------------------------
 # discrimination, calibration, decision curves
 # ----------------------------------------------------------------------------------------------------------------
-def _harrell(time, event, risk) -> float:
-    from lifelines.utils import concordance_index
-
-    return float(concordance_index(np.asarray(time, float), -np.asarray(risk, float), np.asarray(event, int)))
-
-
 def _tdauc(time, event, risk, t) -> float:
-    from sksurv.metrics import cumulative_dynamic_auc
-    from sksurv.util import Surv
+    """tdAUC(t) (:func:`hcc_utils.stats.time_dependent_auc`), NaN when there are no cases or no controls at t."""
+    from hcc_utils import stats
 
-    time = np.asarray(time, float)
-    event = np.asarray(event, bool)
-    if not (time.min() < t < time.max()) or not (event & (time <= t)).any() or not (time > t).any():
-        return float("nan")
-    y = Surv.from_arrays(event, time)
     try:
-        auc, _ = cumulative_dynamic_auc(y, y, np.asarray(risk, float), [t])
+        return float(stats.time_dependent_auc(np.asarray(time, float), np.asarray(event, int),
+                                              np.asarray(risk, float), float(t)).auc)
     except ValueError:
         return float("nan")
-    return float(auc[0])
 
 
 def _progress(it, total, desc, show):
@@ -1020,9 +1012,16 @@ def _progress(it, total, desc, show):
     return tqdm(it, total=total, desc=desc, leave=False)
 
 
-def discrimination_table(data: pd.DataFrame, risks: dict[str, str], landmark: float, n_bootstrap: int, seed: int,
-                         progress: bool = True) -> pd.DataFrame:
-    """Harrell's C and tdAUC(landmark) with bootstrap CIs per cohort and model, and p for the difference (Table 4).
+def discrimination_table(data: pd.DataFrame, risks: dict[str, str], landmark: float,
+                         level: float = 0.95) -> pd.DataFrame:
+    """Harrell's C and tdAUC(landmark) with CIs per cohort and model, and p for the difference (Table 4).
+
+    C-index: :func:`hcc_utils.stats.harrell_c_influence` (R ``concordance``, infinitesimal-jackknife SE); tdAUC:
+    :func:`hcc_utils.stats.td_auc_influence` (IPCW KM weights, influence-function SE as riskRegression ``Score``).
+    CIs are Wald; the difference between the first model and each other one is tested with the paired influence
+    values (variance of the difference = sum of squared differences of the influence values), which is how
+    ``concordance(fit1, fit2)`` and ``Score(..., contrasts=TRUE)`` compare models. Patients missing a risk value
+    are left out of every model in that cohort (paired comparison).
 
     Parameters
     ----------
@@ -1031,48 +1030,41 @@ def discrimination_table(data: pd.DataFrame, risks: dict[str, str], landmark: fl
     risks : dict
         Display name -> column (higher = higher risk). The first entry is compared with each other one.
     """
-    rng = np.random.default_rng(seed)
+    from scipy.stats import norm
+
+    from hcc_utils import stats
+
+    z = norm.ppf(0.5 + level / 2)
     rows = []
     names = list(risks)
     for coh, d in data.groupby("cohort", sort=True):
         d = d.dropna(subset=list(risks.values()))
         t, e = d["time"].to_numpy(float), d["event"].to_numpy(int)
-        R = {k: d[c].to_numpy(float) for k, c in risks.items()}
-        est = {k: (_harrell(t, e, r), _tdauc(t, e, r, landmark)) for k, r in R.items()}
-        boots = {k: [] for k in names}
-        for _ in _progress(range(n_bootstrap), n_bootstrap, f"bootstrap {coh}", progress):
-            idx = rng.integers(0, len(d), len(d))
-            if e[idx].sum() == 0:
-                continue
-            for k in names:
-                boots[k].append((_harrell(t[idx], e[idx], R[k][idx]), _tdauc(t[idx], e[idx], R[k][idx], landmark)))
-        B = {k: np.array(v, float).reshape(-1, 2) for k, v in boots.items()}
+        n = len(d)
+        est = {}
+        for k, c in risks.items():
+            r = d[c].to_numpy(float)
+            cval, cinf = stats.harrell_c_influence(t, e, r)
+            try:
+                aval, ainf, _, _ = stats.td_auc_influence(t, e, r, float(landmark))
+                ainf = np.asarray(ainf) / n  # so that the variance is sum(ainf**2)
+            except ValueError:
+                aval, ainf = np.nan, np.full(n, np.nan)
+            est[k] = (float(cval), np.asarray(cinf, float), float(aval), ainf)
         for k in names:
-            row = {"cohort": coh, "model": k, "n": len(d), "events": int(e.sum()),
-                   "c_index": est[k][0], "tdauc": est[k][1], "n_bootstrap": int(len(B[k]))}
-            for j, m in enumerate(("c_index", "tdauc")):
-                b = B[k][:, j]
-                b = b[np.isfinite(b)]
-                row[f"{m}_lower"], row[f"{m}_upper"] = (np.percentile(b, [2.5, 97.5]) if len(b) > 1 else (np.nan,) * 2)
+            cval, cinf, aval, ainf = est[k]
+            cse, ase = float(np.sqrt(np.sum(cinf ** 2))), float(np.sqrt(np.sum(ainf ** 2)))
+            row = {"cohort": coh, "model": k, "n": n, "events": int(e.sum()),
+                   "c_index": cval, "c_index_se": cse, "c_index_lower": cval - z * cse, "c_index_upper": cval + z * cse,
+                   "tdauc": aval, "tdauc_se": ase, "tdauc_lower": aval - z * ase, "tdauc_upper": aval + z * ase}
             if k != names[0]:
-                for j, m in enumerate(("c_index", "tdauc")):
-                    diff = B[names[0]][:, j] - B[k][:, j]
-                    diff = diff[np.isfinite(diff)]
-                    se = diff.std(ddof=1) if len(diff) > 1 else np.nan
-                    dd = est[names[0]][j] - est[k][j]
-                    row[f"{m}_diff"] = dd
-                    if se and np.isfinite(se) and se > 0:
-                        from scipy.stats import norm
-
-                        row[f"{m}_p_vs_{_safe_name(names[0])}"] = float(2 * norm.sf(abs(dd) / se))
-                    else:
-                        row[f"{m}_p_vs_{_safe_name(names[0])}"] = np.nan
+                c0, ci0, a0, ai0 = est[names[0]]
+                for m, v0, i0, v1, i1 in (("c_index", c0, ci0, cval, cinf), ("tdauc", a0, ai0, aval, ainf)):
+                    se = float(np.sqrt(np.sum((i0 - i1) ** 2)))
+                    row[f"{m}_diff"] = v0 - v1
+                    row[f"{m}_p"] = float(2 * norm.sf(abs(v0 - v1) / se)) if se > 0 and np.isfinite(se) else np.nan
             rows.append(row)
-    tab = pd.DataFrame(rows)
-    pcols = [c for c in tab.columns if "_p_vs_" in c]
-    for c in pcols:
-        tab = tab.rename(columns={c: c.split("_p_vs_")[0] + "_p"})
-    return tab
+    return pd.DataFrame(rows)
 
 
 def _km_at(time, event, t) -> tuple[float, float]:
@@ -1155,44 +1147,45 @@ def calibration(data: pd.DataFrame, variables: list[dict], nomo_fit_pred: pd.Ser
                     if np.isfinite(cb[k][3]) and np.isfinite(co[k][3]):
                         opt[k].append((cb[k][3] - cb[k][2]) - (co[k][3] - co[k][2]))
             corr = [app[k][3] - np.mean(opt[k]) if opt[k] else np.nan for k in range(len(app))]
-            n_ok = min(len(o) for o in opt) if opt else 0
+            n_ok = [len(o) for o in opt]
+        else:
+            n_ok = [0] * len(app)
         for k, (gk, n, mp, obs, se) in enumerate(app):
+            if n == 0:
+                continue
             out.append({"cohort": coh, "group": gk + 1, "n": n, "predicted": mp, "observed": obs,
                         "observed_lower": max(0.0, obs - 1.96 * se) if np.isfinite(obs) else np.nan,
                         "observed_upper": min(1.0, obs + 1.96 * se) if np.isfinite(obs) else np.nan,
                         "observed_corrected": corr[k],
-                        "n_bootstrap_used": n_ok if coh == "development" and n_bootstrap > 0 else 0})
+                        "n_bootstrap_used": n_ok[k]})
     return pd.DataFrame(out)
 
 
 def decision_curve(data: pd.DataFrame, risks: dict[str, str], landmark: float,
                    thresholds=None) -> pd.DataFrame:
-    """Survival decision curve at the landmark (Vickers, Cronin, Elkin, Gonen 2008).
+    """Survival decision curve at the landmark (Vickers, Cronin, Elkin, Gonen 2008), per cohort.
 
-    Net benefit of treating patients with predicted risk (probability of recurrence by the landmark) >= pt:
-    ``NB = (1 - S_KM+(t)) * n+/n - S_KM+(t) * n+/n * pt/(1-pt)``, S_KM+ = Kaplan-Meier RFS among those patients;
-    treat all uses everyone, treat none is 0.
+    :func:`hcc_utils.stats.survival_net_benefit`: net benefit of treating patients whose predicted probability of
+    recurrence by the landmark is >= pt, with the Kaplan-Meier risk among them; treat all uses everyone.
+    Returns columns cohort, threshold, treat_all, treat_none and one column per model.
     """
+    from hcc_utils import stats
+
     if thresholds is None:
         thresholds = np.round(np.arange(0.01, 1.0, 0.01), 2)
-    rows = []
+    out = []
     for coh, d in data.groupby("cohort", sort=True):
-        t, e = d["time"].to_numpy(float), d["event"].to_numpy(int)
-        n = len(d)
-        s_all, _ = _km_at(t, e, landmark)
-        for pt in thresholds:
-            w = pt / (1 - pt)
-            row = {"cohort": coh, "threshold": float(pt), "treat_all": (1 - s_all) - s_all * w, "treat_none": 0.0}
-            for k, c in risks.items():
-                r = d[c].to_numpy(float)
-                m = r >= pt
-                if m.sum() == 0:
-                    row[k] = 0.0
-                else:
-                    s, _ = _km_at(t[m], e[m], landmark)
-                    row[k] = (1 - s) * m.sum() / n - s * m.sum() / n * w
-            rows.append(row)
-    return pd.DataFrame(rows)
+        frame = None
+        for k, c in risks.items():
+            dd = d.dropna(subset=[c])
+            nb = stats.survival_net_benefit(dd["time"].to_numpy(float), dd["event"].to_numpy(int),
+                                            dd[c].to_numpy(float), float(landmark), thresholds)
+            if frame is None:
+                frame = nb[["threshold", "treat_all", "treat_none"]].copy()
+            frame[k] = nb["model"].to_numpy()
+        frame.insert(0, "cohort", coh)
+        out.append(frame)
+    return pd.concat(out, ignore_index=True)
 
 
 def tdauc_over_time(data: pd.DataFrame, risks: dict[str, str], times) -> pd.DataFrame:
@@ -1296,7 +1289,7 @@ def run_survival(prep: Prepared, landmark: float = 24.0, n_bootstrap: int = 200,
     pred = pred.join(d[["cohort", "time", "event", "er", "risk_group"]])
 
     risks = {"Nomogram": "nomogram_lp", "Signature": "signature_lp"}
-    table4 = discrimination_table(pred, risks, landmark, n_bootstrap, seed, progress)
+    table4 = discrimination_table(pred, risks, landmark)
     calib = calibration(d.join(pred[["nomogram_rfs"]]), final_terms, pred["nomogram_rfs"], landmark, n_bootstrap,
                         seed + 1, progress=progress)
     sig_cal = calibration(d, [sig], 1 - pred["signature_er_prob"], landmark, 0, seed, progress=False)
@@ -1335,7 +1328,8 @@ def _results_dict(prep, landmark, cutoff, km, uni, screened, final_terms, final,
     for coh, dd in d.groupby("cohort"):
         c = {"n": len(dd), "events": int(dd["event"].sum()), "n_er": int(dd["er"].sum()),
              "er_rate": float(dd["er"].mean())}
-        c.update({k: _f(v) if isinstance(v, (float, np.floating)) else int(v) for k, v in km.loc[coh].items()})
+        for k, v in km.loc[coh].items():
+            c[k] = int(v) if (k == "n" or k.startswith(("n_", "events"))) and pd.notna(v) else _f(v)
         for _, r in table4[table4["cohort"] == coh].iterrows():
             key = _safe_name(r["model"])
             for m in ("c_index", "c_index_lower", "c_index_upper", "tdauc", "tdauc_lower", "tdauc_upper",
