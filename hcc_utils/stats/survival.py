@@ -354,15 +354,18 @@ def harrell_c_influence(time, event, risk) -> tuple[float, np.ndarray]:
 
 # ------------------------------------------------------------------------------------------ time-dependent AUC
 def _censoring_km(t, e):
-    """Reverse Kaplan-Meier (censoring distribution): returns distinct times, G(u) just after u, dLambda_C(u),
-    and the at-risk counts Y(u) = #{T >= u}."""
+    """Reverse Kaplan-Meier (censoring distribution), events leaving the risk set before censorings at tied times
+    (as prodlim ``reverse=TRUE``): distinct times, G(u) just after u, dLambda_C(u), and the censoring risk set
+    Y_C(u) = #{T > u} + #{censored at u}."""
     ut, inv = np.unique(t, return_inverse=True)
     c = np.bincount(inv, weights=1 - e, minlength=len(ut))
+    d = np.bincount(inv, weights=e, minlength=len(ut))
     tot = np.bincount(inv, minlength=len(ut))
-    y = len(t) - np.concatenate([[0], np.cumsum(tot)[:-1]])
-    dl = c / y
+    y = len(t) - np.concatenate([[0], np.cumsum(tot)[:-1]]) - d
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dl = np.where(c > 0, c / np.maximum(y, 1), 0.0)
     G = np.cumprod(1 - dl)
-    return ut, G, dl, y
+    return ut, G, dl, np.maximum(y, 1)
 
 
 def td_auc_influence(time, event, marker, t: float):
@@ -372,7 +375,7 @@ def td_auc_influence(time, event, marker, t: float):
     -------
     auc : float
     infl : ndarray
-        Influence values; the variance of ``auc`` is ``sum(infl**2) / n**2``.
+        Influence values; ``se = std(infl, ddof=1) / sqrt(n)`` (as riskRegression: ``sd(IF)/sqrt(n)``).
     n_cases, n_controls : int
     """
     T, E = _surv_inputs(time, event)
@@ -459,7 +462,7 @@ def time_dependent_auc(time, event, marker, t: float, level: float = 0.95) -> Td
         raise ValueError(f"t must be a positive finite time, got {t}")
     auc, infl, nca, nco = td_auc_influence(time, event, marker, t)
     n = len(infl)
-    se = float(np.sqrt(np.sum(infl ** 2)) / n)
+    se = float(np.std(infl, ddof=1) / np.sqrt(n))
     z = sps.norm.ppf(0.5 + level / 2)
     return TdAUCResult(auc=auc, se=se, lower=float(auc - z * se), upper=float(auc + z * se), t=float(t), n_cases=nca,
                        n_controls=nco)
