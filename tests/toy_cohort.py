@@ -63,3 +63,14 @@ def make_cohort(root: Path, n_dev: int = 4, n_val: int = 1, n_annotated: int = 3
     path = root / "data_manifest.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
+
+
+def toy_profile(root: Path, **overrides):
+    """The ci profile with outputs and cache under ``root`` (and optional nested overrides)."""
+    from hcc_utils.config import load_profile
+
+    ov = {"outputs": str(Path(root) / "outputs"), "cache": str(Path(root) / "cache"),
+          "preprocess": {"size": 64, "context_slices": 1}}
+    for k, v in overrides.items():
+        ov[k] = {**ov.get(k, {}), **v} if isinstance(v, dict) else v
+    return load_profile("ci", overrides=ov)
