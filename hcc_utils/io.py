@@ -234,25 +234,82 @@ def read_image(path: str | Path, series_uid: str | None = None) -> sitk.Image:
     return _strip_metadata(image)
 
 
+@dataclass(frozen=True)
+class ImageGeometry:
+    """Size, spacing, origin and direction of an image, with SimpleITK's getter names."""
+
+    size: tuple
+    spacing: tuple
+    origin: tuple
+    direction: tuple
+
+    def GetSize(self):  # noqa: N802 - SimpleITK's names, so that check_same_grid takes either
+        return self.size
+
+    def GetSpacing(self):  # noqa: N802
+        return self.spacing
+
+    def GetOrigin(self):  # noqa: N802
+        return self.origin
+
+    def GetDirection(self):  # noqa: N802
+        return self.direction
+
+    def GetDimension(self):  # noqa: N802
+        return len(self.size)
+
+
+def _header(file: str) -> sitk.ImageFileReader:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(file)
+    reader.LoadPrivateTagsOff()
+    reader.ReadImageInformation()
+    return reader
+
+
+def _series_information(series: DicomSeries) -> ImageGeometry:
+    """Geometry of a DICOM series from the headers of its first and last file (no pixel data read)."""
+    first = _header(series.files[0])
+    if first.GetDimension() != 3 or first.GetSize()[2] != 1:  # multi-frame files: read the series itself
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames(list(series.files))
+        image = reader.Execute()
+        return ImageGeometry(image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection())
+    size = list(first.GetSize())
+    spacing = list(first.GetSpacing())
+    direction = tuple(first.GetDirection())
+    n = len(series.files)
+    size[2] = n
+    if n > 1:
+        last = _header(series.files[-1])
+        normal = np.asarray(direction, dtype=float).reshape(3, 3)[:, 2]
+        gap = float(np.dot(np.subtract(last.GetOrigin(), first.GetOrigin()), normal)) / (n - 1)
+        if gap != 0:
+            spacing[2] = abs(gap)
+    return ImageGeometry(tuple(int(v) for v in size), tuple(float(v) for v in spacing),
+                         tuple(float(v) for v in first.GetOrigin()), tuple(float(v) for v in direction))
+
+
 def read_image_information(path: str | Path, series_uid: str | None = None):
     """Geometry of an image without reading its pixels where possible.
 
     Parameters
     ----------
     path : str or Path
-        A file (header only, via ``sitk.ImageFileReader.ReadImageInformation``) or a DICOM series folder (the series
-        is read, since its geometry comes from every slice's position).
+        A file (header only, via ``sitk.ImageFileReader.ReadImageInformation``) or a DICOM series folder (the headers
+        of its first and last slice: the slice spacing is their distance along the slice normal over the number of
+        gaps, as ``ImageSeriesReader`` computes it).
     series_uid : str, optional
 
     Returns
     -------
     object
-        Has ``GetSize``, ``GetSpacing``, ``GetOrigin``, ``GetDirection``, ``GetDimension`` (an ``ImageFileReader`` or an
-        ``Image``); no patient metadata is kept from it by callers.
+        Has ``GetSize``, ``GetSpacing``, ``GetOrigin``, ``GetDirection``, ``GetDimension`` (an ``ImageFileReader`` or
+        an :class:`ImageGeometry`); no patient metadata is kept from it by callers.
     """
     path = Path(path)
     if path.is_dir():
-        return read_image(path, series_uid)
+        return _series_information(resolve_dicom_series(path, series_uid))
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
     reader = sitk.ImageFileReader()

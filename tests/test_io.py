@@ -213,3 +213,24 @@ def test_phi_tags_named():
     for name, tag in [("PatientName", "0010|0010"), ("PatientID", "0010|0020"), ("PatientBirthDate", "0010|0030"),
                       ("AccessionNumber", "0008|0050"), ("StudyDate", "0008|0020"), ("InstitutionName", "0008|0080")]:
         assert io.PHI_TAGS[name] == tag
+
+
+@pytest.mark.parametrize("direction", [OBLIQUE, (1, 0, 0, 0, 1, 0, 0, 0, 1), (1, 0, 0, 0, -1, 0, 0, 0, -1)])
+def test_dicom_header_geometry_matches_full_read(tmp_path, direction, monkeypatch):
+    img = _ct(size=(9, 7, 6), spacing=(0.66, 0.66, 1.25), direction=direction)
+    io.write_dicom_series(img, tmp_path / "s", description="x")
+    full = io.read_image(tmp_path / "s")
+
+    def no_pixels(*args, **kwargs):
+        raise AssertionError("pixel data read")
+
+    monkeypatch.setattr(io.sitk.ImageSeriesReader, "Execute", no_pixels)
+    info = io.read_image_information(tmp_path / "s")
+    _same_geometry(full, info)
+    assert io.check_same_grid(full, info) == [] and info.GetDimension() == 3
+
+
+def test_single_slice_header_geometry(tmp_path):
+    (tmp_path / "one").mkdir()
+    shutil.copy(pydicom.data.get_testdata_file("CT_small.dcm"), tmp_path / "one" / "a.dcm")
+    _same_geometry(io.read_image(tmp_path / "one"), io.read_image_information(tmp_path / "one"))
