@@ -1,0 +1,650 @@
+"""Early-recurrence classifiers: DSFR per phase, DSFR-C and the visual model (paper Table 2, Figure 1).
+
+Every model is the paper's logistic regression: a :class:`~sklearn.pipeline.Pipeline` of
+:class:`~sklearn.preprocessing.StandardScaler` and :class:`~sklearn.linear_model.LogisticRegression`, its
+hyper-parameters (``C``, ``max_iter``, ``tol``; ``profile["models"]["grid"]``) chosen by
+:class:`~sklearn.model_selection.GridSearchCV` with stratified K-fold and ROC AUC scoring. Features are standardised
+inside the pipeline, so the scaler never sees a held-out fold.
+
+Honest development estimates (nested cross-validation)
+-----------------------------------------------------
+The development-cohort predictions are *outer* cross-validated: the development patients are split into
+``cv_folds`` seeded stratified folds; for each outer fold the whole grid search (with its own inner seeded stratified
+folds) is run on the other folds only, and the held-out fold is predicted by the model it chose. This is exactly
+``cross_val_predict(GridSearchCV(...), X, y, cv=outer)`` (a test checks the equality); we loop by hand to keep the
+hyper-parameters chosen in each outer fold. No development patient is ever predicted by a model whose scaling,
+coefficients or hyper-parameters saw that patient. The final model of each kind is the grid search refitted on all
+development patients; it predicts the validation cohort, whose patients are never used for any choice.
+
+The best imaging phase (``AP``, ``PP`` or ``DP``, the dual-phase concatenation) is picked, as in the paper, by the
+development cross-validated AUC; DSFR-C adds the clinical variables to that phase's features. The classification
+threshold is the Youden threshold of the development cross-validated predictions
+(:func:`hcc_utils.stats.youden_threshold`) and is applied unchanged to the validation cohort.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from hcc_utils.manifest import CLINICAL_VARIABLES, COHORTS, VISUAL_FEATURES
+
+DSFR_PHASES = ("AP", "PP", "DP")
+MODEL_ORDER = ("DSFR-AP", "DSFR-PP", "DSFR-DP", "DSFR-C", "Visual")
+GRID_KEYS = ("C", "max_iter", "tol")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Building blocks
+# ----------------------------------------------------------------------------------------------------------------
+def param_grid(grid: dict[str, list]) -> dict[str, list]:
+    """Translate the profile's grid (``C``, ``max_iter``, ``tol``) into pipeline parameter names.
+
+    Parameters
+    ----------
+    grid : dict
+        ``profile["models"]["grid"]``.
+
+    Returns
+    -------
+    dict
+        Keys ``clf__C``, ``clf__max_iter``, ``clf__tol``.
+    """
+    unknown = set(grid) - set(GRID_KEYS)
+    if unknown:
+        raise ValueError(f"models.grid: unknown keys {sorted(unknown)}; expected {list(GRID_KEYS)}")
+    out = {}
+    for k in GRID_KEYS:
+        if k not in grid or len(grid[k]) == 0:
+            raise ValueError(f"models.grid: key {k!r} is missing or empty")
+        cast = int if k == "max_iter" else float
+        out[f"clf__{k}"] = [cast(v) for v in grid[k]]
+    return out
+
+
+def make_pipeline(seed: int) -> Pipeline:
+    """StandardScaler followed by an L2 logistic regression (lbfgs), seeded."""
+    return Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression(random_state=seed))])
+
+
+def make_search(grid: dict[str, list], n_folds: int, seed: int) -> GridSearchCV:
+    """Grid search over the paper's grid with seeded stratified K-fold and ROC AUC scoring.
+
+    Parameters
+    ----------
+    grid : dict
+        ``profile["models"]["grid"]``.
+    n_folds : int
+        Number of stratified folds of the (inner) search.
+    seed : int
+        Seeds the fold shuffling and the estimator.
+
+    Returns
+    -------
+    GridSearchCV
+        Refits the best parameters on all the data it is fitted on. Ties in mean AUC are broken by grid order
+        (sklearn's rule), so the choice is deterministic.
+    """
+    cv = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    return GridSearchCV(make_pipeline(seed), param_grid(grid), scoring="roc_auc", cv=cv, refit=True,
+                        n_jobs=1, error_score="raise")
+
+
+def _check_xy(X: pd.DataFrame, y: pd.Series, name: str) -> None:
+    if not X.index.equals(y.index):
+        raise ValueError(f"{name}: feature rows and labels are not aligned on patient_id")
+    bad = X.columns[~np.isfinite(X.to_numpy(dtype=float)).all(axis=0)]
+    if len(bad):
+        col = bad[0]
+        pids = X.index[~np.isfinite(X[col].to_numpy(dtype=float))].tolist()
+        raise ValueError(f"{name}: non-finite values in column {col!r} for patient(s) {pids[:5]}"
+                         f"{' ...' if len(pids) > 5 else ''} ({len(bad)} column(s) affected)")
+    vals = set(np.unique(y.to_numpy()))
+    if not vals <= {0, 1}:
+        raise ValueError(f"{name}: labels must be 0/1, found {sorted(vals)}")
+    if len(vals) < 2:
+        raise ValueError(f"{name}: labels hold a single class ({sorted(vals)}); cannot fit a classifier")
+
+
+def _fold_counts(y: np.ndarray, n_folds: int, seed: int) -> tuple[int, int]:
+    """Outer and inner fold numbers that stratified K-fold can honour with these labels.
+
+    Each class must have at least ``k`` members for ``k`` stratified folds; with tiny cohorts (ci profile) the
+    requested number is lowered to what the minority class allows (and never below 2).
+    """
+    minority = int(min(np.sum(y == 0), np.sum(y == 1)))
+    outer = min(n_folds, minority)
+    if outer < 2:
+        raise ValueError(f"the minority class has {minority} patient(s): at least 2 are needed for cross-validation")
+    # the smallest minority count over the outer training sets bounds the inner folds
+    skf = StratifiedKFold(n_splits=outer, shuffle=True, random_state=seed)
+    inner_min = min(int(min(np.sum(y[tr] == 0), np.sum(y[tr] == 1))) for tr, _ in skf.split(np.zeros(len(y)), y))
+    inner = min(n_folds, inner_min)
+    if inner < 2:
+        raise ValueError(f"an outer training set has only {inner_min} minority patient(s): nested CV impossible")
+    return outer, inner
+
+
+@dataclass
+class ModelFit:
+    """One model's nested-CV development predictions, final refit and validation predictions.
+
+    Attributes
+    ----------
+    name : str
+        Model name (e.g. ``DSFR-AP``).
+    features : list of str
+        Feature columns in model order.
+    cv_prob : pandas.Series
+        Outer cross-validated probability of early recurrence, one per development patient.
+    val_prob : pandas.Series
+        Probability from the final (all-development) model, one per validation patient.
+    estimator : sklearn.pipeline.Pipeline
+        The final pipeline refitted on all development patients with the best grid parameters.
+    best_params : dict
+        Grid parameters of the final model.
+    fold_params : list of dict
+        Grid parameters chosen inside each outer fold.
+    cv_auc : float
+        Mean inner CV AUC of the final grid search (for information; the honest estimate is the outer AUC).
+    threshold : float
+        Youden threshold on ``cv_prob`` (applied unchanged to validation).
+    n_folds : tuple of int
+        (outer, inner) fold numbers used.
+    """
+
+    name: str
+    features: list[str]
+    cv_prob: pd.Series
+    val_prob: pd.Series
+    estimator: Pipeline
+    best_params: dict[str, Any]
+    fold_params: list[dict[str, Any]]
+    cv_auc: float
+    threshold: float = float("nan")
+    n_folds: tuple[int, int] = (0, 0)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def weights(self) -> pd.DataFrame:
+        """Standardised coefficients of the final model (per SD of each feature), largest magnitude first."""
+        coef = self.estimator.named_steps["clf"].coef_.ravel()
+        df = pd.DataFrame({"feature": self.features, "weight": coef})
+        order = np.argsort(-np.abs(coef), kind="stable")
+        return df.iloc[order].reset_index(drop=True)
+
+
+def fit_nested(name: str, X_dev: pd.DataFrame, y_dev: pd.Series, X_val: pd.DataFrame | None,
+               grid: dict[str, list], n_folds: int, seed: int) -> ModelFit:
+    """Nested cross-validated development predictions, refit on all development, predict validation.
+
+    Parameters
+    ----------
+    name : str
+        Model name used in messages.
+    X_dev, y_dev : DataFrame, Series
+        Development features and 0/1 ER labels indexed by patient_id.
+    X_val : DataFrame or None
+        Validation features (same columns) or None.
+    grid : dict
+        ``profile["models"]["grid"]``.
+    n_folds : int
+        Requested folds for the outer and the inner loop (lowered when the minority class is too small).
+    seed : int
+        Seeds outer folds (``seed``), inner folds (``seed + 1``) and the estimator.
+
+    Returns
+    -------
+    ModelFit
+    """
+    _check_xy(X_dev, y_dev, f"{name} (development)")
+    if X_val is not None and list(X_val.columns) != list(X_dev.columns):
+        raise ValueError(f"{name}: validation columns differ from development columns")
+    X = X_dev.to_numpy(dtype=float)
+    y = y_dev.to_numpy().astype(int)
+    n_outer, n_inner = _fold_counts(y, n_folds, seed)
+    outer = StratifiedKFold(n_splits=n_outer, shuffle=True, random_state=seed)
+    search = make_search(grid, n_inner, seed + 1)
+    prob = np.full(len(y), np.nan)
+    fold_params = []
+    with warnings.catch_warnings():
+        # the paper's grid includes max_iter=100 with tol=1e-5: lbfgs may stop before tol, which is the setting
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for train, test in outer.split(X, y):
+            s = clone(search).fit(X[train], y[train])
+            prob[test] = s.predict_proba(X[test])[:, 1]
+            fold_params.append(_plain(s.best_params_))
+        final = clone(search).fit(X, y)
+        val = None
+        if X_val is not None and len(X_val):
+            xv = X_val.to_numpy(dtype=float)
+            if not np.isfinite(xv).all():
+                col = X_val.columns[~np.isfinite(xv).all(axis=0)][0]
+                pids = X_val.index[~np.isfinite(X_val[col].to_numpy(dtype=float))].tolist()
+                raise ValueError(f"{name} (validation): non-finite values in column {col!r} for patient(s) {pids[:5]}")
+            val = final.predict_proba(xv)[:, 1]
+    assert np.isfinite(prob).all()
+    return ModelFit(
+        name=name,
+        features=list(X_dev.columns),
+        cv_prob=pd.Series(prob, index=X_dev.index, name="prob"),
+        val_prob=pd.Series(val if val is not None else [], index=X_val.index if val is not None else [],
+                           name="prob", dtype=float),
+        estimator=final.best_estimator_,
+        best_params=_plain(final.best_params_),
+        fold_params=fold_params,
+        cv_auc=float(final.best_score_),
+        n_folds=(n_outer, n_inner),
+    )
+
+
+def _plain(params: dict) -> dict:
+    return {k.replace("clf__", ""): (v.item() if hasattr(v, "item") else v) for k, v in params.items()}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Design matrices
+# ----------------------------------------------------------------------------------------------------------------
+def clinical_design(patients: pd.DataFrame) -> pd.DataFrame:
+    """Clinical variables as model columns: binary/continuous as they are, categoricals one-hot.
+
+    Categorical variables (``sex``, ``child_pugh``) get one 0/1 column per non-reference level; the reference is the
+    first level in :data:`hcc_utils.manifest.CLINICAL_VARIABLES` (``sex_F``, ``child_pugh_B``).
+
+    Raises
+    ------
+    ValueError
+        Naming the patient and column of a missing or unknown value.
+    """
+    cols = {}
+    for v in CLINICAL_VARIABLES:
+        if v.name not in patients.columns:
+            raise ValueError(f"clinical variable {v.name!r} is missing from the patient table")
+        s = patients[v.name]
+        miss = s.isna()
+        if miss.any():
+            raise ValueError(f"clinical column {v.name!r} is empty for patient(s) {patients.index[miss].tolist()[:5]}")
+        if v.kind == "categorical":
+            bad = ~s.astype(str).isin([str(lv) for lv in v.levels])
+            if bad.any():
+                pid = patients.index[bad][0]
+                raise ValueError(f"clinical column {v.name!r}: patient {pid} has {s[pid]!r}, expected one of {v.levels}")
+            for lv in v.levels[1:]:
+                cols[f"{v.name}_{lv}"] = (s.astype(str) == str(lv)).astype(float)
+        else:
+            cols[v.name] = pd.to_numeric(s, errors="raise").astype(float)
+    return pd.DataFrame(cols, index=patients.index)
+
+
+def visual_design(patients: pd.DataFrame) -> pd.DataFrame:
+    """The 8 radiologists' visual reads (``vis_*``, 0/1)."""
+    names = [v.name for v in VISUAL_FEATURES]
+    missing = [n for n in names if n not in patients.columns]
+    if missing:
+        raise ValueError(f"visual reads {missing} are missing from the patient table (visual_file in the manifest)")
+    X = patients[names].astype(float)
+    if X.isna().any().any():
+        col = X.columns[X.isna().any()][0]
+        raise ValueError(f"visual column {col!r} is empty for patient(s) {X.index[X[col].isna()].tolist()[:5]}")
+    return X
+
+
+def load_features(features_dir: Path, phases: tuple[str, ...] = DSFR_PHASES) -> dict[str, pd.DataFrame]:
+    """Read ``features/<PHASE>.parquet`` tables (index patient_id).
+
+    ``DP.parquet`` is read when present; when it is absent but AP and PP are present it is built here as their
+    concatenation with ``AP_``/``PP_`` column prefixes (the features stage's convention).
+
+    Raises
+    ------
+    FileNotFoundError
+        When no phase table exists, naming the folder and the notebook that writes them.
+    """
+    features_dir = Path(features_dir)
+    out = {}
+    for ph in phases:
+        p = features_dir / f"{ph}.parquet"
+        if p.exists():
+            df = pd.read_parquet(p)
+            if df.index.name != "patient_id":
+                if "patient_id" in df.columns:
+                    df = df.set_index("patient_id")
+                else:
+                    raise ValueError(f"{p}: no patient_id index or column")
+            df.index = df.index.astype(str)
+            if df.index.duplicated().any():
+                raise ValueError(f"{p}: duplicated patient_id {df.index[df.index.duplicated()][0]!r}")
+            out[ph] = df
+    if "DP" in phases and "DP" not in out and "AP" in out and "PP" in out:
+        out["DP"] = pd.concat([out["AP"].add_prefix("AP_"), out["PP"].add_prefix("PP_")], axis=1, join="inner")
+    if not out:
+        raise FileNotFoundError(f"no feature tables ({', '.join(p + '.parquet' for p in phases)}) in {features_dir}: "
+                                "run notebooks/03_feature_extraction.ipynb for each phase first")
+    return out
+
+
+def _align(X: pd.DataFrame, patients: pd.DataFrame, what: str) -> pd.DataFrame:
+    missing = patients.index.difference(X.index)
+    if len(missing):
+        raise ValueError(f"{what}: no features for patient(s) {missing.tolist()[:5]}"
+                         f"{' ...' if len(missing) > 5 else ''} ({len(missing)} of {len(patients)})")
+    return X.loc[patients.index]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The comparison (Table 2)
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass
+class Comparison:
+    """All fitted models and the derived tables.
+
+    Attributes
+    ----------
+    fits : dict of str -> ModelFit
+    dsfr : str
+        Name of the chosen DSFR model (``DSFR-AP``, ``DSFR-PP`` or ``DSFR-DP``).
+    phase : str
+        The chosen phase.
+    patients : DataFrame
+        Patient table (index patient_id) with ``cohort`` and ``er``.
+    table2 : DataFrame
+    predictions : DataFrame
+    """
+
+    fits: dict[str, ModelFit]
+    dsfr: str
+    phase: str
+    patients: pd.DataFrame
+    table2: pd.DataFrame = None
+    predictions: pd.DataFrame = None
+
+    def signature(self) -> pd.DataFrame:
+        """DSFR signature: CV probability for development, final-model probability for validation."""
+        f = self.fits[self.dsfr]
+        s = pd.concat([f.cv_prob, f.val_prob])
+        df = pd.DataFrame({"patient_id": s.index, "cohort": self.patients.loc[s.index, "cohort"].to_numpy(),
+                           "dsfr_signature": s.to_numpy()})
+        return df.reset_index(drop=True)
+
+
+def run_comparison(patients: pd.DataFrame, features: dict[str, pd.DataFrame], grid: dict[str, list],
+                   n_folds: int, seed: int, progress: bool = True) -> Comparison:
+    """Fit DSFR-AP/PP/DP, choose the DSFR phase, fit DSFR-C and Visual, and build Table 2.
+
+    Parameters
+    ----------
+    patients : DataFrame
+        :func:`hcc_utils.manifest.load_patient_table` output (index patient_id; ``cohort``, ``er``, clinical and
+        ``vis_*`` columns).
+    features : dict
+        Phase -> feature table (from :func:`load_features`).
+    grid, n_folds, seed
+        ``profile["models"]["grid"]``, ``profile["models"]["cv_folds"]``, the seed.
+    progress : bool
+        Show a progress bar over models.
+
+    Returns
+    -------
+    Comparison
+    """
+    from tqdm.auto import tqdm
+
+    for col in ("cohort", "er"):
+        if col not in patients.columns:
+            raise ValueError(f"patient table has no {col!r} column")
+    bad = ~patients["cohort"].isin(COHORTS)
+    if bad.any():
+        raise ValueError(f"unknown cohort {patients['cohort'][bad].iloc[0]!r} for patient {patients.index[bad][0]}")
+    patients = patients.copy()
+    patients.index = patients.index.astype(str)
+    dev = patients[patients["cohort"] == "development"]
+    val = patients[patients["cohort"] == "validation"]
+    y_dev = dev["er"].astype(int)
+    phases = [p for p in DSFR_PHASES if p in features]
+    fits: dict[str, ModelFit] = {}
+    names = [f"DSFR-{p}" for p in phases] + ["DSFR-C", "Visual"]
+    bar = tqdm(names, desc="models", disable=not progress)
+    X_best = None
+    for name in bar:
+        bar.set_postfix_str(name)
+        if name.startswith("DSFR-") and name != "DSFR-C":
+            ph = name.split("-", 1)[1]
+            Xd = _align(features[ph], dev, f"features/{ph}.parquet (development)")
+            Xv = _align(features[ph], val, f"features/{ph}.parquet (validation)")
+        elif name == "DSFR-C":
+            dsfr = max((f"DSFR-{p}" for p in phases), key=lambda n: (_auc(y_dev, fits[n].cv_prob), -names.index(n)))
+            ph = dsfr.split("-", 1)[1]
+            X_best = features[ph]
+            clin = clinical_design(patients)
+            overlap = set(clin.columns) & set(X_best.columns)
+            if overlap:
+                raise ValueError(f"feature names clash with clinical columns: {sorted(overlap)}")
+            Xall = pd.concat([_align(X_best, patients, f"features/{ph}.parquet"), clin], axis=1)
+            Xd, Xv = Xall.loc[dev.index], Xall.loc[val.index]
+        else:
+            Xall = visual_design(patients)
+            Xd, Xv = Xall.loc[dev.index], Xall.loc[val.index]
+        fits[name] = fit_nested(name, Xd, y_dev, Xv, grid, n_folds, seed)
+    from hcc_utils import stats
+
+    for f in fits.values():
+        f.threshold = float(stats.youden_threshold(y_dev.to_numpy(), f.cv_prob.to_numpy()))
+    comp = Comparison(fits=fits, dsfr=dsfr, phase=dsfr.split("-", 1)[1], patients=patients)
+    comp.predictions = predictions_table(comp)
+    comp.table2 = table2(comp)
+    return comp
+
+
+def _auc(y, p) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(np.asarray(y), np.asarray(p)))
+
+
+def predictions_table(comp: Comparison) -> pd.DataFrame:
+    """Long table: patient_id, cohort, model, prob, er (development = outer-CV predictions)."""
+    rows = []
+    for name, f in comp.fits.items():
+        for cohort, s in (("development", f.cv_prob), ("validation", f.val_prob)):
+            rows.append(pd.DataFrame({"patient_id": s.index, "cohort": cohort, "model": name,
+                                      "prob": s.to_numpy(),
+                                      "er": comp.patients.loc[s.index, "er"].astype(int).to_numpy()}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def table2(comp: Comparison) -> pd.DataFrame:
+    """Table 2: per model and cohort AUC (95% DeLong CI), ACC, SEN, SPEC at the development threshold, DeLong p.
+
+    The DeLong test is paired (same patients) against the chosen DSFR model; its own row has p = NaN.
+    """
+    from hcc_utils import stats
+
+    pred = comp.predictions
+    rows = []
+    for cohort in COHORTS:
+        ref = pred[(pred.model == comp.dsfr) & (pred.cohort == cohort)].set_index("patient_id")
+        for name in [m for m in MODEL_ORDER if m in comp.fits]:
+            f = comp.fits[name]
+            d = pred[(pred.model == name) & (pred.cohort == cohort)].set_index("patient_id")
+            if d.empty:
+                continue
+            y, p = d["er"].to_numpy(), d["prob"].to_numpy()
+            n_pos = int(y.sum())
+            row = {"model": name, "cohort": cohort, "n": len(y), "n_er": n_pos, "dsfr": name == comp.dsfr,
+                   "threshold": f.threshold}
+            if 0 < n_pos < len(y):
+                ci = stats.roc_auc_ci(y, p)
+                row.update(auc=ci.auc, auc_lower=ci.lower, auc_upper=ci.upper)
+            else:
+                row.update(auc=np.nan, auc_lower=np.nan, auc_upper=np.nan)
+            m = stats.classification_metrics(y, p, f.threshold)
+            row.update(accuracy=m.accuracy, sensitivity=m.sensitivity, specificity=m.specificity)
+            if name != comp.dsfr and 0 < n_pos < len(y):
+                r = ref.loc[d.index]
+                dl = stats.delong_test(y, r["prob"].to_numpy(), p)
+                row["delong_p"] = dl.p
+            else:
+                row["delong_p"] = np.nan
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def format_table2(t2: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """Table 2 for display: ``AUC (95% CI)``, ACC, SEN, SPEC, DeLong p versus DSFR ("ref" on the DSFR row)."""
+    def pfmt(p, is_ref):
+        if is_ref:
+            return "ref"
+        if not np.isfinite(p):
+            return ""
+        return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+    out = pd.DataFrame({
+        "Cohort": t2["cohort"].str.capitalize(),
+        "Model": [m + (" (DSFR)" if d else "") for m, d in zip(t2["model"], t2["dsfr"])],
+        "AUC (95% CI)": [f"{a:.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})" if np.isfinite(a) else ""
+                         for a, lo, hi in zip(t2["auc"], t2["auc_lower"], t2["auc_upper"])],
+        "ACC": t2["accuracy"].map(lambda v: f"{v:.{digits}f}"),
+        "SEN": t2["sensitivity"].map(lambda v: f"{v:.{digits}f}"),
+        "SPEC": t2["specificity"].map(lambda v: f"{v:.{digits}f}"),
+        "p (DeLong vs DSFR)": [pfmt(p, d) for p, d in zip(t2["delong_p"], t2["dsfr"])],
+    })
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Outputs
+# ----------------------------------------------------------------------------------------------------------------
+def results_dict(comp: Comparison, seed: int, grid: dict[str, list]) -> dict[str, Any]:
+    """Everything a later notebook or the book quotes, as plain JSON types."""
+    t2 = comp.table2
+    dev = comp.patients[comp.patients.cohort == "development"]
+    models = {}
+    for name, f in comp.fits.items():
+        r = t2[t2.model == name].set_index("cohort")
+        models[name] = {
+            "n_features": len(f.features),
+            "best_params": f.best_params,
+            "fold_params": f.fold_params,
+            "inner_cv_auc": f.cv_auc,
+            "threshold": f.threshold,
+            "folds": {"outer": f.n_folds[0], "inner": f.n_folds[1]},
+            "auc": {c: _num(r.loc[c, "auc"]) for c in r.index},
+            "auc_ci": {c: [_num(r.loc[c, "auc_lower"]), _num(r.loc[c, "auc_upper"])] for c in r.index},
+            "delong_p_vs_dsfr": {c: _num(r.loc[c, "delong_p"]) for c in r.index},
+        }
+    return {
+        "seed": seed,
+        "grid": grid,
+        "nested_cv": True,
+        "chosen_phase": comp.phase,
+        "dsfr_model": comp.dsfr,
+        "phase_cv_auc": {n.split("-", 1)[1]: _auc(dev["er"], comp.fits[n].cv_prob)
+                         for n in comp.fits if n.startswith("DSFR-") and n != "DSFR-C"},
+        "n": {c: int((comp.patients.cohort == c).sum()) for c in COHORTS},
+        "n_er": {c: int(comp.patients.loc[comp.patients.cohort == c, "er"].sum()) for c in COHORTS},
+        "models": models,
+    }
+
+
+def _num(v) -> float | None:
+    v = float(v)
+    return v if np.isfinite(v) else None
+
+
+def save_comparison(comp: Comparison, out_dir: Path, seed: int, grid: dict[str, list]) -> dict[str, Path]:
+    """Write predictions.csv, table2.csv, dsfr_weights.csv, signature.csv, results.json and models.joblib.
+
+    Parameters
+    ----------
+    comp : Comparison
+    out_dir : Path
+        ``outputs/<profile>/models``.
+
+    Returns
+    -------
+    dict of name -> Path
+    """
+    import joblib
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "predictions": out_dir / "predictions.csv",
+        "table2": out_dir / "table2.csv",
+        "dsfr_weights": out_dir / "dsfr_weights.csv",
+        "signature": out_dir / "signature.csv",
+        "results": out_dir / "results.json",
+        "models": out_dir / "models.joblib",
+    }
+    comp.predictions.to_csv(paths["predictions"], index=False)
+    comp.table2.to_csv(paths["table2"], index=False)
+    comp.fits[comp.dsfr].weights().to_csv(paths["dsfr_weights"], index=False)
+    comp.signature().to_csv(paths["signature"], index=False)
+    with open(paths["results"], "w") as fh:
+        json.dump(results_dict(comp, seed, grid), fh, indent=2)
+    joblib.dump({"dsfr_model": comp.dsfr,
+                 "models": {n: {"estimator": f.estimator, "features": f.features, "threshold": f.threshold}
+                            for n, f in comp.fits.items()}}, paths["models"])
+    return paths
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Synthetic ground truth (only the book's ground-truth check reads truth.csv)
+# ----------------------------------------------------------------------------------------------------------------
+def ground_truth_check(truth: pd.DataFrame, patients: pd.DataFrame, signature: pd.DataFrame, grid: dict[str, list],
+                       n_folds: int, seed: int, latent_col: str | None = None) -> dict[str, Any]:
+    """Compare the DSFR signature with the synthetic cohort's planted latent aggressiveness.
+
+    Parameters
+    ----------
+    truth : DataFrame
+        ``truth.csv`` of the synthetic cohort (patient_id and the latent value).
+    patients : DataFrame
+        Patient table (index patient_id).
+    signature : DataFrame
+        ``signature.csv`` (patient_id, cohort, dsfr_signature).
+    latent_col : str, optional
+        Column of ``truth`` holding the latent; by default the first column whose name contains ``latent``.
+
+    Returns
+    -------
+    dict
+        Spearman correlation of signature and latent per cohort, and the AUC (development: nested CV; validation:
+        refit) of the same logistic procedure on the true latent + clinical variables: the ceiling the images allow.
+    """
+    from scipy.stats import spearmanr
+
+    truth = truth.copy()
+    if "patient_id" in truth.columns:
+        truth = truth.set_index("patient_id")
+    truth.index = truth.index.astype(str)
+    if latent_col is None:
+        cands = [c for c in truth.columns if "latent" in c.lower()]
+        if not cands:
+            raise ValueError(f"truth table has no latent column (columns: {list(truth.columns)})")
+        latent_col = cands[0]
+    sig = signature.set_index(signature["patient_id"].astype(str))
+    out: dict[str, Any] = {"latent_column": latent_col, "spearman": {}, "ceiling_auc": {}}
+    for c in COHORTS:
+        ids = sig.index[sig["cohort"] == c]
+        if len(ids) > 2:
+            r = spearmanr(sig.loc[ids, "dsfr_signature"], truth.loc[ids, latent_col])
+            out["spearman"][c] = {"rho": float(r.statistic), "p": float(r.pvalue), "n": int(len(ids))}
+    X = pd.concat([truth.loc[patients.index.astype(str), [latent_col]].set_axis(patients.index),
+                   clinical_design(patients)], axis=1)
+    dev = patients.cohort == "development"
+    f = fit_nested("truth ceiling", X[dev], patients.loc[dev, "er"].astype(int), X[~dev], grid, n_folds, seed)
+    out["ceiling_auc"]["development"] = _auc(patients.loc[dev, "er"], f.cv_prob)
+    yv = patients.loc[~dev, "er"].astype(int)
+    out["ceiling_auc"]["validation"] = _auc(yv, f.val_prob) if yv.nunique() == 2 else None
+    return out
