@@ -50,8 +50,11 @@ test: env
 test-fast: env
 	$(PY) -m pytest -m "not slow" $(ARGS)
 
+# JupyterLab on 127.0.0.1 with a token (the default; never disabled here), the project's kernel as default; the
+# notebooks' default parameters read the latest stored outputs/<profile>/. Root (CI, containers) needs --allow-root.
 lab: env
-	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks \
+	  --MappingKernelManager.default_kernel_name=hcc-dsfr $(if $(filter 0,$(shell id -u)),--allow-root) $(ARGS)
 
 bench: env
 	$(PY) -m benchmarks $(ARGS)
