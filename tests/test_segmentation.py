@@ -1,0 +1,110 @@
+"""Segmentation: networks, split, loss, and a tiny end-to-end train/select/predict run (CPU, seconds)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+import torch
+
+from hcc_utils import segmentation as seg
+from toy_cohort import SHAPE, make_cohort, toy_profile
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("seg")
+    manifest = make_cohort(root / "cohort", n_dev=4, n_val=1, n_annotated=3)
+    prof = toy_profile(root, unet={"epochs": 2, "batch_size": 8})
+    metrics = seg.train_phase(manifest, prof, "AP", progress=False)
+    dsc = seg.predict_cohort(manifest, prof, "AP", progress=False)
+    return manifest, prof, metrics, dsc
+
+
+def test_classic_unet_shapes_and_names():
+    m = seg.ClassicUNet(1, 2, base_width=4, depth=3)
+    assert m(torch.zeros(2, 1, 32, 32)).shape == (2, 2, 32, 32)
+    mods = seg.feature_modules(m)
+    assert list(mods) == ["enc1", "enc2", "enc3", "bottleneck", "dec1", "dec2", "dec3"]
+    out = {}
+    hs = [mods[n].register_forward_hook(lambda mod, i, o, n=n: out.__setitem__(n, o.shape)) for n in mods]
+    m(torch.zeros(1, 1, 32, 32))
+    for h in hs:
+        h.remove()
+    assert out["bottleneck"] == (1, 32, 4, 4) and out["dec1"] == (1, 16, 8, 8) and out["dec3"] == (1, 4, 32, 32)
+
+
+def test_dynamic_unet_builds_with_named_layers(tmp_path):
+    prof = toy_profile(tmp_path, unet={"arch": "dynamic", "resnet": "resnet18"})
+    m = seg.build_model(prof).eval()
+    with torch.no_grad():
+        assert m(torch.zeros(1, 1, 64, 64)).shape == (1, 2, 64, 64)
+    mods = seg.feature_modules(m)
+    assert "bottleneck" in mods and "dec1" in mods and "dec4" in mods
+    assert seg.gradcam_source(m, "dec2") is mods["dec2"].conv1
+
+
+def test_bad_arch_and_size(tmp_path):
+    with pytest.raises(ValueError, match="arch"):
+        seg.build_model(toy_profile(tmp_path, unet={"arch": "vnet"}))
+    with pytest.raises(ValueError, match="divisible"):
+        seg.build_model(toy_profile(tmp_path, preprocess={"size": 60}))
+
+
+def test_split_is_patient_level_and_seeded():
+    ids = [f"P{i}" for i in range(10)]
+    tr, va = seg.split_patients(ids, 0.2, 1)
+    assert len(va) == 2 and not set(tr) & set(va) and set(tr) | set(va) == set(ids)
+    assert seg.split_patients(ids, 0.2, 1) == (tr, va)
+    assert seg.split_patients(ids, 0.2, 2) != (tr, va)
+    with pytest.raises(ValueError):
+        seg.split_patients(["P1"], 0.2, 1)
+
+
+def test_dice_ce_loss_prefers_right_answer():
+    t = torch.zeros(1, 8, 8, dtype=torch.long)
+    t[0, 2:5, 2:5] = 1
+    good = torch.stack([(1 - t.float()) * 8 - 4, t.float() * 8 - 4], 1)
+    bad = -good
+    loss = seg.DiceCELoss()
+    assert loss(good, t) < 0.1 < loss(bad, t)
+    assert seg.dice_score(np.array([1, 1, 0]), np.array([1, 0, 0])) == pytest.approx(2 / 3)
+    assert np.isnan(seg.dice_score(np.zeros(3), np.zeros(3)))
+
+
+def test_end_to_end_train_select_predict(trained):
+    manifest, prof, metrics, dsc = trained
+    d = prof.outputs / "segmentation" / "AP"
+    assert (d / "model.pth").exists()
+    hist = pd.read_csv(d / "history.csv")
+    assert len(hist) == 2 and {"train_loss", "valid_loss", "dice", "seconds"} <= set(hist.columns)
+    assert metrics["best_epoch"] == int(hist["dice"].idxmax())
+    assert metrics["best_valid_dice"] == pytest.approx(hist["dice"].max())
+    assert not set(metrics["train_patients"]) & set(metrics["valid_patients"])
+    assert set(metrics["train_patients"]) | set(metrics["valid_patients"]) == {"T000", "T001", "T002"}
+    m = json.loads((d / "metrics.json").read_text())
+    assert m["inference"]["n_slices"] == 5 * SHAPE[0]
+    # predicted masks on the image grid
+    assert len(dsc) == 5 and dsc["dsc"].between(0, 1).all()
+    assert set(dsc["group"]) == {"train", "held-out annotated", "other development", "validation"}
+    pred = sitk.ReadImage(str(d / "pred_masks" / "T004.nii.gz"))
+    ref = sitk.ReadImage(str(manifest.parent / "images" / "T004_AP.nii.gz"))
+    assert pred.GetSize() == ref.GetSize() and np.allclose(pred.GetSpacing(), ref.GetSpacing())
+    assert np.allclose(pred.GetOrigin(), ref.GetOrigin())
+    assert set(np.unique(sitk.GetArrayFromImage(pred))) <= {0, 1}
+
+
+def test_same_seed_same_weights_on_cpu(trained, tmp_path):
+    manifest, prof, metrics, _ = trained
+    prof2 = toy_profile(tmp_path, unet={"epochs": 2, "batch_size": 8})
+    seg.train_phase(manifest, prof2, "AP", progress=False)
+    a = torch.load(prof.outputs / "segmentation" / "AP" / "model.pth", weights_only=True)
+    b = torch.load(prof2.outputs / "segmentation" / "AP" / "model.pth", weights_only=True)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    h1 = pd.read_csv(prof.outputs / "segmentation" / "AP" / "history.csv")
+    h2 = pd.read_csv(prof2.outputs / "segmentation" / "AP" / "history.csv")
+    np.testing.assert_array_equal(h1["train_loss"], h2["train_loss"])
