@@ -251,10 +251,13 @@ def manifest_digest(manifest: Path | None) -> str:
 
 
 def code_digest(package: Path = CODE_ROOT / "hcc_utils") -> str:
-    """Hash of every ``hcc_utils`` source file's content (``run.py`` itself excluded: it computes nothing)."""
+    """Hash of the content of every file of ``hcc_utils`` (sources and assets; ``run.py`` itself excluded: it
+    computes nothing)."""
     h = hashlib.sha256()
-    for p in sorted(Path(package).rglob("*.py")):
-        if p.name == "run.py" and p.parent == Path(package) or "__pycache__" in p.parts:
+    package = Path(package)
+    for p in sorted(package.rglob("*")):
+        if (not p.is_file() or p == package / "run.py" or "__pycache__" in p.parts
+                or p.suffix in (".pyc", ".pyo")):
             continue
         h.update(str(p.relative_to(package)).encode())
         h.update(p.read_bytes())
@@ -614,6 +617,8 @@ def prepare_manifest(profile: Profile, manifest: Path | None, log: Callable[[str
     log(f"validating {manifest}")
     report = validate(manifest)
     errors = _report_errors(report)
+    if not errors and getattr(report, "problems", None):
+        log(_report_text(report))
     if errors:
         raise RunError(f"the manifest {manifest} has {len(errors)} problem(s); nothing was run:\n{_report_text(report)}")
     return manifest

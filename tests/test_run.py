@@ -256,3 +256,26 @@ def test_book_builds_offline_with_a_widget_page(tmp_path, monkeypatch):
     assert run.remote_resources(html.parent) == []
     assert "not in this test" in (tmp_path / "book" / "_build" / "html" / "book" / "executed" /
                                   "06_gradcam.html").read_text()
+
+
+def test_code_digest_follows_sources_not_caches(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "__pycache__").mkdir(parents=True)
+    (pkg / "a.py").write_text("x = 1\n")
+    (pkg / "run.py").write_text("# orchestration\n")
+    h = run.code_digest(pkg)
+    (pkg / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"\0")
+    (pkg / "run.py").write_text("# orchestration, edited\n")
+    assert run.code_digest(pkg) == h
+    (pkg / "a.py").write_text("x = 2\n")
+    assert run.code_digest(pkg) != h
+
+
+def test_invalid_manifest_stops_before_any_notebook(tmp_path, ci_profile):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("patient_id,cohort,centre,ct_ap,ct_pp,seg_train,clinical_file,outcome_file\n"
+                   "P001,training,1,nope_ap.nii.gz,nope_pp.nii.gz,1,clin.csv,out.csv\n")
+    with pytest.raises(run.RunError) as ei:
+        run.prepare_manifest(ci_profile, bad, log=lambda s: None)
+    msg = str(ei.value)
+    assert "nothing was run" in msg and "P001" in msg and "nope_ap.nii.gz" in msg
