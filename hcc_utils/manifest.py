@@ -30,6 +30,7 @@ when there are errors.
 from __future__ import annotations
 
 import argparse
+from io import StringIO as _StringIO
 import re
 import sys
 import warnings
@@ -235,8 +236,23 @@ def _blank(value) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() in ("", "nan", "NaN")
 
 
+def _read_csv(path, sep: str | None = None) -> pd.DataFrame:
+    """A CSV as strings: UTF-8 (with or without the BOM Excel writes) or Latin-1; ``,``, ``;`` or tab separated."""
+    raw = Path(path).read_bytes()
+    for encoding in ("utf-8-sig", "latin-1"):
+        try:
+            text = raw.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    if sep is None:
+        header = text.split("\n", 1)[0]
+        sep = "\t" if "\t" in header and "," not in header else ";" if ";" in header and "," not in header else ","
+    return pd.read_csv(_StringIO(text), sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True)
+
+
 def _read_raw(path: Path) -> pd.DataFrame:
-    df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    df = _read_csv(path)
     df.columns = [str(c).strip().lower() for c in df.columns]
     df = df.apply(lambda s: s.str.strip()).astype(object)
     return df.where(df != "", np.nan)
@@ -255,6 +271,8 @@ def _structure_problems(df: pd.DataFrame, manifest: Path, report: ValidationRepo
         if m and m.group(2).upper() not in PHASES:
             report.add(_patients_label(all_ids), mf, col,
                        f"unknown phase {m.group(2).upper()!r} in column name; phases are {', '.join(PHASES)}")
+    if len(df) == 0:
+        report.add("(none)", mf, "patient_id", "the manifest has no patient rows")
     usable = []
     ids = df["patient_id"] if "patient_id" in df.columns else pd.Series([np.nan] * len(df))
     dup = ids[ids.notna() & ids.duplicated(keep=False)]
@@ -367,9 +385,9 @@ def _read_table_file(file: str, sheet: str | None) -> pd.DataFrame:
     if suffix in (".xlsx", ".xlsm", ".xls"):
         df = pd.read_excel(file, sheet_name=sheet if sheet is not None else 0, dtype=str)
     elif suffix in (".tsv", ".tab"):
-        df = pd.read_csv(file, sep="\t", dtype=str, keep_default_na=False)
+        df = _read_csv(file, sep="\t")
     else:
-        df = pd.read_csv(file, dtype=str, keep_default_na=False, skipinitialspace=True)
+        df = _read_csv(file)
     df.columns = [str(c).strip().lower() for c in df.columns]
     df = df.apply(lambda s: s.astype("string").str.strip()).astype(object)
     return df.where(df.notna() & (df != ""), np.nan)

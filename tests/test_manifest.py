@@ -175,6 +175,24 @@ def test_load_patient_table_without_visual_file_and_blank_clinical_value(cohort)
     assert np.isnan(t.loc["P002", "alt"]) and t.loc["P001", "alt"] == 35
 
 
+def test_excel_style_csv_files(cohort):
+    """CSV saved by Excel: BOM, semicolons, Latin-1 accents."""
+    text = cohort.manifest.read_text().replace(",", ";")
+    cohort.manifest.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    clinical = cohort.root / "tables" / "clinical.csv"
+    clinical.write_bytes(clinical.read_text().replace(",", ";").replace("patient_id", "Patient_ID ").encode("latin-1")
+                         + "P999;M;60;0;0;0;A;1;40;1;1 # Jos\u00e9\n".encode("latin-1"))
+    assert validate(cohort.manifest, progress=False).ok
+    t = load_patient_table(cohort.manifest)
+    assert t.index.tolist() == PIDS and t.loc["P003", "ggt"] == 62.0
+
+
+def test_empty_manifest(cohort):
+    cohort.df.iloc[:0].to_csv(cohort.manifest, index=False)
+    report = validate(cohort.manifest)
+    assert not report.ok and "no patient rows" in str(report)
+
+
 def test_tables_read_once_each(cohort, monkeypatch):
     calls = []
     real = manifest._read_table_file
