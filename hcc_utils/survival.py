@@ -1466,7 +1466,7 @@ def plot_nomogram(res_or_nomo):
     nrow = len(vars_) + 4
     fig, ax = plt.subplots(figsize=(10, 0.55 * nrow + 1))
     ax.set_xlim(-32, 105)
-    ax.set_ylim(-nrow + 0.3, 1)
+    ax.set_ylim(-nrow + 1.5, 1)
     ax.axis("off")
 
     def axis_line(y, label, pos, labels, fmt=None):
@@ -1489,7 +1489,7 @@ def plot_nomogram(res_or_nomo):
             axis_line(y, v["label"], pos, v["levels"])
         y -= 1
     tmax = sum((v["lp_max"] - v["lp_min"]) * sc for v in vars_)
-    tt = _nice_ticks(0, tmax)
+    tt = _nice_ticks(0, tmax, extend=True)
     tscale = 100.0 / max(tt[-1], 1e-9)
     axis_line(y, "Total points", [t * tscale for t in tt], [f"{t:g}" for t in tt])
     y -= 1
@@ -1510,12 +1510,14 @@ def plot_nomogram(res_or_nomo):
     return fig
 
 
-def _nice_ticks(lo, hi, n=6):
+def _nice_ticks(lo, hi, n=6, extend=False):
     if hi <= lo:
         return [lo]
     raw = (hi - lo) / n
     mag = 10 ** math.floor(math.log10(raw))
     step = min((s * mag for s in (1, 2, 2.5, 5, 10) if s * mag >= raw), default=raw)
+    if extend:
+        return [float(v) for v in np.round(np.arange(0, math.ceil(hi / step) * step + step * 1e-9, step), 10)]
     start = math.ceil(lo / step) * step
     vals = list(np.round(np.arange(start, hi + step * 1e-9, step), 10))
     if vals and vals[0] - lo > 1e-9:

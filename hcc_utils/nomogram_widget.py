@@ -1,0 +1,92 @@
+"""Live nomogram for JupyterLab (ipywidgets).
+
+One slider (continuous) or dropdown (binary/categorical) per variable of the final model; every change recomputes
+each variable's points, the total points, the predicted RFS at the landmark and the risk group with
+:meth:`hcc_utils.survival.Nomogram.predict` (the same arithmetic as the static JS calculator).
+
+In a static HTML page no kernel runs, so the book shows the JS calculator (:func:`hcc_utils.survival.nomogram_html`)
+next to this widget.
+"""
+from __future__ import annotations
+
+import html
+
+from hcc_utils.survival import Nomogram
+
+
+class NomogramWidget:
+    """ipywidgets nomogram.
+
+    Parameters
+    ----------
+    nomogram : Nomogram or dict
+        A :class:`~hcc_utils.survival.Nomogram` or its :meth:`~hcc_utils.survival.Nomogram.to_dict` export.
+
+    Attributes
+    ----------
+    controls : dict
+        Variable name -> widget (``FloatSlider`` or ``Dropdown``).
+    output : ipywidgets.HTML
+        The result panel.
+    result : dict
+        The last :meth:`Nomogram.predict` result.
+    """
+
+    def __init__(self, nomogram: Nomogram | dict):
+        import ipywidgets as w
+
+        self.nomogram = nomogram if isinstance(nomogram, Nomogram) else Nomogram.from_dict(nomogram)
+        self.controls = {}
+        self.points = {}
+        rows = []
+        style = {"description_width": "initial"}
+        layout = w.Layout(width="420px")
+        for v in self.nomogram.variables:
+            if v["type"] == "continuous":
+                c = w.FloatSlider(value=float(v["default"]), min=float(v["min"]), max=float(v["max"]),
+                                  step=float(v["step"]), description=v["label"], style=style, layout=layout,
+                                  continuous_update=True, readout_format=".4g")
+            else:
+                c = w.Dropdown(options=list(v["levels"]), value=str(v["default"]), description=v["label"],
+                               style=style, layout=layout)
+            c.observe(self._on_change, names="value")
+            self.controls[v["name"]] = c
+            self.points[v["name"]] = w.HTML()
+            rows.append(w.HBox([c, self.points[v["name"]]]))
+        self.output = w.HTML()
+        title = w.HTML(f"<b>{html.escape(self.nomogram.spec.get('title', 'Nomogram'))}</b>")
+        self.box = w.VBox([title, *rows, self.output])
+        self.result: dict = {}
+        self.update()
+
+    def values(self) -> dict:
+        """Current input values by variable name."""
+        return {k: c.value for k, c in self.controls.items()}
+
+    def _on_change(self, _change):
+        self.update()
+
+    def update(self) -> dict:
+        """Recompute and redraw; returns the :meth:`Nomogram.predict` result."""
+        r = self.nomogram.predict(self.values())
+        for k, lab in self.points.items():
+            lab.value = f"<span data-points-for='{k}'>{r['points'][k]:.1f} points</span>"
+        lm = self.nomogram.spec["landmark"]
+        group = r["risk_group"] or "n/a"
+        self.output.value = (
+            f"<div>Total points: <b>{r['total_points']:.1f}</b><br>"
+            f"Predicted {lm:g}-month recurrence-free survival: <b>{100 * r['rfs']:.1f}%</b><br>"
+            f"Probability of recurrence within {lm:g} months: <b>{100 * r['er_prob']:.1f}%</b><br>"
+            f"Risk group: <b>{group}</b></div>")
+        self.result = r
+        return r
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.box)
+
+
+def nomogram_widget(nomogram: Nomogram | dict) -> NomogramWidget:
+    """Build the live nomogram widget (display it as the last expression of a cell)."""
+    return NomogramWidget(nomogram)
