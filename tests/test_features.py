@@ -1,0 +1,98 @@
+"""Deep semantic features: pooling against hand-computed values, end-to-end extraction, fallback, reproducibility."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from hcc_utils import features as fe
+from hcc_utils import segmentation as seg
+from toy_cohort import make_cohort, toy_profile
+
+
+def test_pooling_hand_computed():
+    fmap = torch.stack([torch.arange(16.0).reshape(4, 4), torch.full((4, 4), 7.0)])  # 2 x 4 x 4
+    mask = torch.zeros(8, 8)
+    mask[:4, :4] = 1  # covers map cells (0,0), (0,1), (1,0), (1,1) fully
+    np.testing.assert_allclose(fe.pool_feature_map(fmap, mask).numpy(), [(0 + 1 + 4 + 5) / 4, 7.0])
+    # a cell half covered counts (area >= 0.5), a quarter-covered one does not
+    mask2 = torch.zeros(8, 8)
+    mask2[6:8, 6:8] = 1  # cell (3,3) fully
+    mask2[6:8, 4] = 1  # cell (3,2) half
+    mask2[4, 6] = 1  # cell (2,3) a quarter
+    np.testing.assert_allclose(fe.pool_feature_map(fmap, mask2).numpy(), [(15 + 14) / 2, 7.0])
+    # tiny tumour (no cell reaches half): area-weighted mean of partly covered cells
+    mask3 = torch.zeros(8, 8)
+    mask3[1, 1] = 1  # cell (0,0), 1/4
+    mask3[1, 2] = 1  # cell (0,1), 1/4
+    mask3[2, 2] = 1  # cell (1,1), 1/4
+    np.testing.assert_allclose(fe.pool_feature_map(fmap, mask3).numpy(), [(0 + 1 + 5) / 3, 7.0], rtol=1e-6)
+    # batched form, same map resolution as the mask
+    b = fe.pool_feature_map(fmap[None].repeat(2, 1, 1, 1), torch.stack([mask, mask2]))
+    assert b.shape == (2, 2)
+
+
+@pytest.fixture(scope="module")
+def extracted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("feat")
+    manifest = make_cohort(root / "cohort", n_dev=3, n_val=1, n_annotated=3)
+    prof = toy_profile(root, unet={"epochs": 1, "batch_size": 8})
+    for ph in ("AP", "PP"):
+        seg.train_phase(manifest, prof, ph, progress=False)
+    tabs = {ph: fe.extract_phase(manifest, prof, ph, mask="manual", progress=False) for ph in ("AP", "PP")}
+    return manifest, prof, tabs
+
+
+def test_feature_tables_shape_names_no_nan(extracted):
+    manifest, prof, tabs = extracted
+    layers = prof["features"]["layers"]  # ci: bottleneck (32 ch), dec2 (8), dec1 (16) at base 8, depth 3
+    model = seg.load_model(prof, "AP", "cpu")
+    chans = dict(fe.layer_channels(model, layers, 64))
+    n = sum(chans.values())
+    for ph, t in tabs.items():
+        assert t.shape == (4, n) and t.index.name == "patient_id"
+        assert np.isfinite(t.to_numpy()).all()
+        assert list(t.columns[:2]) == [f"{layers[0]}_c0", f"{layers[0]}_c1"]
+        assert t.columns[-1] == f"{layers[-1]}_c{chans[layers[-1]] - 1}"
+    dp = fe.write_dp(prof)
+    assert dp.shape == (4, 2 * n) and dp.columns[0].startswith("AP_") and dp.columns[-1].startswith("PP_")
+    assert pd.read_parquet(prof.outputs / "features" / "DP.parquet").equals(dp)
+    sl = pd.read_parquet(prof.outputs / "features" / "AP_slices.parquet")
+    assert {"patient_id", "z", "mask_source", "area_px"} <= set(sl.columns)
+    # the patient vector is the mean of its tumour-slice vectors
+    p0 = sl[sl["patient_id"] == "T000"]
+    np.testing.assert_allclose(p0[tabs["AP"].columns].mean().to_numpy(), tabs["AP"].loc["T000"].to_numpy(),
+                               rtol=1e-5, atol=1e-6)
+    qc = pd.read_csv(prof.outputs / "features" / "AP_qc.csv")
+    assert (qc["mask_source"] == "manual").all()
+
+
+def test_no_predicted_tumour_warns_and_falls_back(extracted, tmp_path):
+    manifest, prof, _ = extracted
+    model = seg.load_model(prof, "PP", "cpu")
+    with torch.no_grad():  # a network that never predicts tumour
+        model.head.bias.copy_(torch.tensor([50.0, -50.0]))
+    torch.save(model.state_dict(), prof.outputs / "segmentation" / "PP" / "model.pth")
+    with pytest.warns(UserWarning, match="no tumour"):
+        t = fe.extract_phase(manifest, prof, "PP", mask="predicted", progress=False)
+    assert np.isfinite(t.to_numpy()).all() and not (t.to_numpy() == 0).all()
+    qc = pd.read_csv(prof.outputs / "features" / "PP_qc.csv")
+    assert (qc["mask_source"] == "fallback_max_prob").all() and (qc["n_tumour_slices"] == 1).all()
+
+
+def test_bad_layer_name(extracted):
+    _, prof, _ = extracted
+    model = seg.load_model(prof, "AP", "cpu")
+    with pytest.raises(ValueError, match="dec9"):
+        fe.Hooks(model, ["dec9"])
+
+
+def test_same_seed_same_features(tmp_path):
+    manifest = make_cohort(tmp_path / "cohort", n_dev=3, n_val=0, n_annotated=3, seed=5)
+    out = []
+    for run in ("a", "b"):
+        prof = toy_profile(tmp_path / run, unet={"epochs": 1, "batch_size": 8})
+        seg.train_phase(manifest, prof, "AP", progress=False)
+        out.append(fe.extract_phase(manifest, prof, "AP", mask="predicted", progress=False))
+    pd.testing.assert_frame_equal(out[0], out[1], check_exact=True)
