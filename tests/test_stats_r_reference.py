@@ -204,3 +204,31 @@ def test_table_one_tests_match_R(pbc):
 def test_fisher_rxc_matches_fisher_test(i):
     ref = R["fisher"][i]
     assert stats.fisher_exact_rxc(np.asarray(ref["table"])) == pytest.approx(ref["p"], abs=CLOSED)
+
+
+def test_compare_c_index_matches_concordance_pair(lung_lp):
+    ref = R["lung_concordance_pair"]
+    r = stats.compare_c_index(lung_lp["time"], lung_lp["event"], lung_lp["lp"], lung_lp["lp_b"])
+    assert (r.a, r.b) == pytest.approx(tuple(ref["c"]), abs=CLOSED)
+    assert r.se_diff == pytest.approx(ref["se_diff"], abs=1e-6)
+
+
+@pytest.mark.parametrize("i", range(2))
+def test_compare_td_auc_matches_score_contrast(pbc, i):
+    ref = R["pbc_tdauc_compare"][i]
+    d = pbc.dropna(subset=["bili", "albumin", "age", "protime"])
+    marker = np.log(d["bili"]) - 2 * np.log(d["albumin"]) + 0.03 * d["age"]
+    # riskRegression: delta = AUC(model b = bili) - AUC(reference a = marker)
+    r = stats.compare_td_auc(d["time"], d["event"], d["bili"], marker, ref["t"])
+    assert r.diff == pytest.approx(ref["delta"], abs=1e-6)
+    assert r.se_diff == pytest.approx(ref["se"], abs=1e-6)
+    assert r.p == pytest.approx(ref["p"], abs=1e-6)
+
+
+def test_stepwise_aic_matches_R_step(lung):
+    d = lung.dropna()
+    ref = R["lung_step"]
+    assert len(d) == ref["n"]
+    r = stats.stepwise_aic(d, "time", "event", ["age", "sex", "ph_ecog", "ph_karno", "wt_loss", "meal_cal"])
+    assert sorted(r.selected) == sorted(ref["selected"])
+    assert r.aic == pytest.approx(ref["aic"], abs=1e-6)

@@ -14,9 +14,21 @@ time_dependent_auc(time, event, marker, t)    -> .auc .se .lower .upper        I
 table_one(df, group, normal, skewed, categorical) -> DataFrame (cells, p, test)
 net_benefit(y, prob, thresholds)              -> DataFrame threshold, model, treat_all, treat_none
 
+Notebook helpers
+----------------
+cox_univariable_screen, cox_multivariable (p < threshold), stepwise_aic (R step, both directions)   cox_models.py
+compare_c_index (R concordance(fit1, fit2) IJ covariance, or seeded paired bootstrap)               compare.py
+compare_td_auc (influence functions, riskRegression Score contrasts), bootstrap_c_index_ci          compare.py
+bootstrap_auc_ci, logistic_calibration_curve                                                         roc.py
+survival_net_benefit (decision curve at time t, KM among the treated)                                decision.py
+seeded_bootstrap (identical results for any n_jobs)                                                 bootstrap.py
+
 Each module's docstring says which library or own code is behind each function and why.
 No torch imports here.
 """
+from .bootstrap import seeded_bootstrap
+from .compare import PairedComparison, bootstrap_c_index_ci, compare_c_index, compare_td_auc
+from .cox_models import StepwiseResult, cox_multivariable, cox_null_loglik, cox_univariable_screen, stepwise_aic
 from .decision import net_benefit, survival_net_benefit
 from .roc import (bootstrap_auc_ci, classification_metrics, delong_placements, delong_test,
                   logistic_calibration_curve, roc_auc_ci, youden_threshold)
@@ -29,5 +41,6 @@ __all__ = [
     "cox_table", "harrell_c", "time_dependent_auc", "table_one", "net_benefit",
     # helpers
     "bootstrap_auc_ci", "logistic_calibration_curve", "delong_placements", "kaplan_meier", "cox_design", "cox_fit",
-    "harrell_c_influence", "td_auc_influence", "survival_net_benefit", "fisher_exact_rxc", "chi2_or_fisher",
+    "harrell_c_influence", "seeded_bootstrap", "PairedComparison", "bootstrap_c_index_ci", "compare_c_index",
+    "compare_td_auc", "StepwiseResult", "cox_multivariable", "cox_null_loglik", "cox_univariable_screen", "stepwise_aic", "td_auc_influence", "survival_net_benefit", "fisher_exact_rxc", "chi2_or_fisher",
 ]

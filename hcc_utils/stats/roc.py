@@ -270,43 +270,36 @@ def _auc_fast(yy, s):
     return delong_placements(yy, s)[0]
 
 
-def _boot_chunk(yy, s, seeds, stratified):
-    out = []
-    pos = np.flatnonzero(yy == 1)
-    neg = np.flatnonzero(yy == 0)
-    for sd in seeds:
-        rng = np.random.default_rng(sd)
-        if stratified:
-            idx = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
-        else:
-            idx = rng.integers(0, len(yy), len(yy))
-            if yy[idx].min() == yy[idx].max():
-                out.append(np.nan)
-                continue
-        out.append(_auc_fast(yy[idx], s[idx]))
-    return out
+class _AUCStat:
+    """Picklable bootstrap statistic: AUC on resampled indices."""
+
+    def __init__(self, yy, s):
+        self.yy, self.s = yy, s
+
+    def __call__(self, idx):
+        y = self.yy[idx]
+        if y.min() == y.max():
+            raise ValueError("single class in resample")
+        return _auc_fast(y, self.s[idx])
 
 
 def bootstrap_auc_ci(y, score, n_boot: int = 2000, level: float = 0.95, seed: int = 0, n_jobs: int = 1,
-                     stratified: bool = True, positive=None) -> AUCResult:
+                     stratified: bool = True, positive=None, progress: bool = False) -> AUCResult:
     """Percentile bootstrap CI of the AUC (stratified by default, as pROC ``ci.auc(method="bootstrap")``).
 
-    Replicate ``b`` uses ``numpy.random.default_rng(SeedSequence(seed).spawn(n_boot)[b])``, so the result is
-    identical for any ``n_jobs`` (joblib processes).
+    Seeded through :func:`hcc_utils.stats.bootstrap.seeded_bootstrap`: identical result for any ``n_jobs``.
 
     Returns
     -------
     AUCResult
         ``method="bootstrap"``; ``se`` is the SD of the replicates.
     """
-    from joblib import Parallel, delayed
+    from .bootstrap import seeded_bootstrap
 
     yy, (s,) = _check(y, [score], positive)
-    seeds = np.random.SeedSequence(seed).spawn(n_boot)
-    chunks = np.array_split(np.arange(n_boot), max(1, min(n_boot, 4 * max(1, abs(n_jobs)))))
-    res = Parallel(n_jobs=n_jobs)(delayed(_boot_chunk)(yy, s, [seeds[i] for i in c], stratified) for c in chunks)
-    reps = np.array([v for r in res for v in r], dtype=float)
-    reps = reps[np.isfinite(reps)]
+    reps = seeded_bootstrap(_AUCStat(yy, s), len(yy), n_boot, seed, n_jobs, strata=yy if stratified else None,
+                            progress=progress, desc="AUC bootstrap")
+    reps = np.array([r for r in reps if r is not None], dtype=float)
     lo, hi = np.quantile(reps, [(1 - level) / 2, (1 + level) / 2])
     return AUCResult(auc=_auc_fast(yy, s), lower=float(lo), upper=float(hi), se=float(np.std(reps, ddof=1)),
                      level=level, n_cases=int(yy.sum()), n_controls=int((1 - yy).sum()), method="bootstrap")

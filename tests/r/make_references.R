@@ -90,8 +90,13 @@ ref$lung_cox_factor <- list(covariate = names(coef(fit2)), coef = unname(coef(fi
                             p = unname(s2$coefficients[, 5]))
 cc <- concordance(fit)
 ref$lung_concordance_lp <- list(c = unname(cc$concordance), se = sqrt(unname(cc$var)))
-lp <- data.frame(time = lc$time, event = lc$event, lp = unname(fit$linear.predictors), ph_ecog = lc$ph_ecog,
-                 age = lc$age)
+fitb <- coxph(Surv(time, event) ~ age + sex, data = lc, ties = "efron")
+ccab <- concordance(fit, fitb)
+ref$lung_concordance_pair <- list(c = unname(ccab$concordance), var = unname(ccab$var),
+                                  diff = unname(ccab$concordance[1] - ccab$concordance[2]),
+                                  se_diff = sqrt(unname(ccab$var[1, 1] + ccab$var[2, 2] - 2 * ccab$var[1, 2])))
+lp <- data.frame(time = lc$time, event = lc$event, lp = unname(fit$linear.predictors),
+                 lp_b = unname(fitb$linear.predictors), ph_ecog = lc$ph_ecog, age = lc$age)
 write.csv(format(lp, digits = 17), file.path(dat_dir, "lung_lp.csv"), row.names = FALSE, quote = FALSE)
 cc2 <- concordance(Surv(time, event) ~ ph_ecog, data = lc, reverse = TRUE)   # many tied risks
 ref$lung_concordance_ecog <- list(c = unname(cc2$concordance), se = sqrt(unname(cc2$var)),
@@ -125,6 +130,17 @@ for (tt in c(1000, 2000, ev_times[40], 3000)) {
   }
 }
 ref$pbc_tdauc <- tdauc
+# paired comparison of two markers (riskRegression contrasts: delta AUC, se, p)
+tdcmp <- list()
+for (tt in c(1000, 2000)) {
+  sc <- Score(list(a = plogis(pbc_c$marker - mean(pbc_c$marker)), b = plogis(pbc_c$bili - mean(pbc_c$bili))),
+              formula = Hist(time, event) ~ 1, data = pbc_c, times = tt, metrics = "auc", cens.model = "km",
+              se.fit = TRUE, conservative = FALSE, null.model = FALSE, summary = NULL, plots = NULL)
+  ct <- as.data.frame(sc$AUC$contrasts)
+  tdcmp[[length(tdcmp) + 1]] <- list(t = tt, model = ct$model, reference = ct$reference, delta = ct$delta.AUC,
+                                     se = ct$se, p = ct$p)
+}
+ref$pbc_tdauc_compare <- tdcmp
 ref$pbc_tdauc_n <- nrow(pbc_c)
 
 # ---------------------------------------------------------------- Table 1 tests on pbc by treatment arm

@@ -1,0 +1,153 @@
+"""Cox model building for the survival notebook: univariable screen, multivariable model on the screened
+variables, and stepwise AIC selection in both directions as R's ``step``.
+
+All fits: statsmodels ``PHReg(ties="efron")`` through :func:`hcc_utils.stats.survival.cox_fit` (matches R
+``coxph``).  A *variable* may span several design columns (a categorical covariate with k levels gives k-1 dummies
+``var[level]``); screening p values for such variables come from the likelihood-ratio test.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from ._validate import as_event, as_time
+from .survival import cox_design, cox_fit, cox_table
+
+__all__ = ["cox_null_loglik", "cox_univariable_screen", "cox_multivariable", "stepwise_aic", "StepwiseResult"]
+
+
+def cox_null_loglik(time, event) -> float:
+    """Efron partial log-likelihood at beta = 0 (R ``coxph(...)$loglik[1]``)."""
+    from statsmodels.duration.hazard_regression import PHReg
+
+    t = as_time(time)
+    e = as_event(event)
+    return float(PHReg(t, np.zeros((len(t), 1)), status=e, ties="efron").loglike(np.zeros(1)))
+
+
+def _complete(df, cols):
+    miss = df[cols].isna().any(axis=1)
+    if miss.any():
+        raise ValueError(f"{int(miss.sum())} row(s) with missing values in {cols} (rows {list(df.index[miss][:5])}); "
+                         "select complete cases first so that all models use the same patients")
+    return df
+
+
+def cox_univariable_screen(df: pd.DataFrame, duration_col: str, event_col: str, candidates, level: float = 0.95,
+                           reference: dict | None = None) -> pd.DataFrame:
+    """One Cox model per candidate variable.
+
+    Returns
+    -------
+    DataFrame
+        One row per design column: ``variable, term, coef, se, hr, hr_lower, hr_upper, p`` (Wald) and ``p_variable``
+        (Wald for one column, likelihood-ratio for a multi-level categorical variable), ``n``, ``events``.
+    """
+    candidates = list(candidates)
+    _complete(df, [duration_col, event_col, *candidates])
+    ll0 = cox_null_loglik(df[duration_col], df[event_col])
+    rows = []
+    for v in candidates:
+        tab = cox_table(df, duration_col, event_col, [v], level=level, reference=reference)
+        if len(tab) == 1:
+            pv = float(tab["p"].iloc[0])
+        else:
+            lr = 2 * (tab.attrs["loglik"] - ll0)
+            pv = float(sps.chi2.sf(lr, len(tab)))
+        t = tab.reset_index().rename(columns={"covariate": "term"})
+        t.insert(0, "variable", v)
+        t["p_variable"] = pv
+        t["n"] = tab.attrs["n"]
+        t["events"] = tab.attrs["events"]
+        rows.append(t)
+    return pd.concat(rows, ignore_index=True)
+
+
+def cox_multivariable(df: pd.DataFrame, duration_col: str, event_col: str, candidates, p_threshold: float = 0.05,
+                      level: float = 0.95, reference: dict | None = None):
+    """Multivariable Cox model on the candidates with univariable ``p_variable < p_threshold``.
+
+    Returns
+    -------
+    (table, screen, selected) : the multivariable :func:`cox_table` (None when nothing passes), the univariable
+    screen, and the list of selected variables.
+    """
+    screen = cox_univariable_screen(df, duration_col, event_col, candidates, level=level, reference=reference)
+    pv = screen.drop_duplicates("variable").set_index("variable")["p_variable"]
+    selected = [v for v in candidates if pv[v] < p_threshold]
+    table = cox_table(df, duration_col, event_col, selected, level=level, reference=reference) if selected else None
+    return table, screen, selected
+
+
+@dataclass
+class StepwiseResult:
+    """Outcome of :func:`stepwise_aic`: selected variables, final AIC, the path of moves, and the final table."""
+    selected: list
+    aic: float
+    path: pd.DataFrame
+    table: pd.DataFrame | None = field(repr=False, default=None)
+
+
+def _aic(df, duration_col, event_col, terms, reference, ll0, k):
+    if not terms:
+        return -2 * ll0
+    fit, X = cox_fit(df, duration_col, event_col, terms, reference)
+    return -2 * float(fit.llf) + k * X.shape[1]
+
+
+def stepwise_aic(df: pd.DataFrame, duration_col: str, event_col: str, candidates, start=None,
+                 direction: str = "both", k: float = 2.0, reference: dict | None = None,
+                 max_steps: int = 100) -> StepwiseResult:
+    """Stepwise Cox model selection by AIC, as R ``step(coxph(...), direction=...)``.
+
+    Parameters
+    ----------
+    candidates : list of str
+        The scope (upper model); the lower model is empty.
+    start : list of str, optional
+        Starting variables; default all candidates for "both"/"backward" (R ``step(full_fit)``), none for
+        "forward".
+    direction : {"both", "backward", "forward"}
+    k : float
+        Penalty per parameter (2 = AIC; log(events) gives a BIC-like criterion).
+
+    Returns
+    -------
+    StepwiseResult
+        ``AIC = -2 loglik + k * (number of coefficients)`` (R ``extractAIC``); ``path`` lists each accepted move.
+    """
+    if direction not in ("both", "backward", "forward"):
+        raise ValueError(f"direction must be 'both', 'backward' or 'forward', got {direction!r}")
+    candidates = list(candidates)
+    _complete(df, [duration_col, event_col, *candidates])
+    cur = list(candidates if start is None and direction != "forward" else (start or []))
+    ll0 = cox_null_loglik(df[duration_col], df[event_col])
+    cur_aic = _aic(df, duration_col, event_col, cur, reference, ll0, k)
+    path = [{"step": 0, "move": "start", "variable": "", "aic": cur_aic, "model": " + ".join(cur)}]
+    for step in range(1, max_steps + 1):
+        moves = []
+        if direction in ("both", "backward"):
+            for v in cur:
+                terms = [u for u in cur if u != v]
+                moves.append(("-", v, terms, _aic(df, duration_col, event_col, terms, reference, ll0, k)))
+        if direction in ("both", "forward"):
+            for v in candidates:
+                if v not in cur:
+                    terms = cur + [v]
+                    moves.append(("+", v, terms, _aic(df, duration_col, event_col, terms, reference, ll0, k)))
+        if not moves:
+            break
+        best = min(moves, key=lambda m: m[3])
+        if best[3] >= cur_aic - 1e-10:
+            break
+        cur, cur_aic = best[2], best[3]
+        path.append({"step": step, "move": best[0], "variable": best[1], "aic": cur_aic, "model": " + ".join(cur)})
+    table = cox_table(df, duration_col, event_col, cur, reference=reference) if cur else None
+    return StepwiseResult(selected=cur, aic=float(cur_aic), path=pd.DataFrame(path), table=table)
+
+
+def _design_columns(df, covariates, reference=None):  # pragma: no cover - convenience
+    return list(cox_design(df, covariates, reference).columns)
