@@ -303,6 +303,11 @@ def _structure_problems(df: pd.DataFrame, manifest: Path, report: ValidationRepo
             elif segv == 1.0 and cohort == "validation":
                 report.add(pid, mf, "seg_train",
                            "seg_train is 1 for a validation patient: only development masks may train the network")
+            elif segv == 1.0:
+                for phase in PHASES:
+                    if _blank(row.get(f"mask_{phase.lower()}")):
+                        report.add(pid, mf, f"mask_{phase.lower()}",
+                                   "seg_train is 1 but no mask is given for this phase")
         if good:
             usable.append(i)
     return usable
@@ -354,7 +359,8 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     ------
     ManifestError
         Missing file or required columns, blank required values, duplicate ids, unknown cohort or phase, bad
-        ``seg_train``: every such problem is listed.
+        ``seg_train`` (not 0/1, set for a validation patient or for a case without masks): every such problem is
+        listed.
     """
     path = Path(path)
     if not path.is_file():
@@ -577,9 +583,7 @@ def _check_patient_images(row, report: ValidationReport) -> None:
                     report.add(pid, ct, ct_col, f"image is {info.GetDimension()}-D; a 3-D CT volume is expected")
                     info = None
         if _blank(mask):
-            if int(float(row.get("seg_train") or 0)) == 1:
-                report.add(pid, report.manifest, mask_col, "seg_train is 1 but no mask is given for this phase")
-            continue
+            continue  # a missing mask of a seg_train case is reported by the structure check
         if not Path(mask).exists():
             report.add(pid, mask, mask_col, "mask file not found")
             continue
