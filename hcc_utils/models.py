@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
@@ -74,8 +75,13 @@ def param_grid(grid: dict[str, list]) -> dict[str, list]:
 
 
 def make_pipeline(seed: int) -> Pipeline:
-    """StandardScaler followed by an L2 logistic regression (lbfgs), seeded."""
-    return Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression(random_state=seed))])
+    """Median imputation, StandardScaler and an L2 logistic regression (lbfgs), seeded.
+
+    The imputer only acts on blank clinical values (which :func:`hcc_utils.manifest.load_patient_table` allows with a
+    warning); it is fitted inside each training fold like the scaler. Deep features and visual reads must be complete.
+    """
+    return Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+                     ("scale", StandardScaler()), ("clf", LogisticRegression(random_state=seed))])
 
 
 def make_search(grid: dict[str, list], n_folds: int, seed: int) -> GridSearchCV:
@@ -101,15 +107,21 @@ def make_search(grid: dict[str, list], n_folds: int, seed: int) -> GridSearchCV:
                         n_jobs=1, error_score="raise")
 
 
-def _check_xy(X: pd.DataFrame, y: pd.Series, name: str) -> None:
-    if not X.index.equals(y.index):
-        raise ValueError(f"{name}: feature rows and labels are not aligned on patient_id")
-    bad = X.columns[~np.isfinite(X.to_numpy(dtype=float)).all(axis=0)]
+def _check_x(X: pd.DataFrame, name: str, allow_missing: bool = False) -> None:
+    a = X.to_numpy(dtype=float)
+    ok = np.isfinite(a) | (np.isnan(a) if allow_missing else False)
+    bad = X.columns[~ok.all(axis=0)]
     if len(bad):
         col = bad[0]
-        pids = X.index[~np.isfinite(X[col].to_numpy(dtype=float))].tolist()
-        raise ValueError(f"{name}: non-finite values in column {col!r} for patient(s) {pids[:5]}"
-                         f"{' ...' if len(pids) > 5 else ''} ({len(bad)} column(s) affected)")
+        pids = X.index[~ok[:, X.columns.get_loc(col)]].tolist()
+        raise ValueError(f"{name}: {'infinite' if allow_missing else 'missing or infinite'} values in column {col!r} "
+                         f"for patient(s) {pids[:5]}{' ...' if len(pids) > 5 else ''} ({len(bad)} column(s) affected)")
+
+
+def _check_xy(X: pd.DataFrame, y: pd.Series, name: str, allow_missing: bool = False) -> None:
+    if not X.index.equals(y.index):
+        raise ValueError(f"{name}: feature rows and labels are not aligned on patient_id")
+    _check_x(X, name, allow_missing)
     vals = set(np.unique(y.to_numpy()))
     if not vals <= {0, 1}:
         raise ValueError(f"{name}: labels must be 0/1, found {sorted(vals)}")
@@ -185,7 +197,7 @@ class ModelFit:
 
 
 def fit_nested(name: str, X_dev: pd.DataFrame, y_dev: pd.Series, X_val: pd.DataFrame | None,
-               grid: dict[str, list], n_folds: int, seed: int) -> ModelFit:
+               grid: dict[str, list], n_folds: int, seed: int, allow_missing: bool = False) -> ModelFit:
     """Nested cross-validated development predictions, refit on all development, predict validation.
 
     Parameters
@@ -202,12 +214,14 @@ def fit_nested(name: str, X_dev: pd.DataFrame, y_dev: pd.Series, X_val: pd.DataF
         Requested folds for the outer and the inner loop (lowered when the minority class is too small).
     seed : int
         Seeds outer folds (``seed``), inner folds (``seed + 1``) and the estimator.
+    allow_missing : bool
+        Allow blank (NaN) values, imputed by the median inside each training fold (clinical variables only).
 
     Returns
     -------
     ModelFit
     """
-    _check_xy(X_dev, y_dev, f"{name} (development)")
+    _check_xy(X_dev, y_dev, f"{name} (development)", allow_missing)
     if X_val is not None and list(X_val.columns) != list(X_dev.columns):
         raise ValueError(f"{name}: validation columns differ from development columns")
     X = X_dev.to_numpy(dtype=float)
@@ -227,11 +241,8 @@ def fit_nested(name: str, X_dev: pd.DataFrame, y_dev: pd.Series, X_val: pd.DataF
         final = clone(search).fit(X, y)
         val = None
         if X_val is not None and len(X_val):
+            _check_x(X_val, f"{name} (validation)", allow_missing)
             xv = X_val.to_numpy(dtype=float)
-            if not np.isfinite(xv).all():
-                col = X_val.columns[~np.isfinite(xv).all(axis=0)][0]
-                pids = X_val.index[~np.isfinite(X_val[col].to_numpy(dtype=float))].tolist()
-                raise ValueError(f"{name} (validation): non-finite values in column {col!r} for patient(s) {pids[:5]}")
             val = final.predict_proba(xv)[:, 1]
     assert np.isfinite(prob).all()
     return ModelFit(
@@ -259,12 +270,13 @@ def clinical_design(patients: pd.DataFrame) -> pd.DataFrame:
     """Clinical variables as model columns: binary/continuous as they are, categoricals one-hot.
 
     Categorical variables (``sex``, ``child_pugh``) get one 0/1 column per non-reference level; the reference is the
-    first level in :data:`hcc_utils.manifest.CLINICAL_VARIABLES` (``sex_F``, ``child_pugh_B``).
+    first level in :data:`hcc_utils.manifest.CLINICAL_VARIABLES` (``sex_F``, ``child_pugh_B``). Blank values stay NaN
+    (imputed inside the cross-validation by the model pipeline).
 
     Raises
     ------
     ValueError
-        Naming the patient and column of a missing or unknown value.
+        Naming the patient and column of an unknown categorical level, or a missing variable.
     """
     cols = {}
     for v in CLINICAL_VARIABLES:
@@ -272,15 +284,13 @@ def clinical_design(patients: pd.DataFrame) -> pd.DataFrame:
             raise ValueError(f"clinical variable {v.name!r} is missing from the patient table")
         s = patients[v.name]
         miss = s.isna()
-        if miss.any():
-            raise ValueError(f"clinical column {v.name!r} is empty for patient(s) {patients.index[miss].tolist()[:5]}")
         if v.kind == "categorical":
-            bad = ~s.astype(str).isin([str(lv) for lv in v.levels])
+            bad = ~miss & ~s.astype(str).isin([str(lv) for lv in v.levels])
             if bad.any():
                 pid = patients.index[bad][0]
                 raise ValueError(f"clinical column {v.name!r}: patient {pid} has {s[pid]!r}, expected one of {v.levels}")
             for lv in v.levels[1:]:
-                cols[f"{v.name}_{lv}"] = (s.astype(str) == str(lv)).astype(float)
+                cols[f"{v.name}_{lv}"] = (s.astype(str) == str(lv)).astype(float).where(~miss)
         else:
             cols[v.name] = pd.to_numeric(s, errors="raise").astype(float)
     return pd.DataFrame(cols, index=patients.index)
@@ -434,7 +444,8 @@ def run_comparison(patients: pd.DataFrame, features: dict[str, pd.DataFrame], gr
         else:
             Xall = visual_design(patients)
             Xd, Xv = Xall.loc[dev.index], Xall.loc[val.index]
-        fits[name] = fit_nested(name, Xd, y_dev, Xv, grid, n_folds, seed)
+        fits[name] = fit_nested(name, Xd, y_dev, Xv, grid, n_folds, seed, allow_missing=name == "DSFR-C")
+        fits[name].extra["n_missing"] = int(Xd.isna().sum().sum() + Xv.isna().sum().sum())
     from hcc_utils import stats
 
     for f in fits.values():
@@ -643,7 +654,8 @@ def ground_truth_check(truth: pd.DataFrame, patients: pd.DataFrame, signature: p
     X = pd.concat([truth.loc[patients.index.astype(str), [latent_col]].set_axis(patients.index),
                    clinical_design(patients)], axis=1)
     dev = patients.cohort == "development"
-    f = fit_nested("truth ceiling", X[dev], patients.loc[dev, "er"].astype(int), X[~dev], grid, n_folds, seed)
+    f = fit_nested("truth ceiling", X[dev], patients.loc[dev, "er"].astype(int), X[~dev], grid, n_folds, seed,
+                   allow_missing=True)
     out["ceiling_auc"]["development"] = _auc(patients.loc[dev, "er"], f.cv_prob)
     yv = patients.loc[~dev, "er"].astype(int)
     out["ceiling_auc"]["validation"] = _auc(yv, f.val_prob) if yv.nunique() == 2 else None
