@@ -371,7 +371,7 @@ def write_dicom_series(image: sitk.Image, folder: str | Path, series_uid: str | 
     Parameters
     ----------
     image : SimpleITK.Image
-        3-D, values in HU (rounded to integers; must lie in [-1024, 31743]).
+        3-D, values in HU (rounded to integers; must lie in [-33792, 31743]).
     folder : str or Path
         Created if missing; several series may be written into the same folder.
     series_uid : str, optional
@@ -394,8 +394,8 @@ def write_dicom_series(image: sitk.Image, folder: str | Path, series_uid: str | 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     arr = np.rint(sitk.GetArrayViewFromImage(image).astype(np.float64))
-    if arr.min() < -1024 or arr.max() > 31743:
-        raise ValueError(f"HU values {arr.min()}..{arr.max()} do not fit int16 with intercept -1024")
+    if arr.min() < -33792 or arr.max() > 31743:  # stored = HU + 1024 must fit a signed 16-bit integer
+        raise ValueError(f"HU values {arr.min()}..{arr.max()} do not fit int16 storage with intercept -1024")
     hu = sitk.GetImageFromArray(arr.astype(np.int16))
     hu.CopyInformation(image)
     phi = dict(phi or {})

@@ -30,11 +30,11 @@ when there are errors.
 from __future__ import annotations
 
 import argparse
-from io import StringIO as _StringIO
 import re
 import sys
 import warnings
 from dataclasses import dataclass, field
+from io import StringIO as _StringIO
 from pathlib import Path
 
 import numpy as np
@@ -369,7 +369,8 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     try:
         df = _read_raw(path)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise ManifestError(f"patient (all) | file {path} | column (all): cannot read the manifest as CSV: {exc}")
+        raise ManifestError(
+            f"patient (all) | file {path} | column (all): cannot read the manifest as CSV: {exc}") from exc
     report.n_patients = len(df)
     _structure_problems(df, path, report)
     report.raise_if_errors()

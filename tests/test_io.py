@@ -30,7 +30,7 @@ OBLIQUE = (_C, -_S, 0.0, _S, _C, 0.0, 0.0, 0.0, 1.0)
 def _ct(size=(12, 10, 5), spacing=(0.7, 0.8, 2.5), origin=(-120.5, 33.25, 7.0), direction=OBLIQUE, seed=1):
     rng = np.random.default_rng(seed)
     arr = rng.integers(-1000, 1800, size[::-1]).astype(np.int16)
-    arr[0, 0, 0], arr[-1, -1, -1] = -1024, 3071  # the full CT range
+    arr[0, 0, 0], arr[-1, -1, -1] = -2048, 3071  # below the usual -1024 (outside the field of view) to bone
     img = sitk.GetImageFromArray(arr)
     img.SetSpacing(spacing)
     img.SetOrigin(origin)
@@ -234,3 +234,11 @@ def test_single_slice_header_geometry(tmp_path):
     (tmp_path / "one").mkdir()
     shutil.copy(pydicom.data.get_testdata_file("CT_small.dcm"), tmp_path / "one" / "a.dcm")
     _same_geometry(io.read_image(tmp_path / "one"), io.read_image_information(tmp_path / "one"))
+
+
+def test_write_dicom_series_refuses_what_it_cannot_store(tmp_path):
+    big = sitk.GetImageFromArray(np.full((2, 3, 3), 40000.0, np.float32))
+    with pytest.raises(ValueError, match="do not fit int16"):
+        io.write_dicom_series(big, tmp_path / "x")
+    with pytest.raises(ValueError, match="3-D"):
+        io.write_dicom_series(_ct()[:, :, 0], tmp_path / "y")
