@@ -882,7 +882,8 @@ class Nomogram:
                 per = float(v["per"])
                 span = hi - lo
                 step = 10 ** math.floor(math.log10(span / 100)) if span > 0 else 1.0
-                item.update(beta=b, per=per, min=lo, max=hi, step=step, default=float(np.median(x)))
+                default = lo + round((float(np.median(x)) - lo) / step) * step  # on the slider's grid
+                item.update(beta=b, per=per, min=lo, max=hi, step=step, default=float(round(default, 12)))
                 lps = [b * lo / per, b * hi / per]
             else:
                 levels = list(v["levels"])
