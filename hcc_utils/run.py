@@ -35,6 +35,7 @@ from hcc_utils.config import PROFILES, Profile, load_profile, repo_root
 
 #: Folder holding the code (this package, notebooks, book sources); may differ from ``repo_root()``.
 CODE_ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = CODE_ROOT / "notebooks"
 KERNEL = "hcc-dsfr"
 PHASES = ("AP", "PP")
 
@@ -688,7 +689,7 @@ def run_book(profile_name: str = "demo", manifest: str | Path | None = None, *, 
     summary = RunSummary(profile.name, str(manifest_path))
     try:
         summary.results = run_steps(
-            steps, notebooks_dir=CODE_ROOT / "notebooks", executed_dir=executed_dir,
+            steps, notebooks_dir=NOTEBOOKS, executed_dir=executed_dir,
             state_path=outputs / "run_state.json", manifest_hash=manifest_digest(manifest_path),
             code_hash=code_digest(), settings=profile.settings, force=force, only=only, log=log)
     except RunError:

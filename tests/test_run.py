@@ -279,3 +279,51 @@ def test_invalid_manifest_stops_before_any_notebook(tmp_path, ci_profile):
         run.prepare_manifest(ci_profile, bad, log=lambda s: None)
     msg = str(ei.value)
     assert "nothing was run" in msg and "P001" in msg and "nope_ap.nii.gz" in msg
+
+
+def test_run_book_flow_in_isolated_root(tmp_path, monkeypatch):
+    """run_book end to end with stand-in notebooks and a fake executor (real Jupyter Book build): summary and state
+    saved, executed copies synced, left-out chapters explained, HTML printed, the second run skips everything."""
+    if not run.assets_present():
+        run.vendor_assets(log=lambda s: None)
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    for name in ("01_cohort_table", "02_unet_training", "03_feature_extraction", "04_model_comparison",
+                 "05_survival_nomogram", "06_gradcam"):
+        _nb(nbdir / f"{name}.ipynb", f"x = '{name}'")
+        nb = nbformat.read(str(nbdir / f"{name}.ipynb"), as_version=4)
+        nb.cells.insert(0, nbformat.v4.new_markdown_cell(f"# Stand-in {name}"))
+        nbformat.write(nb, str(nbdir / f"{name}.ipynb"))
+    root = tmp_path / "root"
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("patient_id,clinical_file,outcome_file\n")
+    monkeypatch.setenv("HCC_ROOT", str(root))
+    monkeypatch.setattr(run, "NOTEBOOKS", nbdir)
+    monkeypatch.setattr(run, "GSE14520_FILE", tmp_path / "no_gse.tsv")
+    monkeypatch.setattr(run, "_lits_available", lambda: (False, "no LiTS in this test"))
+    monkeypatch.setattr(run, "prepare_manifest", lambda profile, m, log=print: Path(m))
+    monkeypatch.setattr(run, "code_digest", lambda: "code")  # other work may edit hcc_utils while this runs
+    calls = []
+
+    def fake_execute(src, dst, params, **kw):
+        calls.append(Path(dst).stem)
+        Path(dst).parent.mkdir(parents=True, exist_ok=True)
+        Path(dst).write_text(Path(src).read_text())
+
+    monkeypatch.setattr(run, "execute_notebook", fake_execute)
+    lines: list[str] = []
+    summary = run.run_book("ci", manifest, log=lines.append)
+    assert len(calls) == 8 and calls[1] == "02_unet_training_AP"
+    html = root / "book" / "_build" / "html" / "index.html"
+    assert summary.html == str(html) and html.exists()
+    assert any(str(html) in line for line in lines)
+    saved = json.loads((root / "outputs" / "ci" / "run_summary.json").read_text())
+    assert [s["status"] for s in saved["steps"]] == ["ran"] * 8 + ["unavailable"] * 2
+    assert saved["book_seconds"] > 0 and saved["manifest"] == str(manifest)
+    pages = root / "book" / "_build" / "html" / "book" / "executed"
+    assert "Stand-in 06_gradcam" in (pages / "06_gradcam.html").read_text()
+    assert "no LiTS in this test" in (pages / "07_lits_segmentation.html").read_text()
+    assert "no_gse.tsv" in (pages / "05_survival_nomogram_gse14520.html").read_text()
+    calls.clear()
+    summary = run.run_book("ci", manifest, log=lines.append)
+    assert calls == [] and {r.status for r in summary.results} == {"skipped", "unavailable"}
