@@ -27,8 +27,19 @@ $(STAMP): requirements.txt pyproject.toml
 env: $(STAMP)
 
 # Offline JavaScript for the HTML book (widgets, require.js, MathJax): copied from npm packages, no CDN at view time.
-assets: env
+# npm comes from Debian when missing and apt is usable (CI runs as root); otherwise the run says why it stops.
+VENDOR := book/_static/vendor/.vendored
+$(VENDOR): | $(STAMP)
+	@command -v npm >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -q npm >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q npm >/dev/null 2>&1)) || \
+	  echo "npm is missing and could not be installed: install Node.js/npm to vendor the book's JavaScript"; }
 	$(PY) -m hcc_utils.run assets
+	@touch $@
+
+assets: env
+	$(PY) -m hcc_utils.run assets --force
+	@touch $(VENDOR)
 
 cohort: env
 	$(PY) -m hcc_utils.synthetic --profile $(PROFILE)
@@ -36,11 +47,11 @@ cohort: env
 check: env
 	$(PY) -m hcc_utils.manifest check $(if $(MANIFEST),$(MANIFEST),--profile $(PROFILE))
 
-book: env
+book: env $(VENDOR)
 	$(PY) -m hcc_utils.run book --profile $(PROFILE) $(if $(MANIFEST),--manifest $(MANIFEST)) $(ARGS)
 
 # Debian's chromium is installed for the browser test when missing and apt is usable (CI runs as root).
-test: env
+test: env $(VENDOR)
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
 	   (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1)) || \
