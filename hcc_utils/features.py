@@ -307,3 +307,25 @@ def load_features(profile, phase: str) -> pd.DataFrame:
     if not f.exists():
         raise FileNotFoundError(f"{f}: not extracted yet (notebook 03)")
     return pd.read_parquet(f)
+
+
+def plot_feature_heatmap(table: pd.DataFrame, per_layer: int = 6, path: Path | None = None, title: str = ""):
+    """Heatmap of a few features per layer (z-scored across patients; patients sorted by the first feature)."""
+    import matplotlib.pyplot as plt
+
+    layers = list(dict.fromkeys(c.rsplit("_c", 1)[0] for c in table.columns))
+    cols = [c for layer in layers for c in [c for c in table.columns if c.rsplit("_c", 1)[0] == layer][:per_layer]]
+    sub = table[cols]
+    z = (sub - sub.mean()) / sub.std(ddof=0).replace(0, 1)
+    z = z.sort_values(cols[0])
+    fig, ax = plt.subplots(figsize=(max(5, 0.28 * len(cols)), 4))
+    im = ax.imshow(z.to_numpy().T, aspect="auto", cmap="RdBu_r", vmin=-3, vmax=3, interpolation="nearest")
+    ax.set_yticks(range(len(cols)))
+    ax.set_yticklabels(cols, fontsize=6)
+    ax.set_xlabel(f"patients (n = {len(z)}, sorted by {cols[0]})")
+    fig.colorbar(im, ax=ax, label="z-score")
+    ax.set_title(title)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=150)
+    return fig

@@ -548,3 +548,64 @@ def dsc_summary(dsc: pd.DataFrame) -> pd.DataFrame:
     d = dsc.dropna(subset=["dsc"])
     g = d.groupby("group")["dsc"]
     return pd.DataFrame({"n": g.size(), "mean": g.mean(), "sd": g.std(), "median": g.median()})
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# figures (notebook 02)
+# ----------------------------------------------------------------------------------------------------------------------
+def plot_history(history: pd.DataFrame, path: Path | None = None, title: str = ""):
+    """Learning curves: training and validation loss, validation Dice per epoch; the selected epoch marked."""
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3))
+    a.plot(history["epoch"], history["train_loss"], "o-", label="training")
+    a.plot(history["epoch"], history["valid_loss"], "s-", label="validation")
+    a.set_xlabel("epoch")
+    a.set_ylabel("Dice + CE loss")
+    a.legend()
+    b.plot(history["epoch"], history["dice"], "o-", color="C2")
+    best = int(history["dice"].astype(float).idxmax())
+    b.axvline(history.loc[best, "epoch"], color="grey", ls=":", label="selected")
+    b.set_xlabel("epoch")
+    b.set_ylabel("validation Dice")
+    b.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=150)
+    return fig
+
+
+def plot_overlays(manifest, profile, phase: str, patients, path: Path | None = None):
+    """CT slice (largest ground-truth tumour area) with ground truth (green) and prediction (red) outlines."""
+    import matplotlib.pyplot as plt
+    import SimpleITK as sitk
+
+    from hcc_utils.io import read_image
+
+    df = pp.load_manifest(manifest)
+    df = df.set_index(df["patient_id"].astype(str))
+    img_col, uid_col, mask_col = pp.PHASE_COLUMNS[phase]
+    w = profile["windows"][phase]
+    patients = list(patients)
+    fig, axes = plt.subplots(1, max(1, len(patients)), figsize=(3 * max(1, len(patients)), 3.2), squeeze=False)
+    for ax, pid in zip(axes[0], patients):
+        row = df.loc[pid]
+        ct = sitk.GetArrayFromImage(read_image(row[img_col], pp._col(row, uid_col)))
+        pred = sitk.GetArrayFromImage(read_image(phase_dir(profile, phase) / "pred_masks" / f"{pid}.nii.gz"))
+        gt = sitk.GetArrayFromImage(read_image(row[mask_col])) > 0 if pp._col(row, mask_col) else pred > 0
+        z = int(np.argmax(gt.reshape(gt.shape[0], -1).sum(1)))
+        lo = w["level"] - w["width"] / 2
+        ax.imshow(np.clip(ct[z], lo, lo + w["width"]), cmap="gray")
+        if gt[z].any():
+            ax.contour(gt[z], levels=[0.5], colors="lime", linewidths=1)
+        if pred[z].any():
+            ax.contour(pred[z], levels=[0.5], colors="red", linewidths=1)
+        ax.set_title(f"{pid} z={z}\nDSC {dice_score(pred, gt):.2f}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"{phase}: ground truth (green) vs prediction (red)", fontsize=9)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=150)
+    return fig
