@@ -21,6 +21,7 @@ compare_c_index (R concordance(fit1, fit2) IJ covariance, or seeded paired boots
 compare_td_auc (influence functions, riskRegression Score contrasts), bootstrap_c_index_ci          compare.py
 bootstrap_auc_ci, logistic_calibration_curve                                                         roc.py
 survival_net_benefit (decision curve at time t, KM among the treated)                                decision.py
+Nomogram.from_cox / from_coefficients / predict / to_dict (rms scaling), cox_baseline_survival         nomogram.py
 seeded_bootstrap (identical results for any n_jobs)                                                 bootstrap.py
 
 Each module's docstring says which library or own code is behind each function and why.
@@ -34,6 +35,7 @@ from .roc import (bootstrap_auc_ci, classification_metrics, delong_placements, d
                   logistic_calibration_curve, roc_auc_ci, youden_threshold)
 from .survival import (cox_design, cox_fit, cox_table, harrell_c, harrell_c_influence, kaplan_meier, km_median,
                        logrank, td_auc_influence, time_dependent_auc)
+from .nomogram import Nomogram, NomogramAxis, cox_baseline_survival, default_axis_range
 from .table1 import chi2_or_fisher, fisher_exact_rxc, table_one
 
 __all__ = [
@@ -42,5 +44,5 @@ __all__ = [
     # helpers
     "bootstrap_auc_ci", "logistic_calibration_curve", "delong_placements", "kaplan_meier", "cox_design", "cox_fit",
     "harrell_c_influence", "seeded_bootstrap", "PairedComparison", "bootstrap_c_index_ci", "compare_c_index",
-    "compare_td_auc", "StepwiseResult", "cox_multivariable", "cox_null_loglik", "cox_univariable_screen", "stepwise_aic", "td_auc_influence", "survival_net_benefit", "fisher_exact_rxc", "chi2_or_fisher",
+    "compare_td_auc", "StepwiseResult", "cox_multivariable", "cox_null_loglik", "cox_univariable_screen", "stepwise_aic", "Nomogram", "NomogramAxis", "cox_baseline_survival", "default_axis_range", "td_auc_influence", "survival_net_benefit", "fisher_exact_rxc", "chi2_or_fisher",
 ]

@@ -92,6 +92,8 @@ cc <- concordance(fit)
 ref$lung_concordance_lp <- list(c = unname(cc$concordance), se = sqrt(unname(cc$var)))
 fitb <- coxph(Surv(time, event) ~ age + sex, data = lc, ties = "efron")
 ccab <- concordance(fit, fitb)
+ref$lung_cox_baseline <- list(t = c(180, 365, 730), surv = summary(survfit(fit), times = c(180, 365, 730))$surv,
+                              center = sum(colMeans(model.matrix(fit)) * coef(fit)))
 ref$lung_concordance_pair <- list(c = unname(ccab$concordance), var = unname(ccab$var),
                                   diff = unname(ccab$concordance[1] - ccab$concordance[2]),
                                   se_diff = sqrt(unname(ccab$var[1, 1] + ccab$var[2, 2] - 2 * ccab$var[1, 2])))
