@@ -308,23 +308,35 @@ def lits_profile(profile_name: str = "demo", overrides: dict | None = None):
 
     ``lits.unet`` overrides ``unet`` (e.g. more epochs: one case gives few training slices), ``lits.size`` overrides
     ``preprocess.size``; ``overrides`` (nested dict) is applied last, e.g. ``{"lits": {"unet": {"epochs": 3}}}``.
+    Outputs go to ``outputs/<profile>/lits/`` and the slice cache to ``.cache/<profile>/lits/``, so the chapter
+    calls the book's functions unchanged without touching the main cohort's models, features or cache.
     """
     from hcc_utils.config import _merge, load_profile
 
     base = load_profile(profile_name, overrides=overrides)
     cfg = settings(base)
-    extra: dict[str, Any] = {"unet": dict(cfg.get("unet") or {})}
+    extra: dict[str, Any] = {"unet": dict(cfg.get("unet") or {}),
+                             "outputs": base.settings["outputs"].rstrip("/") + "/lits",
+                             "cache": base.settings["cache"].rstrip("/") + "/lits",
+                             "lits_chapter": True}
     if cfg.get("size"):
         extra["preprocess"] = {"size": int(cfg["size"])}
     return load_profile(profile_name, overrides=_merge(overrides or {}, extra))
+
+
+def _check_profile(profile) -> None:
+    if not profile.get("lits_chapter"):
+        raise ValueError(f"profile {profile.name!r} is the main book's; pass hcc_utils.lits.lits_profile("
+                         f"{profile.name!r}) so that the LiTS run writes under outputs/{profile.name}/lits/")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # the experiment
 # ----------------------------------------------------------------------------------------------------------------------
 def output_dir(profile) -> Path:
-    """``outputs/<profile>/lits/``."""
-    d = profile.outputs / "lits"
+    """``outputs/<profile>/lits/`` (the outputs folder of :func:`lits_profile`)."""
+    _check_profile(profile)
+    d = profile.outputs
     d.mkdir(parents=True, exist_ok=True)
     return d
 
@@ -382,9 +394,9 @@ def run_segmentation(profile, cache_dir: str | Path | None = None, seed: int | N
     data = prepare(profile, cache_dir)
     plan, lab, df = data["plan"], data["label"], data["manifest"]
     out = output_dir(profile)
-    seg_dir = out / "segmentation" / PHASE
-    metrics = seg.train_phase(df, profile, PHASE, seed=seed, device=device, progress=progress, out_dir=seg_dir)
-    dsc = seg.predict_cohort(df, profile, PHASE, device=device, progress=progress, out_dir=seg_dir)
+    seg_dir = seg.phase_dir(profile, PHASE)
+    metrics = seg.train_phase(df, profile, PHASE, seed=seed, device=device, progress=progress)
+    dsc = seg.predict_cohort(df, profile, PHASE, device=device, progress=progress)
     pred = stitch(plan, seg_dir / "pred_masks", lab.shape)
     truth = lab == 2
     role = np.full(lab.shape[0], "gap", dtype=object)
@@ -425,6 +437,63 @@ def run_segmentation(profile, cache_dir: str | Path | None = None, seed: int | N
     res["label"] = lab
     res["manifest"] = df
     return res
+
+
+def run_features(profile, manifest: pd.DataFrame | None = None, device="auto", progress: bool = True) -> dict[str, Any]:
+    """Deep-feature extraction on the slabs with the trained LiTS network (:func:`hcc_utils.features.extract_phase`).
+
+    The book's default, the network's own predicted mask, writes ``outputs/<profile>/lits/features/PP*.parquet``.
+    As a check that only real annotations allow, the same features are also pooled over the **reference** tumour
+    mask (in memory, :func:`hcc_utils.features.case_features` with ``mask="manual"``) and compared per slab.
+
+    Returns
+    -------
+    dict
+        ``table`` (slabs x features, predicted mask), ``reference`` (the same pooled over the reference mask),
+        ``qc``, ``agreement`` (per slab: Pearson r and median relative difference between the two feature
+        vectors), ``summary`` (also merged into ``results.json``; ``median_feature_r_across_slabs`` is the median
+        over features of the correlation, across slabs, between predicted-mask and reference-mask values).
+    """
+    from hcc_utils import features as feat
+    from hcc_utils import preprocess as pp
+    from hcc_utils import segmentation as seg
+
+    out = output_dir(profile)
+    if manifest is None:
+        manifest = pd.read_csv(default_cache_dir() / "nifti" / "lits_manifest.csv")
+    table = feat.extract_phase(manifest, profile, PHASE, mask="predicted", device=device, progress=progress)
+    qc = pd.read_csv(out / "features" / f"{PHASE}_qc.csv")
+    layers = list(profile["features"]["layers"])
+    model = seg.load_model(profile, PHASE, seg.resolve_device(device))
+    manual = {}
+    for _, row in pp.load_manifest(manifest).iterrows():
+        case = pp.prepare_case(row, PHASE, profile)
+        f, _, _, _ = feat.case_features(model, case, layers, "manual")
+        manual[case.patient_id] = f.mean(0)
+    ref = pd.DataFrame(manual).T.loc[table.index]
+    ref.columns = table.columns
+    agree = []
+    for pid in table.index:
+        a, b = table.loc[pid].to_numpy(float), ref.loc[pid].to_numpy(float)
+        agree.append({"patient_id": pid, "pearson_r": float(np.corrcoef(a, b)[0, 1]),
+                      "median_rel_diff": float(np.median(np.abs(a - b) / (np.abs(b) + 1e-6)))})
+    # per feature: do predicted-mask values rank the slabs as the reference-mask values do?
+    per_feature = pd.Series({c: np.corrcoef(table[c], ref[c])[0, 1] for c in table.columns
+                             if table[c].std() > 0 and ref[c].std() > 0}, dtype=float)
+    agreement = pd.DataFrame(agree).merge(qc, on="patient_id")
+    agreement.to_csv(out / "features_agreement.csv", index=False)
+    summary = {"layers": layers, "n_features": int(table.shape[1]), "n_slabs": int(table.shape[0]),
+               "mask_sources": qc["mask_source"].value_counts().to_dict(),
+               "median_slab_pearson_r_pred_vs_ref": float(agreement["pearson_r"].median()),
+               "median_rel_diff_pred_vs_ref": float(agreement["median_rel_diff"].median()),
+               "median_feature_r_across_slabs": float(per_feature.median()),
+               "n_features_compared": int(per_feature.size)}
+    res_file = out / "results.json"
+    if res_file.exists():
+        res = json.loads(res_file.read_text())
+        res["features"] = summary
+        res_file.write_text(json.dumps(res, indent=1, default=float))
+    return {"table": table, "reference": ref, "qc": qc, "agreement": agreement, "summary": summary}
 
 
 # ----------------------------------------------------------------------------------------------------------------------
