@@ -69,6 +69,7 @@ __all__ = [
     "Prepared", "split_cohorts", "design_matrix", "fit_cox", "risk_groups", "km_table", "univariable_cox",
     "multivariable_cox", "stepwise_aic", "Nomogram", "discrimination_table", "calibration", "decision_curve",
     "tdauc_over_time", "run_survival", "SurvivalResult", "save_results", "load_synthetic_table",
+    "load_input", "format_table3", "format_table4", "format_table_s1", "glue_values",
     "plot_km", "plot_calibration", "plot_decision_curves", "plot_tdauc", "plot_nomogram", "nomogram_html",
 ]
 
@@ -83,6 +84,14 @@ EVENT_DEFAULT = {"1": 1, "0": 0, "1.0": 1, "0.0": 0, "yes": 1, "no": 0, "y": 1, 
 # signature here. TNM sub-stages IIIA/IIIB/IIIC are pooled with III, BCLC 0 with A (few patients per level).
 GSE14520_MAPPING: dict[str, Any] = {
     "name": "GSE14520",
+    "description": (
+        "GSE14520 (Roessler et al., Cancer Research 2010;70:10202-12): 242 patients with mostly HBV-related "
+        "hepatocellular carcinoma treated by radical resection at the Liver Cancer Institute, Fudan University; "
+        "public clinical table of the GEO series. The signature here is the paper's *molecular* (gene-expression) "
+        "metastasis/recurrence risk prediction, reported as high/low; it is **not** the DSFR imaging signature and "
+        "was derived by its authors on part of this cohort, so its performance here is not an independent "
+        "validation. The development/validation split below is a seeded random split of this single centre, not "
+        "the paper's cohorts."),
     "id": "Affy_GSM",
     "time": "Recurr months",
     "event": "Recurr status",
@@ -154,6 +163,10 @@ def synthetic_mapping() -> dict[str, Any]:
                         "reference": ref, "levels": list(v.levels), "label": v.label})
     return {
         "name": "synthetic",
+        "description": (
+            "The synthetic default cohort (hcc_utils.synthetic): phantom CT with clinical variables and recurrence-free "
+            "survival generated with known effects. The signature is the DSFR early-recurrence probability from "
+            "notebook 04 (models/signature.csv)."),
         "id": "patient_id",
         "time": "rfs_months",
         "event": "recurrence",
@@ -1346,6 +1359,116 @@ def _results_dict(prep, landmark, cutoff, km, uni, screened, final_terms, final,
                                  "p": float(f["p"]), "n": int(f["n"])}
     res["nomogram_risk_threshold"] = nomo.spec["risk_threshold"]
     return res
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# notebook helpers
+# ----------------------------------------------------------------------------------------------------------------
+def load_input(profile, manifest=None, table_path=None, column_map=None) -> tuple[pd.DataFrame, dict]:
+    """The raw table and mapping notebook 05 runs on.
+
+    ``table_path=None``: the synthetic cohort (the manifest's patient table joined with
+    ``outputs/<profile>/models/signature.csv``) with :func:`synthetic_mapping` unless ``column_map`` is given.
+    Otherwise the table at ``table_path`` (relative paths: against the working folder, then the repository root) with
+    ``column_map`` (required).
+    """
+    from hcc_utils.config import repo_root
+
+    if table_path is None:
+        man = Path(manifest) if manifest else profile.manifest
+        raw = load_synthetic_table(man, profile.out("models", "signature.csv", mkdir=False))
+        return raw, column_map or synthetic_mapping()
+    if column_map is None:
+        raise ValueError(f"table_path={table_path!r} needs a column_map (see hcc_utils.survival docstring)")
+    p = Path(table_path)
+    if not p.is_absolute() and not p.exists():
+        p = repo_root() / p
+    return read_table(p), column_map
+
+
+def _ci(x, lo, hi, d=2):
+    if any(pd.isna(v) for v in (x, lo, hi)):
+        return ""
+    return f"{x:.{d}f} ({lo:.{d}f}-{hi:.{d}f})"
+
+
+def _p(p):
+    if pd.isna(p):
+        return ""
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def format_table3(res: SurvivalResult) -> pd.DataFrame:
+    """Table 3 for display: HR (95% CI) and p, univariable / multivariable / final model."""
+    t = res.table3
+    out = pd.DataFrame({
+        "Variable": t["label"], "Level": t["level"],
+        "Univariable HR (95% CI)": [_ci(a, b, c) for a, b, c in zip(t["uni_hr"], t["uni_hr_lower"], t["uni_hr_upper"])],
+        "p (uni)": t["uni_p"].map(_p),
+        "Multivariable HR (95% CI)": [_ci(a, b, c) for a, b, c in
+                                      zip(t["multi_hr"], t["multi_hr_lower"], t["multi_hr_upper"])],
+        "p (multi)": t["multi_p"].map(_p),
+        "Final model HR (95% CI)": [_ci(a, b, c) for a, b, c in
+                                    zip(t["final_hr"], t["final_hr_lower"], t["final_hr_upper"])],
+        "p (final)": t["final_p"].map(_p),
+    })
+    return out
+
+
+def format_table_s1(res: SurvivalResult) -> pd.DataFrame:
+    """Table S1 for display: univariable HR (95% CI), p, and the term's screening p."""
+    t = res.univariable
+    return pd.DataFrame({"Variable": t["label"], "Level": t["level"], "n": t["n"], "Events": t["events"],
+                         "HR (95% CI)": [_ci(a, b, c) for a, b, c in zip(t["hr"], t["hr_lower"], t["hr_upper"])],
+                         "p": t["p"].map(_p), "p (term)": t["p_term"].map(_p)})
+
+
+def format_table4(res: SurvivalResult) -> pd.DataFrame:
+    """Table 4 for display: C-index and tdAUC at the landmark with 95% CI; p versus the nomogram."""
+    t = res.table4
+    lm = f"{res.landmark:g}"
+    return pd.DataFrame({
+        "Cohort": t["cohort"], "Model": t["model"], "n": t["n"], "Events": t["events"],
+        "C-index (95% CI)": [_ci(a, b, c, 3) for a, b, c in zip(t["c_index"], t["c_index_lower"], t["c_index_upper"])],
+        "p (C vs nomogram)": t.get("c_index_p", pd.Series(np.nan, index=t.index)).map(_p),
+        f"tdAUC({lm}) (95% CI)": [_ci(a, b, c, 3) for a, b, c in zip(t["tdauc"], t["tdauc_lower"], t["tdauc_upper"])],
+        "p (tdAUC vs nomogram)": t.get("tdauc_p", pd.Series(np.nan, index=t.index)).map(_p),
+    })
+
+
+def glue_values(res: SurvivalResult) -> dict[str, str]:
+    """Formatted numbers the narrative quotes (myst-nb glue keys -> text), all read from the results."""
+    r = res.results
+    g: dict[str, str] = {
+        "n_raw": str(r["n_raw"]), "n": str(r["n"]), "events": str(r["events"]), "n_er": str(r["n_er"]),
+        "er_rate": f"{100 * r['er_rate']:.1f}%", "landmark": f"{r['landmark_months']:g}",
+        "n_cens_before": str(r["n_censored_before_landmark"]),
+        "cutoff_rule": (r["cutoff"]["method"] if r["cutoff"]["cutoff"] is None
+                        else f"{r['cutoff']['method']} (cutoff {r['cutoff']['cutoff']:.3f})"),
+        "final_terms": ", ".join(res.prep.var(n)["label"] for n in r["final_terms"]),
+        "screened_terms": ", ".join(res.prep.var(n)["label"] for n in r["screened_terms"]),
+        "sig_hr": _ci(r["signature_hr_uni"]["hr"], r["signature_hr_uni"]["lower"], r["signature_hr_uni"]["upper"]),
+        "sig_hr_p": _p(r["signature_hr_uni"]["p"]),
+        "sig_hr_final": _ci(r["signature_hr_final"]["hr"], r["signature_hr_final"]["lower"],
+                            r["signature_hr_final"]["upper"]),
+        "sig_hr_final_p": _p(r["signature_hr_final"]["p"]),
+        "nomo_threshold": "" if r["nomogram_risk_threshold"] is None else f"{100 * r['nomogram_risk_threshold']:.1f}%",
+        "split_rule": json.dumps(r["split"]),
+    }
+    for coh, c in r["cohorts"].items():
+        k = coh[:3]
+        g[f"{k}_n"], g[f"{k}_events"] = str(c["n"]), str(c["events"])
+        g[f"{k}_er_rate"] = f"{100 * c['er_rate']:.1f}%"
+        g[f"{k}_logrank_p"] = _p(c.get("logrank_p", np.nan))
+        g[f"{k}_km_hr"] = _ci(c.get("hr", np.nan), c.get("hr_lower", np.nan), c.get("hr_upper", np.nan))
+        for m in ("nomogram", "signature"):
+            g[f"{k}_{m}_c"] = _ci(c.get(f"{m}_c_index", np.nan), c.get(f"{m}_c_index_lower", np.nan),
+                                  c.get(f"{m}_c_index_upper", np.nan), 3)
+            g[f"{k}_{m}_tdauc"] = _ci(c.get(f"{m}_tdauc", np.nan), c.get(f"{m}_tdauc_lower", np.nan),
+                                      c.get(f"{m}_tdauc_upper", np.nan), 3)
+        g[f"{k}_c_p"] = _p(c.get("signature_c_index_p", np.nan))
+        g[f"{k}_tdauc_p"] = _p(c.get("signature_tdauc_p", np.nan))
+    return g
 
 
 # ----------------------------------------------------------------------------------------------------------------
