@@ -1,0 +1,275 @@
+"""Tests for hcc_utils.models on small synthetic feature tables (no images, no network)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+from hcc_utils import models, stats
+from hcc_utils.manifest import CLINICAL_VARIABLES, VISUAL_FEATURES
+
+GRID = {"C": [0.05, 0.5, 1.0], "max_iter": [100, 200], "tol": [1e-4, 1e-3]}
+
+
+def make_cohort(n_dev=80, n_val=40, n_feat=30, signal=1.5, seed=0):
+    """Patient table + AP/PP feature tables; ER depends on a latent that the first features carry (times signal)."""
+    rng = np.random.default_rng(seed)
+    n = n_dev + n_val
+    idx = pd.Index([f"S{i:03d}" for i in range(n)], name="patient_id")
+    lat = rng.normal(size=n)
+    pt = pd.DataFrame(index=idx)
+    pt["cohort"] = ["development"] * n_dev + ["validation"] * n_val
+    pt["sex"] = rng.choice(["M", "F"], n)
+    pt["age"] = rng.normal(55, 10, n)
+    pt["hbsag"] = rng.integers(0, 2, n)
+    pt["hbv_dna"] = rng.integers(0, 2, n)
+    pt["afp_ge400"] = rng.integers(0, 2, n)
+    pt["child_pugh"] = rng.choice(["A", "B"], n, p=[0.9, 0.1])
+    for c in ["tb", "alb", "alt", "ggt"]:
+        pt[c] = rng.gamma(2.0, 20.0, n)
+    for v in VISUAL_FEATURES:
+        pt[v.name] = (lat + rng.normal(0, 2, n) > 0).astype(int)
+    pt["er"] = (lat + rng.normal(0, 0.7, n) > 0).astype(int)
+    feats = {}
+    for k, ph in enumerate(["AP", "PP"]):
+        F = rng.normal(size=(n, n_feat))
+        F[:, :3] += signal * (0.5 + k) * lat[:, None]
+        feats[ph] = pd.DataFrame(F, index=idx, columns=[f"dec1_c{j}" for j in range(n_feat)])
+    feats["DP"] = pd.concat([feats["AP"].add_prefix("AP_"), feats["PP"].add_prefix("PP_")], axis=1)
+    return pt, feats, lat
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    return make_cohort()
+
+
+@pytest.fixture(scope="module")
+def comparison(cohort):
+    pt, feats, _ = cohort
+    return models.run_comparison(pt, feats, GRID, n_folds=3, seed=7, progress=False)
+
+
+def test_grid_translation_and_errors():
+    g = models.param_grid({"C": [0.1, 1], "max_iter": [100.0], "tol": [1e-4]})
+    assert g == {"clf__C": [0.1, 1.0], "clf__max_iter": [100], "clf__tol": [1e-4]}
+    with pytest.raises(ValueError, match="unknown keys"):
+        models.param_grid({"C": [1], "max_iter": [1], "tol": [1], "penalty": ["l1"]})
+    with pytest.raises(ValueError, match="'tol'"):
+        models.param_grid({"C": [1], "max_iter": [1]})
+
+
+def test_grid_search_deterministic(cohort):
+    pt, feats, _ = cohort
+    dev = pt.cohort == "development"
+    X, y = feats["AP"][dev], pt.loc[dev, "er"]
+    a = models.fit_nested("a", X, y, feats["AP"][~dev], GRID, 3, seed=11)
+    b = models.fit_nested("b", X, y, feats["AP"][~dev], GRID, 3, seed=11)
+    np.testing.assert_array_equal(a.cv_prob.to_numpy(), b.cv_prob.to_numpy())
+    np.testing.assert_array_equal(a.val_prob.to_numpy(), b.val_prob.to_numpy())
+    assert a.best_params == b.best_params and a.fold_params == b.fold_params
+    c = models.fit_nested("c", X, y, feats["AP"][~dev], GRID, 3, seed=12)
+    assert not np.array_equal(a.cv_prob.to_numpy(), c.cv_prob.to_numpy())  # the seed does matter
+
+
+def test_nested_cv_equals_sklearn_cross_val_predict(cohort):
+    """The hand-written outer loop is exactly cross_val_predict(GridSearchCV) over the same outer folds."""
+    pt, feats, _ = cohort
+    dev = pt.cohort == "development"
+    X, y = feats["PP"][dev], pt.loc[dev, "er"]
+    f = models.fit_nested("PP", X, y, None, GRID, 3, seed=5)
+    outer = StratifiedKFold(n_splits=3, shuffle=True, random_state=5)
+    ref = cross_val_predict(models.make_search(GRID, 3, 6), X.to_numpy(), y.to_numpy(), cv=outer,
+                            method="predict_proba")[:, 1]
+    np.testing.assert_allclose(f.cv_prob.to_numpy(), ref, rtol=0, atol=1e-12)
+    assert len(f.fold_params) == 3 and f.n_folds == (3, 3)
+
+
+def test_every_development_patient_predicted_once(comparison, cohort):
+    pt, _, _ = cohort
+    pred = comparison.predictions
+    for name in models.MODEL_ORDER:
+        d = pred[(pred.model == name) & (pred.cohort == "development")]
+        assert sorted(d.patient_id) == sorted(pt.index[pt.cohort == "development"])
+        assert d.prob.between(0, 1).all() and d.prob.notna().all()
+        v = pred[(pred.model == name) & (pred.cohort == "validation")]
+        assert sorted(v.patient_id) == sorted(pt.index[pt.cohort == "validation"])
+
+
+def test_development_predictions_are_out_of_fold(cohort):
+    """A CV prediction differs from the all-development refit's prediction (it never saw the patient)."""
+    pt, feats, _ = cohort
+    dev = pt.cohort == "development"
+    f = models.fit_nested("AP", feats["AP"][dev], pt.loc[dev, "er"], None, GRID, 3, seed=3)
+    refit = f.estimator.predict_proba(feats["AP"][dev].to_numpy())[:, 1]
+    assert not np.allclose(refit, f.cv_prob.to_numpy())
+    # and in-sample AUC is optimistic compared with the honest nested estimate
+    y = pt.loc[dev, "er"].to_numpy()
+    assert stats.roc_auc_ci(y, refit).auc >= stats.roc_auc_ci(y, f.cv_prob.to_numpy()).auc
+
+
+def test_threshold_from_development_applied_to_validation(comparison, cohort):
+    pt, _, _ = cohort
+    t2 = comparison.table2
+    pred = comparison.predictions
+    for name, f in comparison.fits.items():
+        d = pred[(pred.model == name) & (pred.cohort == "development")]
+        assert f.threshold == pytest.approx(stats.youden_threshold(d.er.to_numpy(), d.prob.to_numpy()))
+        v = pred[(pred.model == name) & (pred.cohort == "validation")]
+        m = stats.classification_metrics(v.er.to_numpy(), v.prob.to_numpy(), f.threshold)
+        row = t2[(t2.model == name) & (t2.cohort == "validation")].iloc[0]
+        assert row.threshold == f.threshold
+        assert row.accuracy == pytest.approx(m.accuracy)
+        assert row.sensitivity == pytest.approx(m.sensitivity)
+        assert row.specificity == pytest.approx(m.specificity)
+        # the validation Youden threshold would generally differ: the table must not use it
+        yv = stats.youden_threshold(v.er.to_numpy(), v.prob.to_numpy())
+        if yv != f.threshold:
+            assert row.threshold != yv
+
+
+def test_table2_columns_and_delong(comparison):
+    t2 = comparison.table2
+    for col in ["model", "cohort", "n", "auc", "auc_lower", "auc_upper", "accuracy", "sensitivity", "specificity",
+                "threshold", "delong_p", "dsfr"]:
+        assert col in t2.columns
+    assert set(t2.model) == set(models.MODEL_ORDER) and set(t2.cohort) == {"development", "validation"}
+    assert (t2.auc_lower <= t2.auc).all() and (t2.auc <= t2.auc_upper).all()
+    ref = t2[t2.dsfr]
+    assert ref.model.nunique() == 1 and ref.model.iloc[0] == comparison.dsfr
+    assert ref.delong_p.isna().all()
+    others = t2[~t2.dsfr]
+    assert others.delong_p.between(0, 1).all()
+    # DeLong p equals a direct paired test on the stored predictions
+    pred = comparison.predictions
+    row = others[(others.model == "Visual") & (others.cohort == "validation")].iloc[0]
+    a = pred[(pred.model == comparison.dsfr) & (pred.cohort == "validation")].set_index("patient_id")
+    b = pred[(pred.model == "Visual") & (pred.cohort == "validation")].set_index("patient_id").loc[a.index]
+    assert row.delong_p == pytest.approx(stats.delong_test(a.er.to_numpy(), a.prob.to_numpy(), b.prob.to_numpy()).p)
+    fmt = models.format_table2(t2)
+    assert list(fmt.columns) == ["Cohort", "Model", "AUC (95% CI)", "ACC", "SEN", "SPEC", "p (DeLong vs DSFR)"]
+    assert (fmt["p (DeLong vs DSFR)"] == "ref").sum() == 2
+
+
+def test_best_phase_chosen_by_development_cv_auc(comparison, cohort):
+    pt, _, _ = cohort
+    dev = pt[pt.cohort == "development"]
+    aucs = {p: stats.roc_auc_ci(dev.er, comparison.fits[f"DSFR-{p}"].cv_prob.loc[dev.index]).auc
+            for p in models.DSFR_PHASES}
+    assert comparison.phase == max(aucs, key=aucs.get)
+    assert comparison.phase in ("PP", "DP")  # PP carries the stronger planted signal
+    c = comparison.fits["DSFR-C"]
+    ph_feats = comparison.fits[comparison.dsfr].features
+    assert c.features[:len(ph_feats)] == ph_feats
+    assert {"sex_F", "child_pugh_B", "age", "ggt"} <= set(c.features)
+
+
+def test_planted_signal_vs_noise():
+    pt, feats, _ = make_cohort(n_dev=120, n_val=60, signal=1.5, seed=1)
+    dev = pt.cohort == "development"
+    f = models.fit_nested("signal", feats["PP"][dev], pt.loc[dev, "er"], feats["PP"][~dev], GRID, 3, seed=1)
+    auc_dev = stats.roc_auc_ci(pt.loc[dev, "er"], f.cv_prob).auc
+    auc_val = stats.roc_auc_ci(pt.loc[~dev, "er"], f.val_prob).auc
+    assert auc_dev > 0.7 and auc_val > 0.7  # the latent itself reaches about 0.88 (ER noise)
+    pn, fn, _ = make_cohort(n_dev=120, n_val=60, signal=0.0, seed=2)
+    dev = pn.cohort == "development"
+    g = models.fit_nested("noise", fn["PP"][dev], pn.loc[dev, "er"], fn["PP"][~dev], GRID, 3, seed=2)
+    assert abs(stats.roc_auc_ci(pn.loc[dev, "er"], g.cv_prob).auc - 0.5) < 0.15
+    assert abs(stats.roc_auc_ci(pn.loc[~dev, "er"], g.val_prob).auc - 0.5) < 0.2
+
+
+def test_clinical_design_and_errors(cohort):
+    pt, feats, _ = cohort
+    X = models.clinical_design(pt)
+    assert set(X.columns) == {"sex_F", "age", "hbsag", "hbv_dna", "afp_ge400", "child_pugh_B", "tb", "alb", "alt",
+                              "ggt"}
+    assert set(np.unique(X["sex_F"])) <= {0.0, 1.0}
+    bad = pt.copy()
+    bad.loc["S005", "child_pugh"] = "C"
+    with pytest.raises(ValueError, match=r"child_pugh.*S005"):
+        models.clinical_design(bad)
+    blank = pt.copy()
+    blank.loc["S004", "ggt"] = np.nan
+    assert np.isnan(models.clinical_design(blank).loc["S004", "ggt"])
+    f = feats["AP"].copy()
+    f.loc["S010", "dec1_c2"] = np.nan
+    dev = pt.cohort == "development"
+    with pytest.raises(ValueError, match=r"dec1_c2.*S010"):
+        models.fit_nested("AP", f[dev], pt.loc[dev, "er"], None, GRID, 3, seed=0)
+    with pytest.raises(ValueError, match=r"no features for patient\(s\) \['S000'"):
+        models.run_comparison(pt, {"AP": feats["AP"].drop(index="S000")}, GRID, 3, 0, progress=False)
+    one = pt.loc[dev].copy()
+    one["er"] = 1
+    with pytest.raises(ValueError, match="single class"):
+        models.fit_nested("AP", feats["AP"][dev], one["er"], None, GRID, 3, seed=0)
+
+
+def test_small_cohort_lowers_folds():
+    pt, feats, _ = make_cohort(n_dev=12, n_val=6, seed=4)
+    dev = pt.cohort == "development"
+    y = pt.loc[dev, "er"]
+    f = models.fit_nested("tiny", feats["AP"][dev], y, feats["AP"][~dev], GRID, 5, seed=0)
+    assert f.n_folds[0] <= min(y.sum(), (1 - y).sum()) and f.n_folds[1] >= 2
+    assert f.cv_prob.notna().all()
+
+
+def test_save_outputs(comparison, tmp_path):
+    paths = models.save_comparison(comparison, tmp_path / "models", seed=7, grid=GRID)
+    for p in paths.values():
+        assert p.exists() and p.stat().st_size > 0
+    pred = pd.read_csv(paths["predictions"])
+    assert list(pred.columns) == ["patient_id", "cohort", "model", "prob", "er"]
+    w = pd.read_csv(paths["dsfr_weights"])
+    assert list(w.columns) == ["feature", "weight"]
+    assert set(w.feature) == set(comparison.fits[comparison.dsfr].features)
+    assert w.weight.abs().is_monotonic_decreasing
+    sig = pd.read_csv(paths["signature"])
+    assert list(sig.columns) == ["patient_id", "cohort", "dsfr_signature"]
+    d = pred[pred.model == comparison.dsfr].set_index("patient_id")
+    np.testing.assert_allclose(sig.set_index("patient_id").dsfr_signature.loc[d.index], d.prob)
+    res = json.loads(paths["results"].read_text())
+    assert res["chosen_phase"] == comparison.phase and res["nested_cv"] is True
+    assert set(res["models"]) == set(models.MODEL_ORDER)
+    t2 = pd.read_csv(paths["table2"])
+    r = t2[(t2.model == "Visual") & (t2.cohort == "validation")].iloc[0]
+    assert res["models"]["Visual"]["auc"]["validation"] == pytest.approx(r.auc)
+    import joblib
+
+    saved = joblib.load(paths["models"])
+    est = saved["models"][comparison.dsfr]["estimator"]
+    val = pred[(pred.model == comparison.dsfr) & (pred.cohort == "validation")]
+    X = comparison_features(comparison, val.patient_id)
+    np.testing.assert_allclose(est.predict_proba(X)[:, 1], val.prob.to_numpy(), rtol=1e-12)
+
+
+def comparison_features(comp, ids):
+    pt, feats, _ = make_cohort()
+    ph = comp.phase
+    return feats[ph].loc[list(ids)].to_numpy()
+
+
+def test_load_features(tmp_path, cohort):
+    _, feats, _ = cohort
+    with pytest.raises(FileNotFoundError, match="03_feature_extraction"):
+        models.load_features(tmp_path)
+    feats["AP"].to_parquet(tmp_path / "AP.parquet")
+    feats["PP"].reset_index().to_parquet(tmp_path / "PP.parquet")
+    out = models.load_features(tmp_path)
+    assert set(out) == {"AP", "PP", "DP"}
+    assert out["DP"].shape[1] == feats["AP"].shape[1] * 2 and out["DP"].columns[0].startswith("AP_")
+
+
+def test_ground_truth_check(comparison, cohort):
+    pt, _, lat = cohort
+    truth = pd.DataFrame({"patient_id": pt.index, "latent_aggressiveness": lat})
+    res = models.ground_truth_check(truth, pt, comparison.signature(), GRID, 3, 0)
+    assert res["latent_column"] == "latent_aggressiveness"
+    assert res["spearman"]["development"]["rho"] > 0.3
+    assert res["ceiling_auc"]["development"] > 0.8
+
+
+def test_clinical_variables_known():
+    assert {v.name for v in CLINICAL_VARIABLES} >= {"sex", "child_pugh", "ggt"}
