@@ -233,7 +233,9 @@ def run_gradcam(profile, manifest, weights=None, n_features: int | None = None, 
             img = np.asarray(case.image[z], dtype=np.float32)
             region = _feature_mask(model, img, case, z, mask_mode)
             cam, target = gradcam(model, img, region, ft["layer"], int(ft["channel"]))
-            truth = np.asarray(case.mask[z]) if case.mask is not None else region
+            truth = np.asarray(case.mask[z]) if case.mask is not None else None
+            if truth is None or not truth.any():  # no manual mask (or none on this slice): the pooled region
+                truth = region
             col = f"{ft['layer']}_c{int(ft['channel'])}"
             stored = float(ps.loc[ps["z"] == z, col].iloc[0])
             loc = location_fractions(cam, truth, ring_pixels(case.meta, size, ring_mm), both_min)
