@@ -10,7 +10,8 @@ the spatial means of the gradient, ``alpha_c = mean_xy dTarget/dA_c``, and the m
 up-sampled bilinearly to the network input and scaled to [0, 1].
 
 Where a feature looks is measured, not described: the heatmap's mass (sum of its values) is split into the tumour
-(ground-truth mask where the manifest has one, else the prediction), a peritumoral ring (the tumour dilated by
+(ground-truth mask where the manifest has one on that slice, else the region the feature was pooled over), a
+peritumoral ring (the tumour dilated by
 ``ring_mm`` millimetres, converted to network pixels, minus the tumour) and elsewhere. Label rule
 (:func:`location_label`): ``elsewhere`` when tumour + ring hold less than a third of the mass; ``both`` when tumour
 and ring each hold at least ``both_min`` (default 0.25); otherwise whichever of tumour and ring holds more.
