@@ -30,10 +30,12 @@ def _skip_reason():
     return None
 
 
-def check_calculator_page(url: str, nomo: sv.Nomogram, changes: list[dict]) -> list[tuple[float, float]]:
+def check_calculator_page(url: str, nomo: sv.Nomogram, changes: list[dict],
+                          offline: bool = True) -> list[tuple[float, float]]:
     """Open ``url`` in headless Chromium, apply each dict of input changes, and return (shown, expected) RFS pairs.
 
-    Also fails when the page requests anything outside ``file://``/``data:``/``about:`` (no network).
+    Fails on a JavaScript error raised by the calculator and, with ``offline``, when the page requests anything outside
+    ``file://``/``data:``/``about:``/``blob:`` (no network). Errors of other scripts on a book page are ignored.
     """
     from playwright.sync_api import sync_playwright
 
@@ -72,10 +74,12 @@ def check_calculator_page(url: str, nomo: sv.Nomogram, changes: list[dict]) -> l
                 assert text == f"{100 * exp['rfs']:.1f}%"
                 assert page.inner_text("#nomo-group") == exp["risk_group"]
                 pairs.append((shown, exp["rfs"]))
-            assert not errors, errors
+            mine = [e for e in errors if "nomogram" in e.lower()]
+            assert not mine, mine
         finally:
             browser.close()
-    assert not external, f"the page tried to load {external}"
+    if offline:
+        assert not external, f"the page tried to load {external}"
     return pairs
 
 

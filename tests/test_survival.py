@@ -225,3 +225,78 @@ def test_survival_stage_does_not_import_torch():
     code = "import sys, hcc_utils.survival, hcc_utils.nomogram_widget; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _write_synthetic_like(tmp, n=60, seed=0):
+    """A manifest with clinical/outcome tables in the manifest schema, and a signature.csv as notebook 04 writes it."""
+    rng = np.random.default_rng(seed)
+    pids = [f"S{i:03d}" for i in range(n)]
+    coh = np.where(np.arange(n) < 40, "development", "validation")
+    pd.DataFrame({"patient_id": pids, "cohort": coh, "centre": np.where(coh == "development", 1, 2),
+                  "ct_ap": [f"images/{p}_AP.nii.gz" for p in pids], "ct_pp": [f"images/{p}_PP.nii.gz" for p in pids],
+                  "seg_train": 0, "clinical_file": "clinical.csv", "outcome_file": "outcome.csv"}
+                 ).to_csv(tmp / "data_manifest.csv", index=False)
+    sig = rng.uniform(0, 1, n)
+    pd.DataFrame({"patient_id": pids, "sex": rng.choice(["M", "F"], n), "age": rng.normal(55, 8, n).round(),
+                  "hbsag": rng.integers(0, 2, n), "hbv_dna": rng.integers(0, 2, n), "afp_ge400": rng.integers(0, 2, n),
+                  "child_pugh": rng.choice(["A", "B"], n, p=[.85, .15]), "tb": rng.uniform(5, 30, n).round(1),
+                  "alb": rng.uniform(30, 50, n).round(1), "alt": rng.uniform(10, 100, n).round(),
+                  "ggt": rng.uniform(10, 200, n).round()}).to_csv(tmp / "clinical.csv", index=False)
+    t, c = rng.exponential(40 * np.exp(-2 * sig)), rng.uniform(12, 60, n)
+    pd.DataFrame({"patient_id": pids, "rfs_months": np.minimum(t, c).round(1), "recurrence": (t <= c).astype(int)}
+                 ).to_csv(tmp / "outcome.csv", index=False)
+    pd.DataFrame({"patient_id": pids, "cohort": coh, "dsfr_signature": sig}).to_csv(tmp / "signature.csv", index=False)
+    return tmp / "data_manifest.csv", tmp / "signature.csv"
+
+
+def test_synthetic_input_joins_manifest_and_signature(tmp_path):
+    man, sig = _write_synthetic_like(tmp_path)
+    raw = sv.load_synthetic_table(man, sig)
+    prep = sv.split_cohorts(sv.prepare_table(raw, sv.synthetic_mapping()), None, seed=1, raw=raw)
+    assert len(prep.data) == 60 and prep.mapping["split"] == {"column": "cohort"}
+    assert (prep.data["cohort"] == "development").sum() == 40
+    s = pd.read_csv(sig).set_index("patient_id")["dsfr_signature"]
+    np.testing.assert_allclose(prep.data["signature"].to_numpy(), s.loc[prep.data.index].to_numpy())
+    res = sv.run_survival(prep, 24, n_bootstrap=5, seed=1, progress=False)
+    assert res.cutoff["method"] == "youden" and "signature" in res.final_terms
+    # a patient without a signature is named
+    pd.read_csv(sig).iloc[:-1].to_csv(tmp_path / "short.csv", index=False)
+    with pytest.raises(ValueError, match=r"S059"):
+        sv.load_synthetic_table(man, tmp_path / "short.csv")
+    with pytest.raises(FileNotFoundError, match="notebook 04"):
+        sv.load_synthetic_table(man, tmp_path / "missing.csv")
+
+
+@pytest.mark.slow
+def test_notebook_runs_on_another_table_with_parameters_only(tmp_path, monkeypatch):
+    """Papermill executes notebook 05 on a clinical table it has never seen, through its parameters alone."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if subprocess.run([sys.executable, "-m", "jupyter", "kernelspec", "list"], capture_output=True,
+                      text=True).stdout.find("hcc-dsfr") < 0:
+        pytest.skip("the hcc-dsfr kernel is not registered (make env registers it)")
+    import papermill as pm
+
+    home = tmp_path / "root"
+    home.mkdir()
+    shutil.copy(root / "profiles.yaml", home / "profiles.yaml")
+    monkeypatch.setenv("HCC_ROOT", str(home))
+    table = make_table()
+    csv = tmp_path / "toy.csv"
+    table.to_csv(csv, index=False)
+    out = tmp_path / "executed.ipynb"
+    pm.execute_notebook(str(root / "notebooks" / "05_survival_nomogram.ipynb"), str(out), kernel_name="hcc-dsfr",
+                        parameters={"profile": "ci", "table_path": str(csv), "column_map": MAPPING, "split": "Arm",
+                                    "chapter": "toy", "landmark": 24}, cwd=str(root / "notebooks"),
+                        progress_bar=False)
+    res_dir = home / "outputs" / "ci" / "survival" / "toy"
+    js = json.loads((res_dir / "results.json").read_text())
+    assert js["n"] == 158 and js["table"] == "toy"
+    for name in ("nomogram.json", "figure3_km.png", "table4_discrimination.csv", "cleaning_report.csv"):
+        assert (res_dir / name).exists()
+    text = out.read_text()
+    assert "hcc-nomogram-data" in text  # the static calculator is in the executed notebook's output
