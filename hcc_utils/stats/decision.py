@@ -74,13 +74,16 @@ def survival_net_benefit(time, event, risk, t: float, thresholds=np.arange(0.01,
     Returns
     -------
     DataFrame
-        columns ``threshold, model, treat_all, treat_none``.
+        columns ``threshold, model, treat_all, treat_none``; ``model`` is NaN where the treated group's follow-up
+        ends before ``t`` (as dcurves), 0 where nobody is treated.
     """
     T = as_time(time)
     E = as_event(event)
     r = as_float(risk, "risk")
     same_length(time=T, event=E, risk=r)
     th = _thresholds(thresholds)
+    if T.max() < t:
+        raise ValueError(f"t={t} is beyond the last follow-up time {T.max()}")
     s_all = _km_surv_at(T, E, t)
     model = []
     for pt in th:
@@ -88,6 +91,9 @@ def survival_net_benefit(time, event, risk, t: float, thresholds=np.arange(0.01,
         frac = tr.mean()
         if frac == 0:
             model.append(0.0)
+            continue
+        if T[tr].max() < t:  # KM undefined beyond the treated group's follow-up (NaN, as dcurves)
+            model.append(float("nan"))
             continue
         s = _km_surv_at(T[tr], E[tr], t)
         model.append((1 - s) * frac - s * frac * pt / (1 - pt))

@@ -35,13 +35,15 @@ def cox_baseline_survival(time, event, lp_centred, t: float) -> float:
     T = np.asarray(time, float)
     E = np.asarray(event, int)
     w = np.exp(np.asarray(lp_centred, float))
+    ut, inv = np.unique(T, return_inverse=True)
+    wsum = np.bincount(inv, weights=w, minlength=len(ut))
+    at_risk = np.cumsum(wsum[::-1])[::-1]  # sum of w over T >= u
+    d = np.bincount(inv, weights=E, minlength=len(ut)).astype(int)
+    wd = np.bincount(inv, weights=w * E, minlength=len(ut))
     H = 0.0
-    for s in np.unique(T[(E == 1) & (T <= t)]):
-        at_risk = w[T >= s].sum()
-        dead = (T == s) & (E == 1)
-        d = int(dead.sum())
-        wd = w[dead].sum()
-        H += sum(1.0 / (at_risk - k / d * wd) for k in range(d))
+    for k in np.flatnonzero((d > 0) & (ut <= t)):
+        frac = np.arange(d[k]) / d[k]
+        H += float(np.sum(1.0 / (at_risk[k] - frac * wd[k])))
     return float(np.exp(-H))
 
 

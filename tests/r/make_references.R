@@ -185,6 +185,13 @@ ref$nomogram <- list(coef = as.list(coef(cf)), center = cf$center, axes = ax,
                      baseline_surv365 = unname(summary(survfit(cf), times = 365)$surv),
                      info = attr(nom, "info")$sc)
 
+# calibrate(cmethod="KM"): the apparent part (groups, KM, mean predicted) is deterministic; the bootstrap is not
+set.seed(20261127)
+cal <- calibrate(cf, cmethod = "KM", u = 365, m = 50, B = 40)
+ref$calibrate_km <- list(u = 365, m = 50, B = 40, mean_predicted = unname(cal[, "mean.predicted"]),
+                         KM = unname(cal[, "KM"]), KM_corrected = unname(cal[, "KM.corrected"]),
+                         std_err = unname(cal[, "std.err"]), n = unname(cal[, "n"]))
+
 writeLines(toJSON(ref, auto_unbox = TRUE, digits = NA, pretty = TRUE, na = "string"),
            file.path(out_dir, "references.json"))
 cat("wrote", file.path(out_dir, "references.json"), "\n")
