@@ -1203,13 +1203,16 @@ def decision_curve(data: pd.DataFrame, risks: dict[str, str], landmark: float,
 
 
 def tdauc_over_time(data: pd.DataFrame, risks: dict[str, str], times) -> pd.DataFrame:
-    """tdAUC of each risk column at each time, per cohort (Figure S1)."""
+    """tdAUC of each risk column at each time, per cohort (Figure S1), on the patients with every risk value
+    (the same patients as Table 4)."""
     rows = []
     for coh, d in data.groupby("cohort", sort=True):
+        dd = d.dropna(subset=list(risks.values()))
         for t in times:
             for k, c in risks.items():
-                dd = d.dropna(subset=[c])
-                rows.append({"cohort": coh, "time": float(t), "model": k,
+                rows.append({"cohort": coh, "time": float(t), "model": k, "n": len(dd),
+                             "n_cases": int(((dd["time"] <= t) & (dd["event"] == 1)).sum()),
+                             "n_controls": int((dd["time"] > t).sum()),
                              "tdauc": _tdauc(dd["time"], dd["event"], dd[c], float(t))})
     return pd.DataFrame(rows)
 
@@ -1309,8 +1312,10 @@ def run_survival(prep: Prepared, landmark: float = 24.0, n_bootstrap: int = 200,
     sig_cal = calibration(d, [sig], 1 - pred["signature_er_prob"], landmark, 0, seed, progress=False)
     calib = pd.concat([calib.assign(model="Nomogram"), sig_cal.assign(model="Signature")], ignore_index=True)
     dca = decision_curve(pred, {"Nomogram": "nomogram_er_prob", "Signature": "signature_er_prob"}, landmark)
-    tmax = min(pred.loc[pred["cohort"] == c, "time"].max() for c in ("development", "validation"))
-    times = [t for t in np.arange(6.0, tmax, 6.0)]
+    # times every 6 months while at least 10 patients of each cohort are still followed (controls)
+    tmax = min(np.sort(pred.loc[pred["cohort"] == c, "time"].to_numpy())[-min(10, int((pred["cohort"] == c).sum()))]
+               for c in ("development", "validation"))
+    times = [float(t) for t in np.arange(6.0, tmax, 6.0)]
     tdt = tdauc_over_time(pred, risks, times)
 
     results = _results_dict(prep, landmark, cutoff, km, uni, screened, final_terms, final, table4, nomo, skipped,
