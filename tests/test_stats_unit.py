@@ -236,6 +236,10 @@ def test_calibration_apparent_part_matches_rms_and_is_seeded():
     np.testing.assert_allclose(tab["km"], ref["KM"], atol=1e-6)
     np.testing.assert_allclose(tab["std_err"], ref["std_err"], atol=1e-6)
     np.testing.assert_allclose(tab["mean_predicted"], ref["mean_predicted"], atol=1e-3)
+    # the same grouping from the apparent predictions
+    ext = stats.calibration_from_predictions(lung["time"], lung["event"], c1.predicted, ref["u"], n_groups=len(tab))
+    np.testing.assert_allclose(ext["km"], tab["km"], atol=1e-12)
+    np.testing.assert_allclose(ext["mean_predicted"], tab["mean_predicted"], atol=1e-12)
     # optimism is small relative to the spread of observed survival (bootstrap draws differ from R's)
     assert np.all(np.abs(tab["optimism"]) < 0.1)
     assert np.all(np.abs(tab["km_corrected"] - np.asarray(ref["KM_corrected"])) < 0.1)

@@ -22,6 +22,7 @@ compare_td_auc (influence functions, riskRegression Score contrasts), bootstrap_
 bootstrap_auc_ci, logistic_calibration_curve                                                         roc.py
 survival_net_benefit (decision curve at time t, KM among the treated)                                decision.py
 Nomogram.from_cox / from_coefficients / predict / to_dict (rms scaling), cox_baseline_survival         nomogram.py
+calibration_from_predictions (external predictions, no optimism)                                    calibration.py
 calibration_at_time (KM observed vs predicted by group, optimism as rms calibrate(cmethod="KM"))   calibration.py
 seeded_bootstrap (identical results for any n_jobs)                                                 bootstrap.py
 
@@ -29,7 +30,7 @@ Each module's docstring says which library or own code is behind each function a
 No torch imports here.
 """
 from .bootstrap import seeded_bootstrap
-from .calibration import CalibrationResult, calibration_at_time
+from .calibration import CalibrationResult, calibration_at_time, calibration_from_predictions
 from .compare import PairedComparison, bootstrap_c_index_ci, compare_c_index, compare_td_auc
 from .cox_models import StepwiseResult, cox_multivariable, cox_null_loglik, cox_univariable_screen, stepwise_aic
 from .decision import net_benefit, survival_net_benefit
@@ -46,5 +47,5 @@ __all__ = [
     # helpers
     "bootstrap_auc_ci", "logistic_calibration_curve", "delong_placements", "kaplan_meier", "cox_design", "cox_fit",
     "harrell_c_influence", "seeded_bootstrap", "PairedComparison", "bootstrap_c_index_ci", "compare_c_index",
-    "compare_td_auc", "StepwiseResult", "cox_multivariable", "cox_null_loglik", "cox_univariable_screen", "stepwise_aic", "CalibrationResult", "calibration_at_time", "Nomogram", "NomogramAxis", "cox_baseline_survival", "default_axis_range", "td_auc_influence", "survival_net_benefit", "fisher_exact_rxc", "chi2_or_fisher",
+    "compare_td_auc", "StepwiseResult", "cox_multivariable", "cox_null_loglik", "cox_univariable_screen", "stepwise_aic", "CalibrationResult", "calibration_at_time", "calibration_from_predictions", "Nomogram", "NomogramAxis", "cox_baseline_survival", "default_axis_range", "td_auc_influence", "survival_net_benefit", "fisher_exact_rxc", "chi2_or_fisher",
 ]

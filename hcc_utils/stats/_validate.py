@@ -55,6 +55,14 @@ def as_binary(y, what: str = "y", positive=None, require_both: bool = True) -> n
         Raise if only one class is present.
     """
     name = _name(y, what)
+    fast = _binary_fast(y, positive)
+    if fast is not None:
+        if fast.size == 0:
+            raise ValueError(f"{name}: empty input")
+        if require_both and (fast.min() == fast.max()):
+            raise ValueError(f"{name}: only one class present ({int(fast[0])} for all {len(fast)} rows); "
+                             "needs both cases and controls")
+        return fast
     ser = pd.Series(np.asarray(y, dtype=object) if not isinstance(y, pd.Series) else y.astype(object))
     if ser.isna().any():
         raise ValueError(f"{name}: {int(ser.isna().sum())} missing value(s) (at {_bad_labels(y, ser.isna().to_numpy())})")
@@ -82,6 +90,26 @@ def as_binary(y, what: str = "y", positive=None, require_both: bool = True) -> n
         raise ValueError(f"{name}: only one class present ({int(out[0])} for all {len(out)} rows); "
                          "needs both cases and controls")
     return out
+
+
+def _binary_fast(y, positive):
+    """0/1 int array for numeric/boolean input without missing values, else None (slow path handles errors)."""
+    if positive is not None:
+        return None
+    arr = np.asarray(y)
+    if arr.ndim != 1:
+        return None
+    if arr.dtype == bool:
+        return arr.astype(np.int64)
+    if arr.dtype.kind in "iu":
+        if arr.size and (arr.min() < 0 or arr.max() > 1):
+            return None
+        return arr.astype(np.int64)
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all() or not np.isin(arr, (0.0, 1.0)).all():
+            return None
+        return arr.astype(np.int64)
+    return None
 
 
 def as_event(event, what: str = "event", positive=None) -> np.ndarray:

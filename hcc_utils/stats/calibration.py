@@ -23,7 +23,7 @@ from .decision import _km_surv_at
 from .nomogram import cox_baseline_survival
 from .survival import cox_design, kaplan_meier
 
-__all__ = ["CalibrationResult", "calibration_at_time"]
+__all__ = ["CalibrationResult", "calibration_at_time", "calibration_from_predictions"]
 
 
 @dataclass
@@ -150,3 +150,36 @@ def calibration_at_time(df: pd.DataFrame, duration_col: str, event_col: str, cov
     table = table[table["n"] > 0].reset_index(drop=True)
     return CalibrationResult(table=table, t=float(t), cuts=cuts, n_boot=n_boot, n_failed=n_boot - len(ok),
                              predicted=pd.Series(p_app, index=df.index, name=f"S({t:g})"))
+
+
+def calibration_from_predictions(time, event, predicted_survival, t: float, n_groups: int = 4) -> pd.DataFrame:
+    """Observed (Kaplan-Meier) vs predicted survival at ``t`` by groups of predicted survival, for predictions
+    made elsewhere (e.g. a development-cohort model applied to the validation cohort; no optimism correction).
+
+    Groups: quantiles of ``c(0, 1, predicted)`` as rms (``n_groups`` groups).
+
+    Returns
+    -------
+    DataFrame
+        group, n, events, mean_predicted, km, km_lower, km_upper, std_err.
+    """
+    from ._validate import as_float, same_length
+
+    T = as_time(time)
+    E = as_event(event)
+    p = as_float(predicted_survival, "predicted_survival")
+    same_length(time=T, event=E, predicted_survival=p)
+    if ((p < 0) | (p > 1)).any():
+        raise ValueError("predicted_survival must lie in [0, 1]")
+    cuts = np.unique(np.quantile(np.concatenate([[0.0, 1.0], p]), np.linspace(0, 1, n_groups + 1)))
+    g = _group(p, cuts)
+    rows = []
+    for k in range(len(cuts) - 1):
+        sel = g == k
+        if not sel.any():
+            continue
+        km, lo, hi, se = _km_at(T[sel], E[sel], t)
+        rows.append({"group": k + 1, "n": int(sel.sum()), "events": int(E[sel].sum()),
+                     "mean_predicted": float(p[sel].mean()), "km": km, "km_lower": lo, "km_upper": hi,
+                     "std_err": se})
+    return pd.DataFrame(rows)

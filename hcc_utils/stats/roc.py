@@ -70,39 +70,38 @@ def _check(y, scores, positive):
     return yy, out
 
 
-def _midranks_split(z: np.ndarray, is_pos: np.ndarray):
-    """Midranks of ``z`` in the whole sample and within the positives/negatives, from a single sort.
+def _placements(z: np.ndarray, is_pos: np.ndarray) -> np.ndarray:
+    """Per-subject DeLong placement values from a single sort (Sun & Xu 2014, midrank formulation).
 
-    Returns (rank_all, rank_within_own_group) in original order.
+    For a case: the fraction of controls with a lower score (ties 1/2) = (midrank among all - midrank among cases)/n.
+    For a control: the fraction of cases with a higher score (ties 1/2).  Returned in the original order.
     """
-    order = np.argsort(z, kind="mergesort")
+    n_all = len(z)
+    m = int(is_pos.sum())
+    n = n_all - m
+    order = np.argsort(z)  # stability is not needed: only tie-group counts are used
     zs = z[order]
-    ps = is_pos[order].astype(np.int64)
-    n = len(z)
-    # tie groups in sorted order
-    new = np.empty(n, dtype=bool)
+    ps = is_pos[order]
+    new = np.empty(n_all, dtype=bool)
     new[0] = True
     np.not_equal(zs[1:], zs[:-1], out=new[1:])
-    gid = np.cumsum(new) - 1
     starts = np.flatnonzero(new)
-    ends = np.append(starts[1:], n)  # exclusive
-    # overall midrank: (start+1 + end)/2
-    mid_all = ((starts + 1 + ends) / 2.0)[gid]
-    # within positives: cumulative count of positives before the group + (k+1)/2
-    cpos = np.concatenate([[0], np.cumsum(ps)])
-    cneg = np.concatenate([[0], np.cumsum(1 - ps)])
+    sizes = np.diff(np.append(starts, n_all))
+    cpos = np.empty(n_all + 1, dtype=np.int64)
+    cpos[0] = 0
+    np.cumsum(ps, out=cpos[1:])
     pos_before = cpos[starts]
-    pos_in = cpos[ends] - cpos[starts]
-    neg_before = cneg[starts]
-    neg_in = cneg[ends] - cneg[starts]
-    mid_pos = (pos_before + (pos_in + 1) / 2.0)[gid]
-    mid_neg = (neg_before + (neg_in + 1) / 2.0)[gid]
-    within = np.where(ps == 1, mid_pos, mid_neg)
-    r_all = np.empty(n)
-    r_all[order] = mid_all
-    r_in = np.empty(n)
-    r_in[order] = within
-    return r_all, r_in
+    pos_in = cpos[starts + sizes] - pos_before
+    neg_before = starts - pos_before
+    neg_in = sizes - pos_in
+    g_case = (neg_before + 0.5 * neg_in) / n
+    g_ctrl = (m - pos_before - 0.5 * pos_in) / m
+    if len(starts) < n_all:
+        g_case = np.repeat(g_case, sizes)
+        g_ctrl = np.repeat(g_ctrl, sizes)
+    out = np.empty(n_all)
+    out[order] = np.where(ps, g_case, g_ctrl)
+    return out
 
 
 def delong_placements(y, score):
@@ -119,16 +118,11 @@ def delong_placements(y, score):
     v10 : ndarray, one value per case (fraction of controls it outranks, ties 1/2)
     v01 : ndarray, one value per control (fraction of cases outranking it, ties 1/2)
     """
-    y = np.asarray(y)
-    score = np.asarray(score, dtype=float)
-    pos = y == 1
-    m = int(pos.sum())
-    n = len(y) - m
-    r_all, r_in = _midranks_split(score, pos)
-    v10 = (r_all[pos] - r_in[pos]) / n
-    v01 = 1.0 - (r_all[~pos] - r_in[~pos]) / m
-    auc = float(v10.mean())
-    return auc, v10, v01
+    pos = np.asarray(y) == 1
+    pl = _placements(np.asarray(score, dtype=float), pos)
+    v10 = pl[pos]
+    v01 = pl[~pos]
+    return float(v10.mean()), v10, v01
 
 
 def roc_auc_ci(y, score, level: float = 0.95, positive=None) -> AUCResult:
