@@ -96,3 +96,22 @@ def test_same_seed_same_features(tmp_path):
         seg.train_phase(manifest, prof, "AP", progress=False)
         out.append(fe.extract_phase(manifest, prof, "AP", mask="predicted", progress=False))
     pd.testing.assert_frame_equal(out[0], out[1], check_exact=True)
+
+
+def test_ci_cohort_end_to_end(ci_manifest, tmp_path):
+    """The ci synthetic cohort: train (1 epoch), select, predict, extract both phases, DP; right shapes, no NaN."""
+    from hcc_utils.config import load_profile
+    from hcc_utils.manifest import read_manifest
+
+    prof = load_profile("ci", overrides={"outputs": str(tmp_path / "out"), "cache": str(tmp_path / "cache")})
+    n = len(read_manifest(ci_manifest))
+    tabs = {}
+    for ph in ("AP", "PP"):
+        m = seg.train_phase(ci_manifest, prof, ph, progress=False)
+        assert 0 <= m["best_valid_dice"] <= 1
+        dsc = seg.predict_cohort(ci_manifest, prof, ph, progress=False)
+        assert len(dsc) == n and (prof.outputs / "segmentation" / ph / "pred_masks").is_dir()
+        tabs[ph] = fe.extract_phase(ci_manifest, prof, ph, progress=False)
+        assert tabs[ph].shape[0] == n and np.isfinite(tabs[ph].to_numpy()).all()
+    dp = fe.write_dp(prof)
+    assert dp.shape == (n, tabs["AP"].shape[1] + tabs["PP"].shape[1])
