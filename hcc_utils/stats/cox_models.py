@@ -14,7 +14,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from ._validate import as_event, as_time
-from .survival import cox_design, cox_fit, cox_table
+from .survival import cox_fit, cox_table
 
 __all__ = ["cox_null_loglik", "cox_univariable_screen", "cox_multivariable", "stepwise_aic", "StepwiseResult"]
 
@@ -147,7 +147,3 @@ def stepwise_aic(df: pd.DataFrame, duration_col: str, event_col: str, candidates
         path.append({"step": step, "move": best[0], "variable": best[1], "aic": cur_aic, "model": " + ".join(cur)})
     table = cox_table(df, duration_col, event_col, cur, reference=reference) if cur else None
     return StepwiseResult(selected=cur, aic=float(cur_aic), path=pd.DataFrame(path), table=table)
-
-
-def _design_columns(df, covariates, reference=None):  # pragma: no cover - convenience
-    return list(cox_design(df, covariates, reference).columns)

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from .survival import cox_design, cox_fit
+from .survival import cox_fit
 
 __all__ = ["NomogramAxis", "Nomogram", "cox_baseline_survival", "default_axis_range"]
 
@@ -270,7 +270,3 @@ def _axis_bx(a: NomogramAxis) -> list:
         b = a.beta[a.variable]
         return [b * float(v) for v in a.values]
     return [a.beta.get(f"{a.variable}[{v}]", 0.0) for v in a.values]
-
-
-def _design_columns(df, covariates, reference=None):  # pragma: no cover
-    return list(cox_design(df, covariates, reference).columns)

@@ -14,8 +14,6 @@ Library choices
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
@@ -241,7 +239,3 @@ def table_one(df: pd.DataFrame, group: str, normal=(), skewed=(), categorical=()
                                       "test", "statistic"])
     out.attrs["n"] = {g: int((df[group] == lvl).sum()) for g, lvl in zip(gnames, levels)}
     return out
-
-
-def _n_tables_estimate(rows, cols):  # pragma: no cover - diagnostic helper
-    return math.prod(int(c) + 1 for c in cols)
