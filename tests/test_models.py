@@ -11,10 +11,10 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from hcc_utils import models, stats
 from hcc_utils.manifest import CLINICAL_VARIABLES, VISUAL_FEATURES
 
-GRID = {"C": [0.05, 0.5, 1.0], "max_iter": [100, 200], "tol": [1e-4, 1e-3]}
+GRID = {"C": [0.05, 1.0], "max_iter": [100], "tol": [1e-4, 1e-3]}
 
 
-def make_cohort(n_dev=80, n_val=40, n_feat=30, signal=1.5, seed=0):
+def make_cohort(n_dev=80, n_val=40, n_feat=20, signal=1.5, seed=0):
     """Patient table + AP/PP feature tables; ER depends on a latent that the first features carry (times signal)."""
     rng = np.random.default_rng(seed)
     n = n_dev + n_val

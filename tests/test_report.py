@@ -1,0 +1,147 @@
+"""Tests for hcc_utils.report: Table 1, outcome summary, case figure and ROC figure produce correct files."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+
+from hcc_utils import report, stats
+from hcc_utils.manifest import CLINICAL_VARIABLES, VISUAL_FEATURES
+
+
+def patient_table(n_dev=60, n_val=30, seed=0):
+    rng = np.random.default_rng(seed)
+    n = n_dev + n_val
+    pt = pd.DataFrame(index=pd.Index([f"R{i:03d}" for i in range(n)], name="patient_id"))
+    pt["cohort"] = ["development"] * n_dev + ["validation"] * n_val
+    pt["sex"] = rng.choice(["M", "F"], n, p=[0.85, 0.15])
+    pt["age"] = rng.normal(55, 10, n) + np.r_[np.zeros(n_dev), np.full(n_val, 8.0)]  # planted age difference
+    pt["hbsag"] = rng.integers(0, 2, n)
+    pt["hbv_dna"] = rng.integers(0, 2, n)
+    pt["afp_ge400"] = rng.integers(0, 2, n)
+    pt["child_pugh"] = rng.choice(["A", "B"], n, p=[0.95, 0.05])
+    for c in ["tb", "alb", "alt", "ggt"]:
+        pt[c] = rng.gamma(2.0, 20.0, n)
+    for v in VISUAL_FEATURES:
+        pt[v.name] = rng.integers(0, 2, n)
+    t = rng.exponential(18, n)
+    pt["rfs_months"] = np.minimum(t, 24.0).round(2)
+    pt["recurrence"] = (t < 24).astype(int)
+    pt["er"] = ((pt.recurrence == 1) & (pt.rfs_months < 24)).astype(int)
+    return pt
+
+
+def test_table_one_uses_paper_tests_and_order():
+    pt = patient_table()
+    t1 = report.table_one(pt)
+    names = list(dict.fromkeys(t1["name"]))
+    assert names == [v.name for v in (*CLINICAL_VARIABLES, *VISUAL_FEATURES)]
+    first = t1.groupby("name", sort=False).first()
+    assert first.loc["age", "test"] == "Student's t"
+    assert first.loc["ggt", "test"] == "Mann-Whitney U"
+    assert first.loc["hbsag", "test"] in ("Pearson chi-square", "Fisher's exact")
+    assert first.loc["child_pugh", "test"] == "Fisher's exact"  # expected count < 5 in validation
+    # the p value is the Student's t-test of the two cohorts
+    from scipy.stats import ttest_ind
+
+    dev, val = pt[pt.cohort == "development"], pt[pt.cohort == "validation"]
+    assert first.loc["age", "p"] == pytest.approx(ttest_ind(dev.age, val.age).pvalue)
+    assert first.loc["age", "p"] < 0.05
+    fmt = report.format_table_one(t1)
+    assert list(fmt.columns) == ["Variable", "Development (n = 60)", "Validation (n = 30)", "p", "Test"]
+    hb = fmt[fmt.Variable == "HBsAg positive"].iloc[0]
+    k = int(dev.hbsag.sum())
+    assert hb["Development (n = 60)"] == f"{k} ({100 * k / 60:.1f}%)"
+    legend = report.table_one_legend(t1)
+    assert "Student's t" in legend and "Mann-Whitney" in legend
+
+
+def test_table_one_without_visual_reads():
+    pt = patient_table()
+    for v in VISUAL_FEATURES:
+        pt[v.name] = np.nan
+    t1 = report.table_one(pt)
+    assert not any(n.startswith("vis_") for n in t1["name"])
+
+
+def test_cohort_summary_matches_stats():
+    pt = patient_table()
+    s = report.cohort_summary(pt)
+    dev = pt[pt.cohort == "development"]
+    km = stats.km_median(dev.rfs_months, dev.recurrence)
+    c = s["cohorts"]["development"]
+    assert c["median_rfs"] == pytest.approx(km.median)
+    assert c["er"] == int(dev.er.sum()) and c["er_rate"] == pytest.approx(dev.er.mean())
+    lr = stats.logrank(pt.rfs_months, pt.recurrence, pt.cohort)
+    assert s["logrank"]["p"] == pytest.approx(lr.p)
+    tab = report.summary_table(s)
+    assert len(tab) == 2 and "Median RFS, months (95% CI)" in tab.columns
+
+
+def _write_case(tmp_path, pid, rng):
+    from hcc_utils import io
+
+    paths = {"patient_id": pid}
+    for ph in ("ap", "pp"):
+        arr = rng.normal(40, 10, (12, 48, 48)).astype(np.float32)
+        m = np.zeros_like(arr, dtype=np.uint8)
+        zz, yy, xx = np.ogrid[:12, :48, :48]
+        m[((zz - 6) ** 2 / 9 + (yy - 24) ** 2 / 64 + (xx - 20) ** 2 / 64) <= 1] = 1
+        arr[m > 0] += 80
+        img = sitk.GetImageFromArray(arr)
+        img.SetSpacing((0.8, 0.8, 2.5))
+        msk = sitk.GetImageFromArray(m)
+        msk.CopyInformation(img)
+        paths[f"ct_{ph}"] = str(io.write_image(img, tmp_path / "images" / f"{pid}_{ph.upper()}.nii.gz"))
+        paths[f"mask_{ph}"] = str(io.write_image(msk, tmp_path / "masks" / f"{pid}_{ph.upper()}.nii.gz"))
+        paths[f"series_uid_{ph}"] = np.nan
+    return paths
+
+
+def test_case_figure_writes_png_and_svg(tmp_path):
+    rng = np.random.default_rng(0)
+    man = pd.DataFrame([_write_case(tmp_path, pid, rng) for pid in ("R000", "R070")])
+    pt = patient_table()
+    ids = report.pick_cases(pt, n=2, seed=1)
+    assert len(ids) == 2 and len(set(ids)) == 2
+    assert report.pick_cases(pt, n=2, seed=1) == ids
+    windows = {"AP": {"level": 70, "width": 150}, "PP": {"level": 100, "width": 200}}
+    fig = report.case_figure(man, ["R000", "R070"], windows, patients=pt)
+    assert len(fig.axes) == 4
+    assert "slice 6" in fig.axes[0].get_title()  # the largest tumour cross-section
+    files = report.save_figure(fig, tmp_path / "fig" / "cases")
+    assert [p.suffix for p in files] == [".png", ".svg"] and all(p.stat().st_size > 1000 for p in files)
+    with pytest.raises(ValueError, match="R999"):
+        report.case_figure(man, ["R999"], windows)
+
+
+def test_roc_figure_legend_from_table2(tmp_path):
+    rng = np.random.default_rng(3)
+    rows = []
+    for cohort, n in (("development", 60), ("validation", 30)):
+        y = rng.integers(0, 2, n)
+        for m, s in (("DSFR-PP", 1.5), ("DSFR-C", 2.0), ("Visual", 0.5)):
+            p = 1 / (1 + np.exp(-(s * (y - 0.5) + rng.normal(0, 1, n))))
+            rows.append(pd.DataFrame({"patient_id": [f"P{i}" for i in range(n)], "cohort": cohort, "model": m,
+                                      "prob": p, "er": y}))
+    pred = pd.concat(rows, ignore_index=True)
+    t2 = []
+    for (m, c), d in pred.groupby(["model", "cohort"]):
+        ci = stats.roc_auc_ci(d.er, d.prob)
+        t2.append({"model": m, "cohort": c, "auc": ci.auc, "auc_lower": ci.lower, "auc_upper": ci.upper})
+    t2 = pd.DataFrame(t2)
+    fig = report.roc_figure(pred, t2, ["DSFR-PP", "DSFR-C", "Visual"])
+    texts = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    r = t2[(t2.model == "Visual") & (t2.cohort == "validation")].iloc[0]
+    assert f"Visual: AUC {r.auc:.3f} ({r.auc_lower:.3f}-{r.auc_upper:.3f})" in texts
+    files = report.save_figure(fig, tmp_path / "figure1.png")
+    assert all(p.exists() for p in files)
+    with pytest.raises(ValueError, match="no predictions of model 'DSFR-AP'"):
+        report.roc_figure(pred, t2, ["DSFR-AP"])
+
+
+def test_write_json(tmp_path):
+    p = report.write_json({"a": np.int64(3), "b": np.float64(0.5)}, tmp_path / "x" / "s.json")
+    assert p.read_text().count("3") == 1
+    assert report.fmt_p(0.0001) == "<0.001" and report.fmt_p(0.0123) == "0.012"
