@@ -28,7 +28,8 @@ Which mask
 ``mask="predicted"`` (default, fully automatic): the network's own prediction from the same forward pass
 (argmax at network size). ``mask="manual"``: the manifest's ground-truth mask. A case whose prediction contains no
 tumour on any slice triggers a :class:`UserWarning` and the **fallback**: the slice with the largest predicted tumour
-probability, region = pixels of that slice with probability >= half its maximum. The case is flagged in the
+probability, region = the connected component of pixels with probability >= half its maximum that holds the most
+probable pixel (:func:`fallback_region`). The case is flagged in the
 ``mask_source`` column (``predicted``, ``fallback_max_prob`` or ``manual``) of ``features/<PHASE>_qc.csv`` and of the
 per-slice table, never filled with zeros.
 
@@ -125,6 +126,19 @@ class Hooks:
         self.remove()
 
 
+def fallback_region(prob: torch.Tensor) -> torch.Tensor:
+    """Fallback tumour region of a slice without predicted tumour (S x S probabilities -> S x S bool).
+
+    The connected component (8-connectivity) of ``prob >= max(prob) / 2`` that contains the most probable pixel.
+    """
+    from scipy import ndimage
+
+    p = prob.detach().float().cpu().numpy()
+    lab, _ = ndimage.label(p >= 0.5 * p.max(), structure=np.ones((3, 3)))
+    peak = np.unravel_index(int(np.argmax(p)), p.shape)
+    return torch.from_numpy(lab == lab[peak]).to(prob.device)
+
+
 def feature_names(model, layers, size: int) -> list[str]:
     """Column names ``<layer>_c<k>`` in layer order (one dummy forward pass at input ``size``)."""
     return [f"{layer}_c{k}" for layer, c in layer_channels(model, layers, size) for k in range(c)]
@@ -194,9 +208,8 @@ def case_features(model, case: pp.CaseCache, layers, mask: str = "predicted", ba
     if not keep:
         warnings.warn(f"patient {case.patient_id} {case.phase}: the network predicts no tumour on any slice; "
                       f"falling back to slice {fb[1]} (largest predicted probability {fb[0]:.3f}), region = "
-                      "probability >= half that maximum", UserWarning, stacklevel=2)
-        p = fb[3]
-        m = (p >= 0.5 * p.max()).float()
+                      "connected pixels with probability >= half that maximum", UserWarning, stacklevel=2)
+        m = fallback_region(fb[3][0])[None].float()
         pooled = [pool_feature_map(fb[2][n], m) for n in layers]
         feats = [torch.cat(pooled, 1).cpu().numpy()]
         keep, areas, source = [fb[1]], [float(m.sum())], "fallback_max_prob"

@@ -259,7 +259,7 @@ def _feature_mask(model, img: np.ndarray, case, z: int, mask_mode: str) -> np.nd
     prob = seg.predict_volume(model, img[None], 1)[0]
     m = prob >= 0.5
     if not m.any():  # the fallback slice of a case without predicted tumour
-        m = prob >= 0.5 * prob.max()
+        m = fe.fallback_region(torch.from_numpy(prob)).numpy()
     return m.astype(np.float32)
 
 

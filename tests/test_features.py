@@ -115,3 +115,12 @@ def test_ci_cohort_end_to_end(ci_manifest, tmp_path):
         assert tabs[ph].shape[0] == n and np.isfinite(tabs[ph].to_numpy()).all()
     dp = fe.write_dp(prof)
     assert dp.shape == (n, tabs["AP"].shape[1] + tabs["PP"].shape[1])
+
+
+def test_fallback_region_is_the_peak_component():
+    p = torch.full((10, 10), 0.05)
+    p[1:3, 1:3] = 0.30  # weaker blob
+    p[6:9, 5:8] = 0.40  # strongest blob
+    p[7, 6] = 0.45
+    r = fe.fallback_region(p)
+    assert r.dtype == torch.bool and r.sum() == 9 and r[7, 6] and not r[1, 1]
