@@ -200,7 +200,7 @@ def test_table_one_tests_match_R(pbc):
         assert stats.fisher_exact_rxc(counts) == pytest.approx(ref["fisher_p"], abs=CLOSED)
 
 
-@pytest.mark.parametrize("i", range(4))
+@pytest.mark.parametrize("i", range(7))
 def test_fisher_rxc_matches_fisher_test(i):
     ref = R["fisher"][i]
     assert stats.fisher_exact_rxc(np.asarray(ref["table"])) == pytest.approx(ref["p"], abs=CLOSED)
@@ -232,3 +232,10 @@ def test_stepwise_aic_matches_R_step(lung):
     r = stats.stepwise_aic(d, "time", "event", ["age", "sex", "ph_ecog", "ph_karno", "wt_loss", "meal_cal"])
     assert sorted(r.selected) == sorted(ref["selected"])
     assert r.aic == pytest.approx(ref["aic"], abs=1e-6)
+    assert r.path["aic"].is_monotonic_decreasing
+    kept = stats.stepwise_aic(d, "time", "event", ["age", "sex", "ph_ecog", "ph_karno", "wt_loss", "meal_cal"],
+                              keep=["age"])
+    assert "age" in kept.selected and kept.aic >= r.aic
+    fwd = stats.stepwise_aic(d, "time", "event", ["age", "sex", "ph_ecog", "ph_karno", "wt_loss", "meal_cal"],
+                             direction="forward")
+    assert fwd.path["move"].iloc[1:].eq("+").all()

@@ -100,7 +100,7 @@ def _aic(df, duration_col, event_col, terms, reference, ll0, k):
 
 def stepwise_aic(df: pd.DataFrame, duration_col: str, event_col: str, candidates, start=None,
                  direction: str = "both", k: float = 2.0, reference: dict | None = None,
-                 max_steps: int = 100) -> StepwiseResult:
+                 max_steps: int = 100, keep=()) -> StepwiseResult:
     """Stepwise Cox model selection by AIC, as R ``step(coxph(...), direction=...)``.
 
     Parameters
@@ -113,6 +113,8 @@ def stepwise_aic(df: pd.DataFrame, duration_col: str, event_col: str, candidates
     direction : {"both", "backward", "forward"}
     k : float
         Penalty per parameter (2 = AIC; log(events) gives a BIC-like criterion).
+    keep : list of str
+        Lower scope: variables always in the model (R ``step(scope=list(lower=~...))``); they are added to the start.
 
     Returns
     -------
@@ -122,8 +124,13 @@ def stepwise_aic(df: pd.DataFrame, duration_col: str, event_col: str, candidates
     if direction not in ("both", "backward", "forward"):
         raise ValueError(f"direction must be 'both', 'backward' or 'forward', got {direction!r}")
     candidates = list(candidates)
+    keep = list(keep)
+    extra = [v for v in keep if v not in candidates]
+    if extra:
+        raise ValueError(f"keep: {extra} not among the candidates")
     _complete(df, [duration_col, event_col, *candidates])
     cur = list(candidates if start is None and direction != "forward" else (start or []))
+    cur += [v for v in keep if v not in cur]
     ll0 = cox_null_loglik(df[duration_col], df[event_col])
     cur_aic = _aic(df, duration_col, event_col, cur, reference, ll0, k)
     path = [{"step": 0, "move": "start", "variable": "", "aic": cur_aic, "model": " + ".join(cur)}]
@@ -131,6 +138,8 @@ def stepwise_aic(df: pd.DataFrame, duration_col: str, event_col: str, candidates
         moves = []
         if direction in ("both", "backward"):
             for v in cur:
+                if v in keep:
+                    continue
                 terms = [u for u in cur if u != v]
                 moves.append(("-", v, terms, _aic(df, duration_col, event_col, terms, reference, ll0, k)))
         if direction in ("both", "forward"):

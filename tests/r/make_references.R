@@ -165,7 +165,10 @@ ref$pbc_table1 <- list(
          counts = unname(unclass(as.matrix(table(pb[[v]], g)))))))
 # extra Fisher R x C checks
 ft <- list(matrix(c(3, 1, 2, 1, 5, 0), nrow = 2, byrow = TRUE), matrix(c(2, 7, 3, 8, 1, 4, 0, 6, 5), nrow = 3),
-           matrix(c(10, 2, 3, 15), nrow = 2), matrix(c(1, 9, 4, 2, 0, 3, 6, 1, 2, 2, 5, 3), nrow = 3))
+           matrix(c(10, 2, 3, 15), nrow = 2), matrix(c(1, 9, 4, 2, 0, 3, 6, 1, 2, 2, 5, 3), nrow = 3),
+           matrix(c(100, 40, 8, 2, 110, 35, 3, 2), nrow = 2, byrow = TRUE),
+           matrix(c(60, 30, 10, 4, 1, 70, 25, 6, 2, 2), nrow = 2, byrow = TRUE),
+           matrix(c(20, 5, 2, 25, 3, 1, 30, 4, 0), nrow = 3, byrow = TRUE))
 ref$fisher <- lapply(ft, function(m) list(table = unname(m), p = fisher.test(m)$p.value))
 
 # ---------------------------------------------------------------- rms nomogram (cph on lung, S(365))
