@@ -35,22 +35,27 @@ missing, numbers are parsed, levels are recoded; every change is counted per col
 read (a negative time, an event code outside the accepted ones, a non-numeric value in a continuous column, a third
 level in a binary column) raises ``ValueError`` naming the patient, the file and the column.
 
-Statistics used (where the library choice matters)
---------------------------------------------------
-* Cox models: lifelines ``CoxPHFitter`` (Efron ties, no penalty); Wald CIs and p; AIC = -2 log partial likelihood + 2k,
-  which is R's ``extractAIC`` for ``coxph``; stepwise selection as R's ``step(direction="both")`` over terms (a
-  categorical variable is one term), with the signature kept in the lower scope.
-* Kaplan-Meier and log-rank: lifelines (log-rank as R ``survdiff``).
-* Log-rank, Youden threshold, Harrell's C, tdAUC and survival net benefit come from :mod:`hcc_utils.stats`
-  (checked against R there): C with the SE of R ``concordance``; tdAUC cumulative/dynamic with IPCW Kaplan-Meier
-  weights and the influence-function SE of riskRegression ``Score`` (cases T <= t).
-* CIs of C and tdAUC are Wald intervals from those SEs; the p for the difference between two models uses the paired
-  influence values (as ``concordance(fit1, fit2)`` / ``Score(contrasts=TRUE)``).
-* Calibration at the landmark: KM observed vs mean predicted by quantile group of predicted risk; in development the
-  observed values are corrected for optimism by the bootstrap as rms ``calibrate(cmethod="KM", u=24)``.
-* Decision curve: survival net benefit at the landmark with KM risk within "treated" patients (Vickers et al. 2008).
-* Nomogram: rms scaling (100 points for the term with the widest range of beta*x over its displayed range); predicted
-  RFS(t) = S0(t) ** exp(LP - centre) with lifelines' Breslow baseline at the covariate means.
+Statistics used (all from :mod:`hcc_utils.stats`, which is checked against R)
+------------------------------------------------------------------------------
+* Cox models: ``stats.cox_table`` (statsmodels ``PHReg``, Efron ties, as R ``coxph``); Wald CIs and p; the screening p
+  of a categorical variable is the likelihood-ratio p (null log-likelihood ``stats.cox_null_loglik``).
+  Univariable models use each variable's complete cases; the multivariable and stepwise models use the complete
+  cases of all screened variables (as R ``step`` requires).
+* Stepwise selection: AIC = -2 log partial likelihood + 2k (R ``extractAIC``), both directions over terms (a
+  categorical variable is one term), as R ``step(fit, scope=list(lower=~signature, upper=~all))``: the signature is
+  kept in the lower scope (own loop here, because ``stats.stepwise_aic`` has an empty lower scope; with nothing
+  kept the two agree, see tests).
+* KM medians, log-rank, Youden threshold: ``stats.km_median`` / ``stats.logrank`` / ``stats.youden_threshold``.
+* Table 4: ``stats.harrell_c`` and ``stats.time_dependent_auc`` (Wald CIs from their R-matching SEs), differences by
+  ``stats.compare_c_index`` / ``stats.compare_td_auc`` (paired, influence functions).
+* Calibration at the landmark: ``stats.calibration_at_time`` (rms ``calibrate(cmethod="KM")`` with seeded bootstrap
+  optimism) in development; apparent (external) calibration with the same grouping in validation.
+* Decision curves: ``stats.survival_net_benefit`` (dcurves/stdca definition).
+* Nomogram: rms scaling (100 points for the term with the widest range of beta*x over its displayed range, the rms
+  ``datadist`` range from ``stats.default_axis_range``); RFS(t) = S0(t) ** exp(LP - centre) with the Efron-type
+  baseline at the covariate means (``stats.cox_baseline_survival``, as R ``survfit.coxph``). Own class here (not
+  ``stats.Nomogram``) because its JSON export feeds ``assets/nomogram.js`` and the widget; the arithmetic is the
+  same and a test checks the two agree.
 """
 from __future__ import annotations
 
@@ -643,42 +648,101 @@ def design_matrix(data: pd.DataFrame, variables: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(cols, index=data.index)
 
 
-def fit_cox(data: pd.DataFrame, variables: list[dict]):
-    """Fit a Cox model (lifelines, Efron ties) on complete cases of ``variables``.
+@dataclass
+class CoxFit:
+    """A fitted Cox model (:func:`hcc_utils.stats.cox_table`: statsmodels ``PHReg``, Efron ties, as R ``coxph``).
 
-    Returns
-    -------
-    lifelines.CoxPHFitter
-        With ``variables_`` (the term specs) and ``n_`` set.
+    Attributes
+    ----------
+    variables : list of dict
+        Term specs (mapping entries).
+    table : DataFrame
+        index = design column; ``coef, se, hr, hr_lower, hr_upper, z, p``.
+    X : DataFrame
+        Design matrix of the complete cases used (index = patient id).
+    time, event : ndarray
+    loglik : float
+        Log partial likelihood.
     """
-    from lifelines import CoxPHFitter
+
+    variables: list
+    table: pd.DataFrame
+    X: pd.DataFrame
+    time: np.ndarray
+    event: np.ndarray
+    loglik: float
+
+    @property
+    def params(self) -> pd.Series:
+        return self.table["coef"]
+
+    @property
+    def n(self) -> int:
+        return len(self.X)
+
+    @property
+    def events(self) -> int:
+        return int(self.event.sum())
+
+    @property
+    def centre(self) -> float:
+        """sum(mean(design) * beta): the linear predictor is centred at the covariate means (R ``coxph``/rms)."""
+        return float(self.X.mean().to_numpy() @ self.params.to_numpy())
+
+    def lp(self, X: pd.DataFrame | None = None) -> np.ndarray:
+        """Centred linear predictor of ``X`` (default: the fitted patients)."""
+        X = self.X if X is None else X[self.X.columns]
+        return X.to_numpy(float) @ self.params.to_numpy() - self.centre
+
+    def baseline_survival(self, t: float) -> float:
+        """S0(t) at the covariate means (:func:`hcc_utils.stats.cox_baseline_survival`, as R ``survfit.coxph``)."""
+        from hcc_utils import stats
+
+        return float(stats.cox_baseline_survival(self.time, self.event, self.lp(), float(t)))
+
+
+def fit_cox(data: pd.DataFrame, variables: list[dict]) -> CoxFit:
+    """Fit a Cox model on the complete cases of ``variables`` with :func:`hcc_utils.stats.cox_table`.
+
+    The design is :func:`design_matrix` (continuous ``value / per``, binary 0/1, categorical dummies), so the
+    hazard ratios are per ``per`` units and per level against the reference.
+
+    Raises
+    ------
+    ValueError
+        When a design column is constant among the complete cases or the fit does not converge.
+    """
+    from hcc_utils import stats
 
     X = design_matrix(data, variables)
     df = pd.concat([data[["time", "event"]], X], axis=1).dropna()
     const = [c for c in X.columns if df[c].nunique() < 2]
     if const:
         raise ValueError(f"Cox model: column(s) {const} are constant in the {len(df)} complete cases")
-    cph = CoxPHFitter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cph.fit(df, duration_col="time", event_col="event")
-    cph.variables_ = variables
-    cph.n_ = len(df)
-    return cph
+    tab = stats.cox_table(df, "time", "event", list(X.columns))
+    return CoxFit(variables=list(variables), table=tab, X=df[list(X.columns)], time=df["time"].to_numpy(float),
+                  event=df["event"].to_numpy(int), loglik=float(tab.attrs["loglik"]))
 
 
-def _cox_rows(cph, variables: list[dict], prefix: str = "") -> list[dict]:
-    s = cph.summary
+def _cox_rows(fit: CoxFit, variables: list[dict], prefix: str = "") -> list[dict]:
+    s = fit.table
     rows = []
     for v in variables:
         for c in term_columns(v):
             lv = c[len(v["name"]) + 1:-1] if v["type"] == "categorical" else (
                 v["levels"][1] if v["type"] == "binary" and v.get("levels") else "")
             rows.append({"variable": v["name"], "label": v["label"], "level": lv, "column": c,
-                         f"{prefix}coef": s.loc[c, "coef"], f"{prefix}hr": s.loc[c, "exp(coef)"],
-                         f"{prefix}hr_lower": s.loc[c, "exp(coef) lower 95%"],
-                         f"{prefix}hr_upper": s.loc[c, "exp(coef) upper 95%"], f"{prefix}p": s.loc[c, "p"]})
+                         f"{prefix}coef": s.loc[c, "coef"], f"{prefix}hr": s.loc[c, "hr"],
+                         f"{prefix}hr_lower": s.loc[c, "hr_lower"], f"{prefix}hr_upper": s.loc[c, "hr_upper"],
+                         f"{prefix}p": s.loc[c, "p"]})
     return rows
+
+
+def _null_loglik(sub: pd.DataFrame) -> float:
+    """Log partial likelihood at beta = 0 (:func:`hcc_utils.stats.cox_null_loglik`, R ``coxph()$loglik[1]``)."""
+    from hcc_utils import stats
+
+    return float(stats.cox_null_loglik(sub["time"].to_numpy(float), sub["event"].to_numpy(int)))
 
 
 def _lr_p(data: pd.DataFrame, var: dict, others: list[dict]) -> float:
@@ -688,25 +752,8 @@ def _lr_p(data: pd.DataFrame, var: dict, others: list[dict]) -> float:
     cols = ["time", "event"] + [v["name"] for v in others + [var]]
     sub = data[cols].dropna()
     full = fit_cox(sub, others + [var])
-    if others:
-        ll0 = fit_cox(sub, others).log_likelihood_
-    else:
-        ll0 = _null_loglik(sub)
-    df_ = len(term_columns(var))
-    return float(chi2.sf(2 * (full.log_likelihood_ - ll0), df_))
-
-
-def _null_loglik(sub: pd.DataFrame) -> float:
-    """Log partial likelihood of the null Cox model (Efron ties; equals Breslow with no covariates)."""
-    t = sub["time"].to_numpy(float)
-    e = sub["event"].to_numpy(int)
-    ll = 0.0
-    for ti in np.unique(t[e == 1]):
-        d = int(((t == ti) & (e == 1)).sum())
-        r = int((t >= ti).sum())
-        for j in range(d):  # Efron with all risk scores 1: sum_j log(r - j)
-            ll -= math.log(r - j)
-    return ll
+    ll0 = fit_cox(sub, others).loglik if others else _null_loglik(sub)
+    return float(chi2.sf(2 * (full.loglik - ll0), len(term_columns(var))))
 
 
 def univariable_cox(dev: pd.DataFrame, variables: list[dict]) -> pd.DataFrame:
@@ -717,12 +764,12 @@ def univariable_cox(dev: pd.DataFrame, variables: list[dict]) -> pd.DataFrame:
     """
     rows = []
     for v in variables:
-        cph = fit_cox(dev, [v])
-        r = _cox_rows(cph, [v])
+        fit = fit_cox(dev, [v])
+        r = _cox_rows(fit, [v])
         p_term = _lr_p(dev, v, []) if v["type"] == "categorical" else r[0]["p"]
         for x in r:
-            x["n"] = cph.n_
-            x["events"] = int(cph.event_observed.sum())
+            x["n"] = fit.n
+            x["events"] = fit.events
             x["p_term"] = p_term
         rows += r
     return pd.DataFrame(rows)
@@ -730,10 +777,10 @@ def univariable_cox(dev: pd.DataFrame, variables: list[dict]) -> pd.DataFrame:
 
 def multivariable_cox(dev: pd.DataFrame, variables: list[dict]):
     """Multivariable Cox of ``variables`` on complete cases; returns (fit, table)."""
-    cph = fit_cox(dev, variables)
-    tab = pd.DataFrame(_cox_rows(cph, variables))
-    tab["n"] = cph.n_
-    return cph, tab
+    fit = fit_cox(dev, variables)
+    tab = pd.DataFrame(_cox_rows(fit, variables))
+    tab["n"] = fit.n
+    return fit, tab
 
 
 def stepwise_aic(dev: pd.DataFrame, variables: list[dict], keep: tuple[str, ...] = ("signature",),
@@ -757,8 +804,8 @@ def stepwise_aic(dev: pd.DataFrame, variables: list[dict], keep: tuple[str, ...]
     def aic(terms):
         if not terms:
             return -2 * _null_loglik(sub)
-        cph = fit_cox(sub, [by[t] for t in terms])
-        return -2 * cph.log_likelihood_ + 2 * len(cph.params_)
+        fit = fit_cox(sub, [by[t] for t in terms])
+        return -2 * fit.loglik + 2 * len(fit.params)
 
     current = list(names) if start == "full" else [k for k in keep if k in by]
     cur_aic = aic(current)
@@ -825,9 +872,8 @@ def risk_groups(prep: Prepared, landmark: float, method: str = "youden") -> dict
 
 
 def km_table(data: pd.DataFrame, group_col: str = "risk_group") -> pd.DataFrame:
-    """Per cohort: patients and events per group, median RFS, HR (Cox, high vs low), log-rank chi2 and p."""
-    from lifelines import CoxPHFitter, KaplanMeierFitter
-
+    """Per cohort: patients and events per group, median RFS (95% CI, R ``survfit``), HR of high vs low (Cox, Efron)
+    and the log-rank chi-square and p (all from :mod:`hcc_utils.stats`)."""
     from hcc_utils import stats
 
     rows = []
@@ -837,19 +883,19 @@ def km_table(data: pd.DataFrame, group_col: str = "risk_group") -> pd.DataFrame:
                "n_high": len(hi), "events_high": int(hi["event"].sum()),
                "n_low": len(lo), "events_low": int(lo["event"].sum())}
         for g, sub in (("high", hi), ("low", lo)):
-            if len(sub):
-                km = KaplanMeierFitter().fit(sub["time"], sub["event"])
-                row[f"median_rfs_{g}"] = float(km.median_survival_time_)
+            if len(sub) and sub["event"].sum() > 0:
+                m = stats.km_median(sub["time"].to_numpy(float), sub["event"].to_numpy(int))
+                row[f"median_rfs_{g}"] = float(m.median)
+                row[f"median_rfs_{g}_lower"] = float(m.lower)
+                row[f"median_rfs_{g}_upper"] = float(m.upper)
         if len(hi) and len(lo):
-            lr = stats.logrank(d["time"], d["event"], d[group_col])
+            lr = stats.logrank(d["time"].to_numpy(float), d["event"].to_numpy(int), d[group_col].to_numpy())
             row["logrank_chisq"] = float(lr.chisq)
             row["logrank_p"] = float(lr.p)
             x = d[["time", "event"]].assign(high=(d[group_col] == "high").astype(float))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                c = CoxPHFitter().fit(x, "time", "event").summary.loc["high"]
-            row.update(hr=float(c["exp(coef)"]), hr_lower=float(c["exp(coef) lower 95%"]),
-                       hr_upper=float(c["exp(coef) upper 95%"]), hr_p=float(c["p"]))
+            c = stats.cox_table(x, "time", "event", ["high"]).loc["high"]
+            row.update(hr=float(c["hr"]), hr_lower=float(c["hr_lower"]), hr_upper=float(c["hr_upper"]),
+                       hr_p=float(c["p"]))
         rows.append(row)
     return pd.DataFrame(rows).set_index("cohort")
 
@@ -872,43 +918,44 @@ class Nomogram:
 
     # -- construction
     @classmethod
-    def from_cox(cls, cph, data: pd.DataFrame, landmark: float, risk_threshold: float | None = None,
+    def from_cox(cls, fit: CoxFit, landmark: float, risk_threshold: float | None = None,
                  threshold_rule: str = "", title: str = "Nomogram") -> "Nomogram":
-        """Build from a fitted :func:`fit_cox` model and its development data (for the displayed ranges)."""
-        beta = cph.params_
-        means = cph._norm_mean
-        centre = float(sum(beta[c] * means[c] for c in beta.index))
-        H0 = cph.baseline_cumulative_hazard_.iloc[:, 0]
-        times = H0.index.to_numpy(float)
-        if landmark < times.min():
-            h = 0.0
-        else:
-            h = float(H0[times <= landmark].iloc[-1])
-        s0 = math.exp(-h)
+        """Build from a :func:`fit_cox` model.
+
+        Continuous axes span the rms ``datadist`` display range of the fitted patients
+        (:func:`hcc_utils.stats.default_axis_range`); the sliders of both calculators use the same range.
+        """
+        from hcc_utils import stats
+
+        beta = fit.params
+        s0 = fit.baseline_survival(landmark)
+        data = fit.X
         variables = []
-        for v in cph.variables_:
+        for v in fit.variables:
             item = {"name": v["name"], "label": v["label"], "type": v["type"]}
             if v["type"] == "continuous":
-                x = data[v["name"]].dropna().astype(float)
-                lo, hi = float(x.min()), float(x.max())
+                x = data[v["name"]].astype(float) * v["per"]  # back to the table's units
+                lo, hi = stats.default_axis_range(x)
                 b = float(beta[v["name"]])
                 per = float(v["per"])
                 span = hi - lo
                 step = 10 ** math.floor(math.log10(span / 100)) if span > 0 else 1.0
+                lo, hi = math.floor(lo / step) * step, math.ceil(hi / step) * step
                 default = lo + round((float(np.median(x)) - lo) / step) * step  # on the slider's grid
-                item.update(beta=b, per=per, min=lo, max=hi, step=step, default=float(round(default, 12)))
-                lps = [b * lo / per, b * hi / per]
+                item.update(beta=b, per=per, min=float(round(lo, 12)), max=float(round(hi, 12)), step=step,
+                            default=float(round(default, 12)))
+                lps = [b * item["min"] / per, b * item["max"] / per]
             else:
                 levels = list(v["levels"])
                 if v["type"] == "binary":
                     lp_levels = [0.0, float(beta[v["name"]])]
+                    counts = data[v["name"]].value_counts()
+                    default = levels[int(counts.idxmax())]
                 else:
                     lp_levels = [0.0] + [float(beta[f"{v['name']}[{lv}]"]) for lv in levels[1:]]
-                counts = data[v["name"]].value_counts()
-                if v["type"] == "binary":
-                    default = levels[int(counts.idxmax())] if len(counts) else levels[0]
-                else:
-                    default = str(counts.idxmax()) if len(counts) else levels[0]
+                    dummies = data[[f"{v['name']}[{lv}]" for lv in levels[1:]]].to_numpy()
+                    counts = [int((dummies.sum(1) == 0).sum())] + [int(c) for c in dummies.sum(0)]
+                    default = levels[int(np.argmax(counts))]
                 item.update(levels=levels, lp=lp_levels, default=default)
                 lps = lp_levels
             item["lp_min"] = float(min(lps))
@@ -920,12 +967,12 @@ class Nomogram:
         spec = {
             "format": "hcc-dsfr-nomogram", "version": 1, "title": title,
             "landmark": float(landmark), "time_unit": "months",
-            "baseline_survival": s0, "centre": centre, "scale": 100.0 / widest,
+            "baseline_survival": s0, "centre": fit.centre, "scale": 100.0 / widest,
             "lp_offset": float(sum(v["lp_min"] for v in variables)),
             "variables": variables,
             "risk_threshold": None if risk_threshold is None else float(risk_threshold),
             "risk_threshold_rule": threshold_rule,
-            "n": int(cph.n_), "events": int(cph.event_observed.sum()),
+            "n": fit.n, "events": fit.events,
         }
         return cls(spec)
 
@@ -1030,12 +1077,12 @@ def discrimination_table(data: pd.DataFrame, risks: dict[str, str], landmark: fl
                          level: float = 0.95) -> pd.DataFrame:
     """Harrell's C and tdAUC(landmark) with CIs per cohort and model, and p for the difference (Table 4).
 
-    C-index: :func:`hcc_utils.stats.harrell_c_influence` (R ``concordance``, infinitesimal-jackknife SE); tdAUC:
-    :func:`hcc_utils.stats.td_auc_influence` (IPCW KM weights, influence-function SE as riskRegression ``Score``).
-    CIs are Wald; the difference between the first model and each other one is tested with the paired influence
-    values (variance of the difference = sum of squared differences of the influence values), which is how
-    ``concordance(fit1, fit2)`` and ``Score(..., contrasts=TRUE)`` compare models. Patients missing a risk value
-    are left out of every model in that cohort (paired comparison).
+    All from :mod:`hcc_utils.stats` (checked against R there): :func:`~hcc_utils.stats.harrell_c` (R
+    ``concordance``, infinitesimal-jackknife SE, Wald CI); :func:`~hcc_utils.stats.time_dependent_auc` (IPCW KM
+    weights, influence-function SE as riskRegression ``Score``); the first model is compared with each other one on
+    the same patients by :func:`~hcc_utils.stats.compare_c_index` (as ``concordance(fit1, fit2)``) and
+    :func:`~hcc_utils.stats.compare_td_auc` (as ``Score`` contrasts). Patients missing a risk value are left out of
+    every model in that cohort (paired comparison).
 
     Parameters
     ----------
@@ -1044,135 +1091,119 @@ def discrimination_table(data: pd.DataFrame, risks: dict[str, str], landmark: fl
     risks : dict
         Display name -> column (higher = higher risk). The first entry is compared with each other one.
     """
-    from scipy.stats import norm
-
     from hcc_utils import stats
 
-    z = norm.ppf(0.5 + level / 2)
     rows = []
     names = list(risks)
     for coh, d in data.groupby("cohort", sort=True):
         d = d.dropna(subset=list(risks.values()))
         t, e = d["time"].to_numpy(float), d["event"].to_numpy(int)
-        n = len(d)
-        est = {}
-        for k, c in risks.items():
-            r = d[c].to_numpy(float)
-            cval, cinf = stats.harrell_c_influence(t, e, r)
-            try:
-                aval, ainf, _, _ = stats.td_auc_influence(t, e, r, float(landmark))
-                ainf = np.asarray(ainf) / n  # so that the variance is sum(ainf**2)
-            except ValueError:
-                aval, ainf = np.nan, np.full(n, np.nan)
-            est[k] = (float(cval), np.asarray(cinf, float), float(aval), ainf)
+        R = {k: d[c].to_numpy(float) for k, c in risks.items()}
         for k in names:
-            cval, cinf, aval, ainf = est[k]
-            cse, ase = float(np.sqrt(np.sum(cinf ** 2))), float(np.sqrt(np.sum(ainf ** 2)))
-            row = {"cohort": coh, "model": k, "n": n, "events": int(e.sum()),
-                   "c_index": cval, "c_index_se": cse, "c_index_lower": cval - z * cse, "c_index_upper": cval + z * cse,
-                   "tdauc": aval, "tdauc_se": ase, "tdauc_lower": aval - z * ase, "tdauc_upper": aval + z * ase}
+            c = stats.harrell_c(t, e, R[k], level=level)
+            row = {"cohort": coh, "model": k, "n": len(d), "events": int(e.sum()),
+                   "c_index": c.c, "c_index_se": c.se, "c_index_lower": c.lower, "c_index_upper": c.upper}
+            try:
+                a = stats.time_dependent_auc(t, e, R[k], float(landmark), level=level)
+                row.update(tdauc=a.auc, tdauc_se=a.se, tdauc_lower=a.lower, tdauc_upper=a.upper)
+            except ValueError:  # no cases or no controls at the landmark
+                row.update(tdauc=np.nan, tdauc_se=np.nan, tdauc_lower=np.nan, tdauc_upper=np.nan)
             if k != names[0]:
-                c0, ci0, a0, ai0 = est[names[0]]
-                for m, v0, i0, v1, i1 in (("c_index", c0, ci0, cval, cinf), ("tdauc", a0, ai0, aval, ainf)):
-                    se = float(np.sqrt(np.sum((i0 - i1) ** 2)))
-                    row[f"{m}_diff"] = v0 - v1
-                    row[f"{m}_p"] = float(2 * norm.sf(abs(v0 - v1) / se)) if se > 0 and np.isfinite(se) else np.nan
+                cc = stats.compare_c_index(t, e, R[names[0]], R[k], level=level)
+                row.update(c_index_diff=cc.diff, c_index_p=cc.p if cc.se_diff > 0 else np.nan)
+                try:
+                    ca = stats.compare_td_auc(t, e, R[names[0]], R[k], float(landmark), level=level)
+                    row.update(tdauc_diff=ca.diff, tdauc_p=ca.p if ca.se_diff > 0 else np.nan)
+                except ValueError:
+                    row.update(tdauc_diff=np.nan, tdauc_p=np.nan)
             rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _km_at(time, event, t) -> tuple[float, float]:
-    """KM survival at t and its Greenwood SE."""
-    from lifelines import KaplanMeierFitter
+def _km_at(time, event, t) -> tuple[float, float, float]:
+    """Kaplan-Meier survival at ``t`` with R ``survfit``'s log CI (:func:`hcc_utils.stats.kaplan_meier`);
+    NaN when nobody is followed to ``t``."""
+    from hcc_utils import stats
 
-    km = KaplanMeierFitter().fit(time, event)
-    s = float(km.survival_function_at_times(t).iloc[0])
-    # Greenwood
-    tab = km.event_table
-    tab = tab[tab.index <= t]
-    d, n = tab["observed"].to_numpy(float), tab["at_risk"].to_numpy(float)
-    ok = (n - d) > 0
-    var = s * s * float(np.sum(d[ok] / (n[ok] * (n[ok] - d[ok]))))
-    return s, math.sqrt(var)
-
-
-def _calib_groups(pred_rfs, n_groups):
-    qs = np.quantile(pred_rfs, np.linspace(0, 1, n_groups + 1)[1:-1])
-    return np.unique(qs)
+    time, event = np.asarray(time, float), np.asarray(event, int)
+    if len(time) == 0 or time.max() < t:
+        return np.nan, np.nan, np.nan
+    if event.sum() == 0:
+        return 1.0, np.nan, np.nan
+    km = stats.kaplan_meier(time, event)
+    k = np.searchsorted(km["time"].to_numpy(), t, side="right") - 1
+    if k < 0:
+        return 1.0, 1.0, 1.0
+    r = km.iloc[k]
+    return float(r["surv"]), float(r["lower"]), float(r["upper"])
 
 
-def _calib_curve(time, event, pred, cuts, landmark):
-    g = np.searchsorted(cuts, pred, side="right")
+def _n_groups(n: int) -> int:
+    """Calibration groups: about 20 patients or more per group, 2 to 5 groups."""
+    return max(2, min(5, n // 20))
+
+
+def _apparent_calibration(time, event, pred, landmark, n_groups) -> pd.DataFrame:
+    """KM observed vs mean predicted RFS by group; cut points at quantiles of ``c(0, 1, pred)`` (as rms/stats)."""
+    cuts = np.unique(np.quantile(np.concatenate([[0.0, 1.0], pred]), np.linspace(0, 1, n_groups + 1)))
+    g = np.clip(np.searchsorted(cuts, pred, side="right") - 1, 0, len(cuts) - 2)
     rows = []
-    for k in range(len(cuts) + 1):
+    for k in range(len(cuts) - 1):
         m = g == k
-        if m.sum() < 2:
-            rows.append((k, int(m.sum()), np.nan, np.nan, np.nan))
+        if not m.any():
             continue
-        obs, se = _km_at(time[m], event[m], landmark)
-        rows.append((k, int(m.sum()), float(pred[m].mean()), obs, se))
-    return rows
+        obs, lo, hi = _km_at(time[m], event[m], landmark)
+        rows.append({"group": k + 1, "n": int(m.sum()), "events": int(event[m].sum()),
+                     "predicted": float(pred[m].mean()), "observed": obs, "observed_lower": lo,
+                     "observed_upper": hi})
+    return pd.DataFrame(rows)
 
 
-def calibration(data: pd.DataFrame, variables: list[dict], nomo_fit_pred: pd.Series, landmark: float,
-                n_bootstrap: int, seed: int, n_groups: int | None = None, progress: bool = True) -> pd.DataFrame:
-    """Calibration of predicted RFS at the landmark: KM observed vs mean predicted by quantile group.
+def calibration(data: pd.DataFrame, fit: CoxFit, pred_rfs: pd.Series, landmark: float, n_bootstrap: int,
+                seed: int, progress: bool = False) -> pd.DataFrame:
+    """Calibration of predicted RFS at the landmark: KM observed vs mean predicted by group of predicted risk.
 
-    Development: apparent and optimism-corrected observed values (bootstrap as rms ``calibrate(cmethod="KM")``: the
-    model with the same terms is refitted on each bootstrap sample; optimism per group = mean of (observed - predicted
-    in the bootstrap sample) - (observed - predicted in the original sample), with the groups cut at the same
-    predicted-RFS cutpoints). Validation: apparent (external) calibration of the development model.
+    Development: :func:`hcc_utils.stats.calibration_at_time` on the model's design (apparent values and the
+    bootstrap optimism correction of rms ``calibrate(cmethod="KM", u=landmark)``, ``n_bootstrap`` replicates,
+    seeded). Validation: apparent (external) calibration of the development model with the same grouping rule.
 
     Parameters
     ----------
     data : DataFrame
-        The analysis table with ``cohort``.
-    variables : list of dict
-        Terms of the model (refitted in the bootstrap).
-    nomo_fit_pred : Series
-        Predicted RFS at the landmark of the development model for every patient (index = patient id).
+        Analysis table with ``cohort``.
+    fit : CoxFit
+        The development model (its design columns define the bootstrap refits).
+    pred_rfs : Series
+        Predicted RFS at the landmark of ``fit`` for every patient (index = patient id; NaN when a value is missing).
     """
-    rng = np.random.default_rng(seed)
+    from hcc_utils import stats
+
     out = []
-    names = [v["name"] for v in variables]
     for coh, d in data.groupby("cohort", sort=True):
-        d = d.dropna(subset=names)
-        pred = nomo_fit_pred.reindex(d.index).to_numpy(float)
-        t, e = d["time"].to_numpy(float), d["event"].to_numpy(int)
-        g = n_groups or max(2, min(5, len(d) // 20))
-        cuts = _calib_groups(pred, g)
-        app = _calib_curve(t, e, pred, cuts, landmark)
-        corr = [np.nan] * len(app)
+        pr = pred_rfs.reindex(d.index)
+        d = d[pr.notna()]
+        pr = pr[pr.notna()].to_numpy(float)
+        g = _n_groups(len(d))
         if coh == "development" and n_bootstrap > 0:
-            opt = [[] for _ in app]
-            for _ in _progress(range(n_bootstrap), n_bootstrap, "calibration bootstrap", progress):
-                idx = rng.integers(0, len(d), len(d))
-                db = d.iloc[idx]
-                try:
-                    cph = fit_cox(db, variables)
-                except Exception:  # a level absent from the resample: skip this replicate (counted below)
-                    continue
-                nb = Nomogram.from_cox(cph, db, landmark)
-                pb = nb.predict_frame(db)["rfs"].to_numpy(float)
-                po = nb.predict_frame(d)["rfs"].to_numpy(float)
-                cb = _calib_curve(db["time"].to_numpy(float), db["event"].to_numpy(int), pb, cuts, landmark)
-                co = _calib_curve(t, e, po, cuts, landmark)
-                for k in range(len(app)):
-                    if np.isfinite(cb[k][3]) and np.isfinite(co[k][3]):
-                        opt[k].append((cb[k][3] - cb[k][2]) - (co[k][3] - co[k][2]))
-            corr = [app[k][3] - np.mean(opt[k]) if opt[k] else np.nan for k in range(len(app))]
-            n_ok = [len(o) for o in opt]
+            df = pd.concat([fit.X, pd.DataFrame({"time": fit.time, "event": fit.event}, index=fit.X.index)], axis=1)
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                # resamples where the fit fails are counted in n_bootstrap_failed (rms does the same)
+                warnings.simplefilter("ignore", RuntimeWarning)
+                cal = stats.calibration_at_time(df, "time", "event", list(fit.X.columns), float(landmark),
+                                                n_groups=g, n_boot=int(n_bootstrap), seed=int(seed),
+                                                progress=progress)
+            t = cal.table.rename(columns={"mean_predicted": "predicted", "km": "observed", "km_lower": "observed_lower",
+                                          "km_upper": "observed_upper", "km_corrected": "observed_corrected"})
+            t = t.drop(columns=["std_err"], errors="ignore")
+            t["n_bootstrap"] = cal.n_boot
+            t["n_bootstrap_failed"] = cal.n_failed
         else:
-            n_ok = [0] * len(app)
-        for k, (gk, n, mp, obs, se) in enumerate(app):
-            if n == 0:
-                continue
-            out.append({"cohort": coh, "group": gk + 1, "n": n, "predicted": mp, "observed": obs,
-                        "observed_lower": max(0.0, obs - 1.96 * se) if np.isfinite(obs) else np.nan,
-                        "observed_upper": min(1.0, obs + 1.96 * se) if np.isfinite(obs) else np.nan,
-                        "observed_corrected": corr[k],
-                        "n_bootstrap_used": n_ok[k]})
-    return pd.DataFrame(out)
+            t = _apparent_calibration(d["time"].to_numpy(float), d["event"].to_numpy(int), pr, landmark, g)
+            t["optimism"] = np.nan
+            t["observed_corrected"] = np.nan
+        t.insert(0, "cohort", coh)
+        out.append(t)
+    return pd.concat(out, ignore_index=True)
 
 
 def decision_curve(data: pd.DataFrame, risks: dict[str, str], landmark: float,
@@ -1251,7 +1282,12 @@ def run_survival(prep: Prepared, landmark: float = 24.0, n_bootstrap: int = 200,
     Steps: risk groups (cutoff on development) -> KM/log-rank per cohort -> univariable Cox of signature and covariates
     on development (Table S1) -> multivariable Cox of terms with p < ``screen_p`` (the signature always enters) ->
     stepwise AIC (both directions, signature kept) -> final model (Table 3) -> nomogram -> C-index and tdAUC with
-    bootstrap CIs for nomogram vs signature alone (Table 4) -> calibration, decision curves, tdAUC over time.
+    CIs for nomogram vs signature alone (Table 4) -> calibration (bootstrap optimism, ``n_bootstrap`` replicates),
+    decision curves, tdAUC over time.
+
+    Selection runs on the development patients complete for all screened variables (one data set for every model
+    compared, as R ``step`` needs); the final model is then refitted on all development patients complete for its
+    own terms (``stepwise_trace`` and ``table3`` give both n).
     """
     if "cohort" not in prep.data.columns:
         raise ValueError("split the table first (split_cohorts)")
@@ -1289,8 +1325,8 @@ def run_survival(prep: Prepared, landmark: float = 24.0, n_bootstrap: int = 200,
 
     # signature-alone Cox model (for its predicted probabilities in calibration/decision curves)
     sig_fit = fit_cox(dev, [sig])
-    sig_nomo = Nomogram.from_cox(sig_fit, dev, landmark, title="Signature alone")
-    nomo0 = Nomogram.from_cox(final_fit, dev, landmark, title=f"Nomogram for {landmark:g}-month RFS")
+    sig_nomo = Nomogram.from_cox(sig_fit, landmark, title="Signature alone")
+    nomo0 = Nomogram.from_cox(final_fit, landmark, title=f"Nomogram for {landmark:g}-month RFS")
     pred = nomo0.predict_frame(d).rename(columns=lambda c: f"nomogram_{c}")
     pred["signature_er_prob"] = sig_nomo.predict_frame(d)["er_prob"]
     pred["signature_lp"] = sig_nomo.predict_frame(d)["lp"]
@@ -1298,7 +1334,7 @@ def run_survival(prep: Prepared, landmark: float = 24.0, n_bootstrap: int = 200,
     dv = pred.loc[dev.index].join(dev[["er", "time"]]).dropna(subset=["nomogram_er_prob"])
     known = (dv["er"] == 1) | (dv["time"] >= landmark)
     thr = youden_cutoff(dv.loc[known, "er"], dv.loc[known, "nomogram_er_prob"])
-    nomo = Nomogram.from_cox(final_fit, dev, landmark, risk_threshold=thr,
+    nomo = Nomogram.from_cox(final_fit, landmark, risk_threshold=thr,
                              threshold_rule="Youden threshold of the predicted early-recurrence probability in the "
                                             "development cohort (pROC 'best')",
                              title=f"Nomogram for {landmark:g}-month RFS")
@@ -1307,9 +1343,8 @@ def run_survival(prep: Prepared, landmark: float = 24.0, n_bootstrap: int = 200,
 
     risks = {"Nomogram": "nomogram_lp", "Signature": "signature_lp"}
     table4 = discrimination_table(pred, risks, landmark)
-    calib = calibration(d.join(pred[["nomogram_rfs"]]), final_terms, pred["nomogram_rfs"], landmark, n_bootstrap,
-                        seed + 1, progress=progress)
-    sig_cal = calibration(d, [sig], 1 - pred["signature_er_prob"], landmark, 0, seed, progress=False)
+    calib = calibration(d, final_fit, pred["nomogram_rfs"], landmark, n_bootstrap, seed, progress=progress)
+    sig_cal = calibration(d, sig_fit, 1 - pred["signature_er_prob"], landmark, 0, seed)
     calib = pd.concat([calib.assign(model="Nomogram"), sig_cal.assign(model="Signature")], ignore_index=True)
     dca = decision_curve(pred, {"Nomogram": "nomogram_er_prob", "Signature": "signature_er_prob"}, landmark)
     # times every 6 months while at least 10 patients of each cohort are still followed (controls)

@@ -22,9 +22,9 @@ def fitted():
     dev = prep.data[prep.data["cohort"] == "development"]
     terms = [prep.var(n) for n in ("signature", "age", "male", "stage")]
     sub = dev.dropna(subset=[v["name"] for v in terms])
-    cph = sv.fit_cox(sub, terms)
-    nomo = Nomogram.from_cox(cph, sub, 24.0, risk_threshold=0.5, threshold_rule="test")
-    return prep, sub, cph, nomo
+    fit = sv.fit_cox(sub, terms)
+    nomo = Nomogram.from_cox(fit, 24.0, risk_threshold=0.5, threshold_rule="test")
+    return prep, sub, fit, nomo
 
 
 def patients(sub, k=12):
@@ -39,19 +39,32 @@ def patients(sub, k=12):
     return rows
 
 
-def test_nomogram_equals_lifelines_prediction(fitted):
-    _, sub, cph, nomo = fitted
-    X = sv.design_matrix(sub, cph.variables_)
-    H0 = cph.baseline_cumulative_hazard_.iloc[:, 0]
-    h24 = float(H0[H0.index <= 24].iloc[-1])
+def test_nomogram_equals_cox_prediction_and_stats_nomogram(fitted):
+    from hcc_utils import stats
+
+    _, sub, fit, nomo = fitted
     pred = nomo.predict_frame(sub)
-    ph = cph.predict_partial_hazard(X).to_numpy()  # exp((x - mean) . beta)
-    expected = np.exp(-h24 * ph)
-    np.testing.assert_allclose(pred["rfs"].to_numpy(), expected, rtol=1e-10)
-    # and lifelines' own survival function at a time on its grid <= 24
-    t_grid = float(H0.index[H0.index <= 24][-1])
-    sf = cph.predict_survival_function(X.iloc[:5], times=[t_grid]).to_numpy()[0]
-    np.testing.assert_allclose(pred["rfs"].to_numpy()[:5], sf, rtol=1e-8)
+    # S(24 | x) = S0(24) ** exp(centred lp), S0 the Efron-type baseline at the means (R survfit.coxph)
+    s0 = stats.cox_baseline_survival(fit.time, fit.event, fit.lp(), 24.0)
+    np.testing.assert_allclose(pred["rfs"].to_numpy(), s0 ** np.exp(fit.lp()), rtol=1e-10)
+    # the same model through hcc_utils.stats.Nomogram (verified against rms there) gives the same points and RFS
+    X = fit.X.assign(time=fit.time, event=fit.event)
+    spec = {}
+    for v in nomo.variables:
+        if v["type"] == "continuous":
+            spec[v["name"]] = {"kind": "continuous", "values": [v["min"] / v["per"], v["max"] / v["per"]]}
+    ref = stats.Nomogram.from_coefficients(fit.params.to_dict(), fit.centre, s0, 24.0, {
+        **spec,
+        "male": {"kind": "continuous", "values": [0.0, 1.0]},
+        "stage": {"kind": "categorical", "values": ["I", "II", "III"]},
+    })
+    for r in patients(sub):
+        vals = {"signature": r["signature"] / 0.1, "age": r["age"] / 10,
+                "male": float(r["male"] == "M") if isinstance(r["male"], str) else float(r["male"]), "stage": r["stage"]}
+        a, b = nomo.predict(r), ref.predict(vals)
+        assert a["rfs"] == pytest.approx(b["survival"], rel=1e-12)
+        assert a["total_points"] == pytest.approx(b["total"], rel=1e-12)
+    assert len(X) == fit.n
 
 
 def test_points_scaling_is_rms_style(fitted):

@@ -93,7 +93,7 @@ def test_calculator_in_headless_chromium(tmp_path):
     dev = prep.data[prep.data["cohort"] == "development"]
     terms = [prep.var(n) for n in ("signature", "age", "stage", "afp_high")]
     sub = dev.dropna(subset=[v["name"] for v in terms])
-    nomo = sv.Nomogram.from_cox(sv.fit_cox(sub, terms), sub, 24.0, risk_threshold=0.6, threshold_rule="test")
+    nomo = sv.Nomogram.from_cox(sv.fit_cox(sub, terms), 24.0, risk_threshold=0.6, threshold_rule="test")
     page = tmp_path / "calculator.html"
     page.write_text(sv.nomogram_html(nomo.to_dict(), standalone=True))
     changes = [{"stage": "III"}, {"signature": 0.9}, {"age": 70}, {"afp_high": "high", "stage": "I"},
