@@ -101,3 +101,16 @@ def test_top_features_from_weights(tmp_path):
         gc.top_features(pd.DataFrame({"feature": ["dec1_c2"], "weight": [1.0]}))
     assert gc.top_features(pd.DataFrame({"feature": ["dec1_c2"], "weight": [1.0]}), default_phase="PP")["phase"][0] \
         == "PP"
+
+
+def test_gradcam_on_dynamic_unet(tmp_path):
+    from toy_cohort import toy_profile
+
+    torch.manual_seed(0)
+    model = seg.build_model(toy_profile(tmp_path, unet={"arch": "dynamic", "resnet": "resnet18"})).eval()
+    img = np.random.default_rng(1).normal(0, 1, (64, 64)).astype(np.float32)
+    mask = np.zeros((64, 64), np.float32)
+    mask[20:40, 24:44] = 1
+    for layer in ("bottleneck", "dec2"):
+        cam, target = gc.gradcam(model, img, mask, layer, 1)
+        assert cam.shape == (64, 64) and np.isfinite(cam).all() and np.isfinite(target)
