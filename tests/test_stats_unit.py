@@ -185,6 +185,15 @@ def test_cox_table_errors_and_categorical(toy):
         stats.cox_table(df, "t", "e", ["nope"])
 
 
+@pytest.mark.filterwarnings("ignore:Maximum Likelihood optimization failed")
+def test_cox_perfect_separation_raises():
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"t": np.r_[rng.uniform(0, 5, 30), rng.uniform(6, 10, 30)], "e": np.r_[np.ones(30), np.zeros(30)],
+                       "x": np.r_[np.ones(30), np.zeros(30)], "z": rng.normal(size=60)})
+    with pytest.raises(ValueError, match=r"\['x'\] diverge"):
+        stats.cox_table(df, "t", "e", ["x", "z"])
+
+
 def test_cox_screen_and_multivariable():
     lung = pd.read_csv(RDIR / "data" / "lung.csv").dropna()
     tab, screen, sel = stats.cox_multivariable(lung, "time", "event", ["age", "sex", "ph_ecog", "meal_cal"], 0.05)

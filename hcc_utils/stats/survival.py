@@ -244,6 +244,12 @@ def cox_fit(df: pd.DataFrame, duration_col: str, event_col: str, covariates, ref
     fit = model.fit(method="newton", maxiter=200, tol=1e-12)
     if not np.all(np.isfinite(fit.bse)):
         raise ValueError("Cox fit did not converge (perfect separation or a covariate without variation among events?)")
+    coef, se = np.asarray(fit.params), np.asarray(fit.bse)
+    bad = (np.abs(coef) * X.std().to_numpy() > 15) | (se * X.std().to_numpy() > 100)
+    if bad.any():
+        raise ValueError(f"Cox fit: coefficient(s) of {list(X.columns[bad])} diverge (monotone likelihood: perfect "
+                         "separation of events by these covariates, as R's 'coefficient may be infinite'); "
+                         "remove or merge them")
     return fit, X
 
 
