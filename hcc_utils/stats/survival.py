@@ -241,7 +241,13 @@ def cox_fit(df: pd.DataFrame, duration_col: str, event_col: str, covariates, ref
     e = as_event(df[event_col].rename(event_col))
     X = cox_design(df, list(covariates), reference)
     model = PHReg(t, X.to_numpy(), status=e, ties="efron")
-    fit = model.fit(method="newton", maxiter=200, tol=1e-12)
+    import warnings
+
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        fit = model.fit(method="newton", maxiter=200, tol=1e-12)
     if not np.all(np.isfinite(fit.bse)):
         raise ValueError("Cox fit did not converge (perfect separation or a covariate without variation among events?)")
     coef, se = np.asarray(fit.params), np.asarray(fit.bse)
@@ -250,6 +256,8 @@ def cox_fit(df: pd.DataFrame, duration_col: str, event_col: str, covariates, ref
         raise ValueError(f"Cox fit: coefficient(s) of {list(X.columns[bad])} diverge (monotone likelihood: perfect "
                          "separation of events by these covariates, as R's 'coefficient may be infinite'); "
                          "remove or merge them")
+    for w in caught:  # not diverging: pass statsmodels' warnings on
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return fit, X
 
 
