@@ -41,10 +41,9 @@ Statistics used (all from :mod:`hcc_utils.stats`, which is checked against R)
   of a categorical variable is the likelihood-ratio p (null log-likelihood ``stats.cox_null_loglik``).
   Univariable models use each variable's complete cases; the multivariable and stepwise models use the complete
   cases of all screened variables (as R ``step`` requires).
-* Stepwise selection: AIC = -2 log partial likelihood + 2k (R ``extractAIC``), both directions over terms (a
-  categorical variable is one term), as R ``step(fit, scope=list(lower=~signature, upper=~all))``: the signature is
-  kept in the lower scope (own loop here, because ``stats.stepwise_aic`` has an empty lower scope; with nothing
-  kept the two agree, see tests).
+* Stepwise selection: ``stats.stepwise_aic`` (AIC = -2 log partial likelihood + 2k, R ``extractAIC``), both
+  directions over terms (a categorical variable is one term), as R ``step(fit, scope=list(lower=~signature,
+  upper=~all))``: the signature is kept in the lower scope.
 * KM medians, log-rank, Youden threshold: ``stats.km_median`` / ``stats.logrank`` / ``stats.youden_threshold``.
 * Table 4: ``stats.harrell_c`` and ``stats.time_dependent_auc`` (Wald CIs from their R-matching SEs), differences by
   ``stats.compare_c_index`` / ``stats.compare_td_auc`` (paired, influence functions).
@@ -783,53 +782,42 @@ def multivariable_cox(dev: pd.DataFrame, variables: list[dict]):
     return fit, tab
 
 
-def stepwise_aic(dev: pd.DataFrame, variables: list[dict], keep: tuple[str, ...] = ("signature",),
-                 start: str = "full") -> tuple[list[dict], pd.DataFrame]:
-    """Stepwise selection by AIC in both directions, as R ``step(fit, scope=list(lower=~keep, upper=~all))``.
+def stepwise_aic(dev: pd.DataFrame, variables: list[dict], keep: tuple[str, ...] = ("signature",)
+                 ) -> tuple[list[dict], pd.DataFrame]:
+    """Stepwise selection by AIC in both directions (:func:`hcc_utils.stats.stepwise_aic`, as R
+    ``step(full_fit, scope=list(lower=~keep, upper=~all), direction="both")``), starting from the full model.
 
-    All models are fitted on the complete cases of ``variables`` (as R requires). At each step every single-term
-    drop (not of ``keep``) and add is tried; the move with the lowest AIC is taken while it lowers the AIC.
+    All models are fitted on the complete cases of ``variables`` (as R requires); a categorical variable is one term.
 
     Returns
     -------
     selected : list of dict
         Terms of the final model in mapping order.
     trace : DataFrame
-        step, action, term, aic.
+        step, action (start/add/drop), term, aic, model, n.
     """
+    from hcc_utils import stats
+
     names = [v["name"] for v in variables]
     sub = dev[["time", "event"] + names].dropna()
+    frame = sub[["time", "event"]].copy()
+    reference = {}
+    for v in variables:
+        x = sub[v["name"]]
+        if v["type"] == "continuous":
+            frame[v["name"]] = x.astype(float) / v["per"]
+        elif v["type"] == "binary":
+            frame[v["name"]] = x.astype(float)
+        else:
+            frame[v["name"]] = pd.Categorical(x, categories=v["levels"])
+            reference[v["name"]] = v["reference"]
+    res = stats.stepwise_aic(frame, "time", "event", names, direction="both", reference=reference,
+                             keep=[k for k in keep if k in names])
+    trace = res.path.rename(columns={"move": "action", "variable": "term"})
+    trace["action"] = trace["action"].map({"start": "start", "+": "add", "-": "drop"}).fillna(trace["action"])
+    trace["n"] = len(sub)
     by = {v["name"]: v for v in variables}
-
-    def aic(terms):
-        if not terms:
-            return -2 * _null_loglik(sub)
-        fit = fit_cox(sub, [by[t] for t in terms])
-        return -2 * fit.loglik + 2 * len(fit.params)
-
-    current = list(names) if start == "full" else [k for k in keep if k in by]
-    cur_aic = aic(current)
-    trace = [{"step": 0, "action": "start", "term": "+".join(current), "aic": cur_aic, "n": len(sub)}]
-    step = 0
-    while True:
-        step += 1
-        moves = []
-        for t in current:
-            if t in keep:
-                continue
-            moves.append(("drop", t, aic([x for x in current if x != t])))
-        for t in names:
-            if t not in current:
-                moves.append(("add", t, aic([x for x in names if x in current or x == t])))
-        if not moves:
-            break
-        act, term, a = min(moves, key=lambda m: (m[2], m[0], m[1]))
-        if a >= cur_aic - 1e-9:
-            break
-        current = [x for x in current if x != term] if act == "drop" else [x for x in names if x in current or x == term]
-        cur_aic = a
-        trace.append({"step": step, "action": act, "term": term, "aic": a, "n": len(sub)})
-    return [by[t] for t in names if t in current], pd.DataFrame(trace)
+    return [by[n] for n in names if n in res.selected], trace
 
 
 # ----------------------------------------------------------------------------------------------------------------
