@@ -1,0 +1,759 @@
+"""The embedded default cohort: a synthetic, deterministic cohort shaped like the paper's (stage 2).
+
+The paper's data (Wang et al., BME Frontiers 2022) are private, so the book runs by default on a cohort generated here
+from a seed, with no download. ``make cohort`` (``python -m hcc_utils.synthetic --profile demo``) writes it; ``make
+book`` does so when it is missing. Everything is synthetic: no patient exists behind any row.
+
+Layout (under the profile's ``cohort.root``, e.g. ``data/synthetic``)::
+
+    images/<pid>_AP.nii.gz, images/<pid>_PP.nii.gz   arterial / portal CT in HU (int16, real spacing/origin/direction)
+    masks/<pid>_AP.nii.gz,  masks/<pid>_PP.nii.gz    ground-truth tumour mask on the same grid (uint8 0/1)
+    clinical.csv       patient_id + hcc_utils.manifest.CLINICAL_VARIABLES
+    visual_reads.csv   patient_id + the 8 vis_* features (two readers' consensus, 0/1)
+    visual_reads_by_reader.csv   patient_id, reader (1, 2), the 8 vis_* reads of each reader
+    outcome.csv        patient_id, rfs_months, recurrence
+    truth.csv          latent aggressiveness, true linear predictor, true image parameters (tests and the
+                       book's ground-truth check only; no model may read it)
+    stamp.json         settings, seed and code hash the cohort was made with (a complete cohort with the same stamp
+                       is not regenerated)
+
+and the manifest (``hcc_utils.manifest.MANIFEST_COLUMNS``, paths relative to the manifest's folder) at the profile's
+``cohort.manifest`` (the committed ``data_manifest.csv`` at the repository root for ``demo`` and ``paper``).
+
+Cohort
+------
+``n_development`` patients from centre 1 and ``n_validation`` from centre 2 (demo/paper: 180 + 28, ci: 16 + 8);
+``n_annotated`` development patients, drawn at random, have ``seg_train = 1`` (their masks may train the U-Net).
+Every patient has masks, so segmentation can be scored everywhere. Centre 2 is another scanner: 2.8 mm pixels and 4 mm
+slices instead of 3.0 mm and 5 mm, more noise (18 vs 11 HU), 15 % less arterial enhancement, a softer kernel.
+
+Targeted marginals (Table 1 of the paper; :func:`simulate_tables`, checked by ``tests/test_synthetic.py``)
+------------------------------------------------------------------------------------------------------------------
+=============  =======================================================  ===================
+variable       generator                                                test tolerance
+=============  =======================================================  ===================
+sex            M with p = 0.85                                          +-0.03 (n = 3000)
+age            normal(52, 11), clipped to 18-85, integer years          mean +-1, sd +-1
+hbsag          1 with p = 0.85                                          +-0.03
+hbv_dna        1 (>= 10^4 IU/mL) with p = 0.55 if HBsAg+, 0.20 if not   overall 0.50 +-0.04
+afp_ge400      1 with p = 0.35                                          +-0.03
+child_pugh     A with p = 0.95                                          +-0.02
+tb             lognormal, median 13 umol/L, log-sd 0.40 (0.1 units)     median +-1
+alb            normal(41, 4) g/L (0.1 units)                            mean +-0.5, sd +-0.5
+alt            lognormal, median 35 U/L, log-sd 0.60 (integer)          median +-3
+ggt            lognormal, median 50 U/L, log-sd 0.80 (long right tail)  median +-5, mean > 1.2 x median
+tumour size    lognormal diameter, median 47 mm, IQR 32-68, 15-140 mm   median +-3, quartiles +-4
+=============  =======================================================  ===================
+
+Outcome
+-------
+Recurrence-free survival from a proportional-hazards model (Weibull baseline, shape :data:`WEIBULL_SHAPE`)::
+
+    log h(t) = log h0(t) + log(3.65) hbsag + log(2.36) afp_ge400 + log(1.006) ggt + BETA_LATENT * z
+
+where ``z ~ N(0, 1)`` is the latent tumour aggressiveness (:data:`TRUE_LOG_HR`). ``z`` is rendered in the images
+through margin irregularity, heterogeneity/necrosis, arterial peritumoral enhancement and capsule completeness (and
+slightly through size). Recurrence is observed up to 24 months; no recurrence by 24 months is censored at 24 months
+(``rfs_months <= 24``); independent loss to follow-up censors about 6 % earlier. About 63 % recur within 24 months.
+Times are floored to 0.1 month, so an event always has ``rfs_months < 24`` (early recurrence = recurrence).
+
+Visual reads: two simulated radiologists read each of the 8 features from the true image parameters with reader noise;
+the consensus is their common read, or a third read when they disagree.
+
+Determinism: tables come from one generator seeded with ``cohort.seed``; each patient's images from a generator seeded
+with ``(seed, patient index)``, so files are byte-identical whatever the number of worker processes. NIfTI files are
+written by SimpleITK/zlib, whose gzip header holds no timestamp (checked by the tests).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hcc_utils.manifest import CLINICAL_VARIABLES, MANIFEST_COLUMNS, VISUAL_FEATURES
+
+# --- the planted model ----------------------------------------------------------------------------------------------
+
+#: True log hazard ratios of the planted proportional-hazards model (per unit of each covariate; ggt per U/L).
+TRUE_HR = {"hbsag": 3.65, "afp_ge400": 2.36, "ggt": 1.006}
+#: Log hazard ratio of the latent aggressiveness z (per SD).
+BETA_LATENT = 0.62
+TRUE_LOG_HR = {**{k: math.log(v) for k, v in TRUE_HR.items()}, "latent": BETA_LATENT}
+#: Weibull baseline: h0(t) = WEIBULL_SHAPE / WEIBULL_SCALE * (t / WEIBULL_SCALE) ** (WEIBULL_SHAPE - 1) (months),
+#: scale calibrated so that about 63 % recur within 24 months.
+WEIBULL_SHAPE = 0.9
+WEIBULL_SCALE = 158.6
+#: Monthly rate of (independent, exponential) loss to follow-up before 24 months.
+LOSS_RATE = 0.004
+LANDMARK = 24.0
+
+VIS_NAMES = [v.name for v in VISUAL_FEATURES]
+CLIN_NAMES = [v.name for v in CLINICAL_VARIABLES]
+
+#: Per-centre acquisition: voxel grid (x, y, z), spacing (mm), noise SD (HU), arterial contrast factor, kernel
+#: blur (mm).
+CENTRES: dict[int, dict[str, Any]] = {
+    1: {"size": (128, 128, 36), "spacing": (3.0, 3.0, 5.0), "noise": 11.0, "contrast": 1.00, "psf": 1.2},
+    2: {"size": (136, 136, 45), "spacing": (2.8, 2.8, 4.0), "noise": 18.0, "contrast": 0.85, "psf": 1.6},
+}
+CENTRE_NAMES = {1: "development", 2: "validation"}
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+# --- tables -----------------------------------------------------------------------------------------------------------
+
+def simulate_tables(n: int, seed: int, centre: np.ndarray | None = None) -> pd.DataFrame:
+    """Simulate the tables of ``n`` patients (no images): clinical, latent truth, image parameters, reads, outcome.
+
+    Parameters
+    ----------
+    n : int
+        Number of patients.
+    seed : int
+        Master seed; the same ``(n, seed, centre)`` always gives the same table.
+    centre : array of int, optional
+        Centre (1 or 2) of each patient (default: all 1). Only the readers' view of the images depends on it.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per patient (index 0..n-1) with the clinical variables (:data:`CLINICAL_VARIABLES` names), ``latent``
+        (z), ``lp`` (true linear predictor), the true image parameters (``diameter_mm``, ``irregularity``,
+        ``heterogeneity``, ``peritumoral``, ``rim``, ``artery``, ``capsule``, ``washout``, ``ap_enhancement``,
+        ``pp_washout_hu``), the readers' reads (``<vis>_r1``, ``<vis>_r2``), the consensus ``vis_*``, the true event
+        and censoring times (``t_event``, ``t_censor``) and the observed ``rfs_months`` and ``recurrence``.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xC11]))
+    centre = np.ones(n, dtype=int) if centre is None else np.asarray(centre, dtype=int)
+    if centre.shape != (n,):
+        raise ValueError(f"centre must have {n} entries, got {centre.shape}")
+    df = pd.DataFrame(index=pd.RangeIndex(n))
+    # clinical (Table 1)
+    df["sex"] = np.where(rng.random(n) < 0.85, "M", "F")
+    df["age"] = np.clip(np.round(rng.normal(52.0, 11.0, n)), 18, 85).astype(int)
+    hbsag = (rng.random(n) < 0.85).astype(int)
+    df["hbsag"] = hbsag
+    df["hbv_dna"] = (rng.random(n) < np.where(hbsag == 1, 0.55, 0.20)).astype(int)
+    df["afp_ge400"] = (rng.random(n) < 0.35).astype(int)
+    df["child_pugh"] = np.where(rng.random(n) < 0.95, "A", "B")
+    df["tb"] = np.round(np.clip(13.0 * np.exp(rng.normal(0, 0.40, n)), 3.0, 120.0), 1)
+    df["alb"] = np.round(np.clip(rng.normal(41.0, 4.0, n), 25.0, 55.0), 1)
+    df["alt"] = np.round(np.clip(35.0 * np.exp(rng.normal(0, 0.60, n)), 5.0, 1000.0)).astype(int)
+    df["ggt"] = np.round(np.clip(50.0 * np.exp(rng.normal(0, 0.80, n)), 8.0, 1200.0)).astype(int)
+    # latent aggressiveness and the tumour it shows in the images
+    z = rng.normal(0.0, 1.0, n)
+    df["latent"] = z
+    e = rng.normal(0.0, 1.0, n)
+    logd = math.log(47.0) + 0.559 * (0.3 * z + math.sqrt(1 - 0.09) * e)
+    df["diameter_mm"] = np.round(np.clip(np.exp(logd), 15.0, 140.0), 1)
+    df["irregularity"] = _sigmoid(1.0 * z - 0.3 + rng.normal(0, 0.7, n))
+    df["heterogeneity"] = _sigmoid(0.9 * z + 0.8 * (logd - math.log(47.0)) + rng.normal(0, 0.7, n))
+    df["peritumoral"] = (rng.random(n) < _sigmoid(-1.0 + 1.0 * z)).astype(int)
+    df["rim"] = (rng.random(n) < _sigmoid(-1.6 + 0.4 * z)).astype(int)
+    df["artery"] = (rng.random(n) < _sigmoid(-0.6 + 1.5 * (logd - math.log(47.0)) + 0.3 * z)).astype(int)
+    cap = _sigmoid(1.4 - 1.0 * z + rng.normal(0, 0.8, n))
+    cap = np.where(cap < 0.12, 0.0, cap)  # absent capsule
+    df["capsule"] = np.round(cap, 3)
+    df["washout"] = (rng.random(n) < 0.80).astype(int)
+    df["ap_enhancement"] = np.round(rng.uniform(30.0, 80.0, n), 1)  # HU above the liver in AP
+    df["pp_washout_hu"] = np.round(np.where(df["washout"] == 1, rng.uniform(15.0, 40.0, n),
+                                            rng.uniform(-8.0, 5.0, n)), 1)
+    # readers
+    noisier = np.where(centre == 2, 1.2, 1.0)
+    reads = {}
+    for r in (1, 2, 3):
+        size_seen = df["diameter_mm"].to_numpy() * np.exp(rng.normal(0, 0.08, n))
+        reads[r] = {
+            "vis_size_gt5cm": (size_seen > 50.0).astype(int),
+            "vis_nonsmooth_margin": (df["irregularity"].to_numpy() + rng.normal(0, 0.27, n) * noisier > 0.5),
+            "vis_peritumoral_enhancement": _flip(df["peritumoral"].to_numpy(), 0.22 * noisier, rng),
+            "vis_rim_enhancement": _flip(df["rim"].to_numpy(), 0.15 * noisier, rng),
+            "vis_intratumoral_artery": _flip(df["artery"].to_numpy(), 0.15 * noisier, rng),
+            "vis_incomplete_capsule": (df["capsule"].to_numpy() + rng.normal(0, 0.27, n) * noisier < 0.6),
+            "vis_washout": _flip(df["washout"].to_numpy(), 0.10 * noisier, rng),
+            "vis_heterogeneity": (df["heterogeneity"].to_numpy() + rng.normal(0, 0.27, n) * noisier > 0.55),
+        }
+    for v in VIS_NAMES:
+        r1, r2, r3 = (np.asarray(reads[r][v], dtype=int) for r in (1, 2, 3))
+        df[f"{v}_r1"], df[f"{v}_r2"] = r1, r2
+        df[v] = np.where(r1 == r2, r1, r3)
+    # outcome: Weibull proportional hazards, administrative censoring at 24 months, loss to follow-up
+    lp = (TRUE_LOG_HR["hbsag"] * df["hbsag"] + TRUE_LOG_HR["afp_ge400"] * df["afp_ge400"]
+          + TRUE_LOG_HR["ggt"] * df["ggt"] + BETA_LATENT * z).to_numpy()
+    df["lp"] = lp
+    u = rng.random(n)
+    t_event = WEIBULL_SCALE * (-np.log(u) / np.exp(lp)) ** (1.0 / WEIBULL_SHAPE)
+    t_censor = np.minimum(rng.exponential(1.0 / LOSS_RATE, n), LANDMARK)
+    df["t_event"], df["t_censor"] = t_event, t_censor
+    event = t_event < t_censor
+    t = np.where(event, t_event, t_censor)
+    rfs = np.floor(t * 10.0) / 10.0
+    rfs = np.where(t_censor >= LANDMARK, np.where(event, rfs, LANDMARK), rfs)
+    df["rfs_months"] = np.maximum(rfs, 0.1)
+    df["recurrence"] = event.astype(int)
+    return df
+
+
+def _flip(x: np.ndarray, p, rng) -> np.ndarray:
+    return np.where(rng.random(len(x)) < p, 1 - x, x).astype(int)
+
+
+# --- the cohort's tables ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CohortSpec:
+    """What a cohort is made of (the stamp compares it)."""
+
+    n_development: int
+    n_validation: int
+    n_annotated: int
+    seed: int
+
+    @property
+    def n(self) -> int:
+        return self.n_development + self.n_validation
+
+
+def patient_ids(spec: CohortSpec) -> list[str]:
+    """``DEV001``.. then ``VAL001``.. (3 digits, more when needed)."""
+    w = max(3, len(str(max(spec.n_development, spec.n_validation))))
+    return ([f"DEV{i + 1:0{w}d}" for i in range(spec.n_development)]
+            + [f"VAL{i + 1:0{w}d}" for i in range(spec.n_validation)])
+
+
+def cohort_tables(spec: CohortSpec) -> pd.DataFrame:
+    """The full table of a cohort (no images): ids, cohort, centre, seg_train and everything of :func:`simulate_tables`.
+
+    Parameters
+    ----------
+    spec : CohortSpec
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by ``patient_id``.
+    """
+    if spec.n_annotated > spec.n_development:
+        raise ValueError(f"n_annotated ({spec.n_annotated}) exceeds n_development ({spec.n_development})")
+    centre = np.r_[np.ones(spec.n_development, int), np.full(spec.n_validation, 2)]
+    df = simulate_tables(spec.n, spec.seed, centre)
+    df.insert(0, "patient_id", patient_ids(spec))
+    df.insert(1, "cohort", [CENTRE_NAMES[c] for c in centre])
+    df.insert(2, "centre", centre)
+    rng = np.random.default_rng(np.random.SeedSequence([int(spec.seed), 0x5E6]))
+    ann = np.zeros(spec.n, dtype=int)
+    ann[rng.choice(spec.n_development, size=spec.n_annotated, replace=False)] = 1
+    df.insert(3, "seg_train", ann)
+    return df.set_index("patient_id")
+
+
+# --- phantom rendering ------------------------------------------------------------------------------------------------
+
+def _grid(centre: int, shift: np.ndarray):
+    c = CENTRES[centre]
+    nx, ny, nz = c["size"]
+    sx, sy, sz = c["spacing"]
+    origin = np.array([-(nx - 1) / 2 * sx, -(ny - 1) / 2 * sy, -(nz - 1) / 2 * sz]) + shift
+    origin = np.round(origin, 2)
+    x = (origin[0] + np.arange(nx) * sx).astype(np.float32)
+    y = (origin[1] + np.arange(ny) * sy).astype(np.float32)
+    zz = (origin[2] + np.arange(nz) * sz).astype(np.float32)
+    return x, y, zz, origin
+
+
+def _ellipsoid(X, Y, Z, c, axes):
+    return ((X - c[0]) / axes[0]) ** 2 + ((Y - c[1]) / axes[1]) ** 2 + ((Z - c[2]) / axes[2]) ** 2
+
+
+def _tube(X, Y, Z, p0, p1, r):
+    """Mask of a cylinder of radius r (mm) around the segment p0-p1 (X, Y, Z: broadcastable axis vectors)."""
+    p0, p1 = np.asarray(p0, np.float32), np.asarray(p1, np.float32)
+    x, y, z = X.ravel(), Y.ravel(), Z.ravel()
+    out = np.zeros((len(z), len(y), len(x)), bool)
+    lo, hi = np.minimum(p0, p1) - r, np.maximum(p0, p1) + r
+    sl = [slice(int(np.searchsorted(c, lo[k])), int(np.searchsorted(c, hi[k], side="right")))
+          for k, c in ((2, z), (1, y), (0, x))]
+    if any(s_.stop <= s_.start for s_ in sl):
+        return out
+    bz, by, bx = z[sl[0]][:, None, None], y[sl[1]][None, :, None], x[sl[2]][None, None, :]
+    d = p1 - p0
+    L2 = max(float(d @ d), 1e-6)
+    t = np.clip(((bx - p0[0]) * d[0] + (by - p0[1]) * d[1] + (bz - p0[2]) * d[2]) / L2, 0, 1)
+    dist2 = (bx - p0[0] - t * d[0]) ** 2 + (by - p0[1] - t * d[1]) ** 2 + (bz - p0[2] - t * d[2]) ** 2
+    out[tuple(sl)] = dist2 <= r * r
+    return out
+
+
+def _smooth_noise(rng, shape, sigma_vox, sd=1.0):
+    """Gaussian-filtered white noise with standard deviation ``sd`` (fields smoother than 2 voxels are made on a
+    coarser grid and interpolated)."""
+    from scipy.ndimage import gaussian_filter, zoom
+
+    sigma_vox = np.broadcast_to(np.asarray(sigma_vox, dtype=float), (3,))
+    f_ = np.maximum(1, np.floor(sigma_vox / 2.0)).astype(int)
+    if (f_ > 1).any():
+        small = tuple(int(np.ceil(n / f)) + 1 for n, f in zip(shape, f_))
+        g = gaussian_filter(rng.standard_normal(small).astype(np.float32), sigma_vox / f_, mode="wrap")
+        f = zoom(g, [n / m for n, m in zip(shape, small)], order=1)[: shape[0], : shape[1], : shape[2]]
+        f = np.pad(f, [(0, n - m) for n, m in zip(shape, f.shape)], mode="edge")
+    else:
+        f = gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma_vox, mode="wrap")
+    s = float(f.std())
+    return f * (sd / s if s > 0 else 0.0)
+
+
+def _unit(rng, k=1):
+    v = rng.standard_normal((k, 3))
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def render_patient(params: dict[str, Any], centre: int, seed: int, index: int):
+    """Render the AP and PP volumes and the tumour mask of one patient.
+
+    Parameters
+    ----------
+    params : dict
+        The patient's row of :func:`cohort_tables` (image parameters are read from it).
+    centre : int
+        1 or 2 (the acquisition, :data:`CENTRES`).
+    seed, index : int
+        Master seed and the patient's index: the patient's generator is seeded with ``(seed, index)``.
+
+    Returns
+    -------
+    ap, pp : numpy.ndarray of int16, shape (z, y, x)
+    mask : numpy.ndarray of uint8, shape (z, y, x)
+    geometry : dict
+        ``origin`` and ``spacing`` (x, y, z) in mm and facts about the rendered tumour.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x1A6, int(index)]))
+    acq = CENTRES[centre]
+    sp = np.array(acq["spacing"], dtype=float)
+    shift = rng.uniform(-8, 8, 3)
+    x, y, z, origin = _grid(centre, shift)
+    Z, Y, X = z[:, None, None], y[None, :, None], x[None, None, :]
+    shape = (len(z), len(y), len(x))
+    sig_vox = lambda mm: (mm / sp[2], mm / sp[1], mm / sp[0])  # noqa: E731
+
+    # body: elliptical cross-section, subcutaneous fat, soft tissue
+    a, b = rng.uniform(145, 170), rng.uniform(105, 122)
+    fat = rng.uniform(12, 28)
+    body2d = (X[0] / a) ** 2 + ((Y[0] - 5) / b) ** 2 <= 1
+    inner2d = (X[0] / (a - fat)) ** 2 + ((Y[0] - 5) / (b - fat)) ** 2 <= 1
+    base = np.full(shape, -1000.0, dtype=np.float32)
+    base[:, body2d] = -100.0
+    base[:, inner2d] = 35.0
+    base += np.where(inner2d[None], _smooth_noise(rng, shape, sig_vox(6.0), 8.0), 0).astype(np.float32)
+    # bowel gas pockets (left anterior abdomen)
+    for _ in range(rng.integers(2, 6)):
+        c = (rng.uniform(10, 90), rng.uniform(-80, -30), rng.uniform(-80, 60))
+        base[_ellipsoid(X, Y, Z, c, rng.uniform(6, 16, 3)) <= 1] = -750.0
+    # spine: vertebral body with discs, canal, posterior element
+    sy0 = b * 0.62
+    vert = (X ** 2 + (Y - sy0) ** 2 <= 19.0 ** 2) & np.ones_like(Z, dtype=bool)
+    disc = (np.mod(Z - rng.uniform(0, 30), 30.0) < 6.0)
+    cortex = vert & ~((X ** 2 + (Y - sy0) ** 2 <= 16.0 ** 2))
+    base[vert & ~disc] = 230.0
+    base[cortex & ~disc] = 480.0
+    base[vert & disc] = 85.0
+    post = ((np.abs(X) <= 6) & (Y > sy0 + 28) & (Y < sy0 + 55)) & np.ones_like(Z, dtype=bool)
+    base[post] = 420.0
+    base[(X ** 2 + (Y - sy0 - 26) ** 2 <= 8.0 ** 2) & np.ones_like(Z, dtype=bool)] = 20.0
+    # organs (phase-specific values filled later)
+    liver_c = np.array([-55 + rng.uniform(-8, 8), -5 + rng.uniform(-6, 6), 25 + rng.uniform(-10, 10)])
+    liver_ax = np.array([rng.uniform(72, 90), rng.uniform(62, 76), rng.uniform(75, 95)])
+    lobe_c = liver_c + np.array([rng.uniform(55, 70), rng.uniform(-30, -20), rng.uniform(5, 20)])
+    lobe_ax = np.array([rng.uniform(35, 50), rng.uniform(22, 32), rng.uniform(35, 50)])
+    lob = _smooth_noise(rng, shape, sig_vox(15.0), 0.08)
+    liver = ((_ellipsoid(X, Y, Z, liver_c, liver_ax) + lob <= 1) | (_ellipsoid(X, Y, Z, lobe_c, lobe_ax) + lob <= 1))
+    liver &= inner2d[None]
+    liver &= ~vert
+    spleen = _ellipsoid(X, Y, Z, (rng.uniform(80, 100), rng.uniform(20, 40), rng.uniform(10, 40)),
+                        (rng.uniform(35, 45), rng.uniform(25, 32), rng.uniform(45, 60))) <= 1
+    spleen &= inner2d[None] & ~liver
+    kid = np.zeros(shape, bool)
+    for sgn in (-1, 1):
+        kid |= _ellipsoid(X, Y, Z, (sgn * rng.uniform(62, 75), sy0 - 5, rng.uniform(-70, -45)), (28, 22, 50)) <= 1
+    kid &= ~liver & ~spleen
+    aorta = ((X - 14) ** 2 + (Y - sy0 + 32) ** 2 <= rng.uniform(10, 13) ** 2) & np.ones_like(Z, dtype=bool)
+    ivc = ((X + 22) ** 2 + (Y - sy0 + 30) ** 2 <= rng.uniform(9, 12) ** 2) & (Z < liver_c[2] + 60)
+    pv_root = np.array([-5.0, sy0 - 55, liver_c[2] - 45])
+    pv_hil = liver_c + np.array([25, 10, -15])
+    portal = _tube(X, Y, Z, pv_root, pv_hil, 7.0)
+    for _ in range(3):
+        tip = liver_c + rng.uniform(-0.55, 0.55, 3) * liver_ax
+        portal |= _tube(X, Y, Z, pv_hil, tip, rng.uniform(2.5, 4.0)) & liver
+    hv = np.zeros(shape, bool)
+    hv_root = liver_c + np.array([35, 20, 0.8 * liver_ax[2]])
+    for _ in range(3):
+        tip = liver_c + rng.uniform(-0.6, 0.6, 3) * liver_ax * np.array([1, 1, 0.4])
+        hv |= _tube(X, Y, Z, hv_root, tip, rng.uniform(2.5, 4.0)) & liver
+    liver_tex = _smooth_noise(rng, shape, sig_vox(4.0), 4.0)
+
+    # tumour: centre deep enough in the liver, lobulated/irregular boundary; computed in a box around it
+    R = float(params["diameter_mm"]) / 2.0
+    rmax = max(0.0, 1.0 - 0.65 * R / float(liver_ax.min()))
+    tc = liver_c + _unit(rng)[0] * rmax * rng.random() ** (1 / 3) * liver_ax
+    zlo, zhi = float(z[0]) + 0.7 * R + 5, float(z[-1]) - 0.7 * R - 5
+    tc[2] = np.clip(tc[2], min(zlo, (zlo + zhi) / 2), max(zhi, (zlo + zhi) / 2))
+    tc = tc.astype(np.float32)
+    axes = R * rng.uniform(0.85, 1.15, 3)
+    axes *= R / np.prod(axes) ** (1 / 3)  # keep the volume-equivalent diameter
+    irr = float(params["irregularity"])
+    amp = 0.1 + 0.9 * irr
+    half = float(axes.max()) * (1 + 0.8 * amp) * (1 + 12.0 / R) + 15.0
+    box = tuple(slice(int(max(0, np.searchsorted(c, tc[k] - half))), int(min(len(c), np.searchsorted(c, tc[k] + half))))
+                for k, c in ((2, z), (1, y), (0, x)))
+    bz, by, bx = z[box[0]][:, None, None], y[box[1]][None, :, None], x[box[2]][None, None, :]
+    bshape = (len(bz), by.shape[1], bx.shape[2])
+    th = rng.uniform(0, np.pi)
+    c_, s_ = np.float32(np.cos(th)), np.float32(np.sin(th))
+    dx, dy, dz = bx - tc[0], by - tc[1], bz - tc[2]
+    lx, ly = c_ * dx + s_ * dy, -s_ * dx + c_ * dy
+    rho = np.sqrt((lx / axes[0]) ** 2 + (ly / axes[1]) ** 2 + (dz / axes[2]) ** 2) + 1e-6
+    dist = np.sqrt(dx ** 2 + dy ** 2 + dz ** 2) + 1e-6
+    ux, uy, uz = dx / dist, dy / dist, dz / dist
+    pert = np.zeros(bshape, np.float32)
+    for j, v in enumerate(_unit(rng, 8)):
+        f = rng.uniform(2.0, 3.5) if j < 4 else rng.uniform(5.0, 8.0)
+        w = 0.14 if j < 4 else 0.06
+        pert += np.float32(w) * np.cos(np.float32(f * np.pi) * (ux * v[0] + uy * v[1] + uz * v[2])
+                                       + np.float32(rng.uniform(0, 2 * np.pi)))
+    t = rho / (1.0 + amp * pert)  # < 1 inside
+    in_liver = liver[box] | (_ellipsoid(bx, by, bz, liver_c, liver_ax * 1.1) <= 1)
+    tum_b = (t < 1.0) & in_liver & inner2d[None][:, box[1], box[2]] & ~vert[box]
+    if tum_b.sum() == 0:  # pragma: no cover - guarded by the size limits
+        raise RuntimeError(f"patient {index}: empty tumour")
+    tumour = np.zeros(shape, bool)
+    tumour[box] = tum_b
+
+    # intratumoral structure shared by both phases
+    het = float(params["heterogeneity"])
+    tex = _smooth_noise(rng, bshape, sig_vox(3.0 + 3.0 * rng.random()), 1.0)
+    necrosis = tum_b & (tex > 1.6 - 1.8 * het) & (t < 0.8)
+    arteries = np.zeros(bshape, bool)
+    if params["artery"]:
+        for _ in range(rng.integers(1, 4)):
+            p0 = tc + _unit(rng)[0] * R * 1.1
+            p1 = tc + _unit(rng)[0] * R * 0.5
+            arteries |= _tube(bx, by, bz, p0, p1, rng.uniform(1.5, 2.5)) & (t < 1.05)
+    v_peri = _unit(rng)[0]
+    peri = ((t >= 1.0) & (t < 1.0 + 12.0 / R) & ((ux * v_peri[0] + uy * v_peri[1] + uz * v_peri[2]) > 0.1)
+            & liver[box])
+    v_cap = _unit(rng)[0]
+    cap = float(params["capsule"])
+    capsule = ((t >= 1.0) & (t < 1.0 + 3.0 / R)
+               & ((ux * v_cap[0] + uy * v_cap[1] + uz * v_cap[2]) > 1.0 - 2.0 * cap)) if cap > 0 else None
+    rim = tum_b & (t >= 0.82) if params["rim"] else None
+
+    contrast = acq["contrast"]
+    out = {}
+    for phase in ("AP", "PP"):
+        img = base.copy()
+        if phase == "AP":
+            hu = dict(liver=rng.uniform(72, 82), spleen=rng.uniform(100, 130), kid=rng.uniform(160, 200),
+                      aorta=rng.uniform(260, 330) * contrast, ivc=rng.uniform(70, 100), portal=rng.uniform(110, 150),
+                      hv=rng.uniform(55, 65))
+        else:
+            hu = dict(liver=rng.uniform(108, 122), spleen=rng.uniform(115, 130), kid=rng.uniform(150, 175),
+                      aorta=rng.uniform(140, 170), ivc=rng.uniform(125, 145), portal=rng.uniform(160, 185),
+                      hv=rng.uniform(150, 170))
+        img[spleen] = hu["spleen"]
+        img[kid] = hu["kid"]
+        img[liver] = hu["liver"] + liver_tex[liver]
+        img[portal] = hu["portal"]
+        img[hv] = hu["hv"]
+        img[aorta] = hu["aorta"]
+        img[ivc] = hu["ivc"]
+        liver_hu = hu["liver"]
+        # tumour intensity inside its mask, blended with a phase-dependent boundary blur
+        if phase == "AP":
+            tum = liver_hu + contrast * float(params["ap_enhancement"]) + het * 28.0 * tex
+            tum = np.where(necrosis, 30.0, tum)
+            if rim is not None:
+                tum = np.where(rim & ~necrosis, tum + 25.0 * contrast, tum)
+            blur = 2.2 + 2.5 * irr
+        else:
+            tum = liver_hu - float(params["pp_washout_hu"]) + het * 20.0 * tex
+            tum = np.where(necrosis, 35.0, tum)
+            blur = 1.0 + 0.8 * irr
+        sub = img[box]
+        m = gaussian_filter(tum_b.astype(np.float32), sig_vox(blur), mode="constant")
+        sub = sub * (1 - m) + tum * m
+        if phase == "AP":
+            sub = np.where(arteries, hu["aorta"] * 0.8, sub)
+            if params["peritumoral"]:
+                pm = gaussian_filter(peri.astype(np.float32), sig_vox(3.0), mode="constant")
+                sub = sub + pm * np.float32(rng.uniform(22, 38) * contrast)
+        elif capsule is not None:
+            cm = gaussian_filter(capsule.astype(np.float32), sig_vox(0.8), mode="constant")
+            sub = sub + cm * np.float32(rng.uniform(25, 40))
+        img[box] = sub
+        # scanner: kernel blur (and slice profile along z), correlated noise
+        img = gaussian_filter(img, (0.4, acq["psf"] / sp[1], acq["psf"] / sp[0]))
+        noise = _smooth_noise(rng, shape, (0.3, 0.7, 0.7), acq["noise"])
+        img = np.where(base > -900, img + noise, img + 0.2 * noise)
+        out[phase] = np.clip(np.round(img), -1024, 3071).astype(np.int16)
+    mask = tumour.astype(np.uint8)
+    zs = np.flatnonzero(mask.any(axis=(1, 2)))
+    geometry = {"origin": tuple(float(v) for v in origin), "spacing": tuple(float(v) for v in sp),
+                "tumour_voxels": int(mask.sum()), "tumour_slices": int(len(zs)),
+                "tumour_volume_ml": round(float(mask.sum() * np.prod(sp) / 1000.0), 2),
+                "tumour_cx": round(float(tc[0]), 1), "tumour_cy": round(float(tc[1]), 1),
+                "tumour_cz": round(float(tc[2]), 1)}
+    return out["AP"], out["PP"], mask, geometry
+
+
+def _to_image(arr, geometry):
+    import SimpleITK as sitk
+
+    img = sitk.GetImageFromArray(arr)
+    img.SetSpacing(geometry["spacing"])
+    img.SetOrigin(geometry["origin"])
+    img.SetDirection((1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+    return img
+
+
+def _write(arr, geometry, path: Path):
+    import SimpleITK as sitk
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name[:-7] + ".tmp.nii.gz")
+    sitk.WriteImage(_to_image(arr, geometry), str(tmp), useCompression=True)
+    os.replace(tmp, path)
+
+
+def _patient_job(job):
+    pid, params, centre, seed, index, root = job
+    ap, pp, mask, geo = render_patient(params, centre, seed, index)
+    root = Path(root)
+    _write(ap, geo, root / "images" / f"{pid}_AP.nii.gz")
+    _write(pp, geo, root / "images" / f"{pid}_PP.nii.gz")
+    _write(mask, geo, root / "masks" / f"{pid}_AP.nii.gz")
+    _write(mask, geo, root / "masks" / f"{pid}_PP.nii.gz")
+    return pid, geo
+
+
+# --- cohort on disk ----------------------------------------------------------------------------------------------------
+
+def code_hash() -> str:
+    """SHA-256 (first 16 hex digits) of this module's source: a code change makes a new cohort."""
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
+
+def cohort_spec(profile, n_development: int | None = None, n_validation: int | None = None,
+                n_annotated: int | None = None) -> tuple[CohortSpec, Path, Path]:
+    """Spec, root folder and manifest path of a profile's cohort, with optional size overrides.
+
+    When the sizes differ from the profile's, the cohort goes to ``<root>-<n_dev>-<n_val>`` with its manifest inside
+    (so the committed manifest and the profile's cohort are never overwritten).
+    """
+    c = profile["cohort"]
+    nd = int(c["n_development"] if n_development is None else n_development)
+    nv = int(c["n_validation"] if n_validation is None else n_validation)
+    na = int(c["n_annotated"] if n_annotated is None else n_annotated)
+    na = min(na, nd)
+    spec = CohortSpec(nd, nv, na, int(c.get("seed", profile.seed)))
+    root = profile.root / c["root"]
+    manifest = profile.root / c["manifest"]
+    if (nd, nv, na) != (int(c["n_development"]), int(c["n_validation"]), min(int(c["n_annotated"]), nd)):
+        root = root.with_name(f"{root.name}-{nd}-{nv}-{na}")
+        manifest = root / "data_manifest.csv"
+    return spec, root, manifest
+
+
+def manifest_frame(spec: CohortSpec, root: Path, manifest: Path) -> pd.DataFrame:
+    """The manifest of a cohort (:data:`MANIFEST_COLUMNS`, paths relative to the manifest's folder)."""
+    tab = cohort_tables(spec)
+    rel = Path(os.path.relpath(Path(root).resolve(), Path(manifest).resolve().parent))
+    rows = []
+    for pid, r in tab.iterrows():
+        rows.append({
+            "patient_id": pid, "cohort": r["cohort"], "centre": int(r["centre"]),
+            "ct_ap": (rel / "images" / f"{pid}_AP.nii.gz").as_posix(),
+            "ct_pp": (rel / "images" / f"{pid}_PP.nii.gz").as_posix(),
+            "series_uid_ap": "", "series_uid_pp": "",
+            "mask_ap": (rel / "masks" / f"{pid}_AP.nii.gz").as_posix(),
+            "mask_pp": (rel / "masks" / f"{pid}_PP.nii.gz").as_posix(),
+            "seg_train": int(r["seg_train"]),
+            "clinical_file": (rel / "clinical.csv").as_posix(),
+            "visual_file": (rel / "visual_reads.csv").as_posix(),
+            "outcome_file": (rel / "outcome.csv").as_posix(),
+        })
+    return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+
+
+def manifest_text(profile, **sizes) -> str:
+    """The manifest CSV text the generator writes for ``profile`` (no images are made)."""
+    spec, root, manifest = cohort_spec(profile, **sizes)
+    return _csv(manifest_frame(spec, root, manifest))
+
+
+def _csv(df: pd.DataFrame) -> str:
+    return df.to_csv(index=False, lineterminator="\n", float_format="%.6g")
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+TRUTH_COLUMNS = ["cohort", "centre", "latent", "lp", "t_event", "t_censor", "diameter_mm", "irregularity",
+                 "heterogeneity", "peritumoral", "rim", "artery", "capsule", "washout", "ap_enhancement",
+                 "pp_washout_hu"]
+
+
+def _stamp(spec: CohortSpec, manifest: Path, root: Path) -> dict[str, Any]:
+    rel = os.path.relpath(Path(manifest).resolve(), Path(root).resolve())
+    return {"generator": "hcc_utils.synthetic", "code": code_hash(), "spec": spec.__dict__, "manifest": rel,
+            "centres": {str(k): {kk: list(vv) if isinstance(vv, tuple) else vv for kk, vv in v.items()}
+                        for k, v in CENTRES.items()}}
+
+
+def is_complete(spec: CohortSpec, root: Path, manifest: Path) -> bool:
+    """True when ``root`` holds a complete cohort made with the same spec and code (its stamp matches)."""
+    stamp = Path(root) / "stamp.json"
+    if not stamp.exists() or not Path(manifest).exists():
+        return False
+    try:
+        if json.loads(stamp.read_text()) != _stamp(spec, manifest, root):
+            return False
+    except (ValueError, OSError):
+        return False
+    if Path(manifest).read_text() != _csv(manifest_frame(spec, root, manifest)):
+        return False
+    names = ["clinical.csv", "visual_reads.csv", "visual_reads_by_reader.csv", "outcome.csv", "truth.csv"]
+    for pid in patient_ids(spec):
+        names += [f"images/{pid}_AP.nii.gz", f"images/{pid}_PP.nii.gz", f"masks/{pid}_AP.nii.gz",
+                  f"masks/{pid}_PP.nii.gz"]
+    return all((Path(root) / n).exists() for n in names)
+
+
+def generate_cohort(profile, force: bool = False, *, n_development: int | None = None,
+                    n_validation: int | None = None, n_annotated: int | None = None, root: str | Path | None = None,
+                    manifest: str | Path | None = None, workers: int = 2, progress: bool = True) -> Path:
+    """Generate (or find) a profile's synthetic cohort and return the path of its manifest.
+
+    Parameters
+    ----------
+    profile : hcc_utils.config.Profile
+        Its ``cohort`` settings give sizes, seed, root and manifest path.
+    force : bool
+        Regenerate even when a complete cohort with the same stamp exists.
+    n_development, n_validation, n_annotated : int, optional
+        Size overrides; when they differ from the profile's the cohort is written to a separate root
+        (see :func:`cohort_spec`).
+    root, manifest : path, optional
+        Write somewhere else (tests); ``manifest`` defaults to ``<root>/data_manifest.csv``.
+    workers : int
+        Processes rendering images (files do not depend on it).
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    Path
+        The manifest.
+    """
+    spec, root_, manifest_ = cohort_spec(profile, n_development, n_validation, n_annotated)
+    if root is not None:
+        root_ = Path(root)
+        manifest_ = Path(manifest) if manifest is not None else root_ / "data_manifest.csv"
+    elif manifest is not None:
+        manifest_ = Path(manifest)
+    root_, manifest_ = Path(root_).resolve(), Path(manifest_).resolve()
+    if not force and is_complete(spec, root_, manifest_):
+        return manifest_
+    t0 = time.time()
+    root_.mkdir(parents=True, exist_ok=True)
+    stamp = root_ / "stamp.json"
+    if stamp.exists():
+        stamp.unlink()  # an interrupted run must not look complete
+    tab = cohort_tables(spec)
+    jobs = []
+    for i, (pid, r) in enumerate(tab.iterrows()):
+        params = {k: (v.item() if hasattr(v, "item") else v) for k, v in r[TRUTH_COLUMNS].items()}
+        jobs.append((pid, params, int(r["centre"]), spec.seed, i, str(root_)))
+    geos: dict[str, dict] = {}
+    bar = _progress(len(jobs), f"synthetic cohort ({spec.n} patients) -> {root_}", progress)
+    if workers > 1 and len(jobs) > 1:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("fork") if sys.platform.startswith("linux") else mp.get_context()
+        with ctx.Pool(min(workers, len(jobs))) as pool:
+            for pid, geo in pool.imap_unordered(_patient_job, jobs):
+                geos[pid] = geo
+                bar.update(1)
+    else:
+        for job in jobs:
+            pid, geo = _patient_job(job)
+            geos[pid] = geo
+            bar.update(1)
+    bar.close()
+    geo_df = pd.DataFrame.from_dict(geos, orient="index")[
+        ["tumour_voxels", "tumour_slices", "tumour_volume_ml", "tumour_cx", "tumour_cy", "tumour_cz"]]
+    out = tab.reset_index()
+    _write_text(root_ / "clinical.csv", _csv(out[["patient_id"] + CLIN_NAMES]))
+    _write_text(root_ / "visual_reads.csv", _csv(out[["patient_id"] + VIS_NAMES]))
+    by_reader = pd.concat([
+        out[["patient_id"] + [f"{v}_r{r}" for v in VIS_NAMES]].set_axis(["patient_id"] + VIS_NAMES, axis=1)
+        .assign(reader=r) for r in (1, 2)]).sort_values(["patient_id", "reader"], kind="stable")
+    _write_text(root_ / "visual_reads_by_reader.csv", _csv(by_reader[["patient_id", "reader"] + VIS_NAMES]))
+    _write_text(root_ / "outcome.csv", _csv(out[["patient_id", "rfs_months", "recurrence"]]))
+    truth = tab[TRUTH_COLUMNS].join(geo_df)
+    truth["seg_train"] = tab["seg_train"]
+    _write_text(root_ / "truth.csv", _csv(truth.reset_index()))
+    _write_text(manifest_, _csv(manifest_frame(spec, root_, manifest_)))
+    _write_text(stamp, json.dumps(_stamp(spec, manifest_, root_), indent=1, sort_keys=True) + "\n")
+    if progress:
+        print(f"synthetic cohort: {spec.n} patients in {time.time() - t0:.1f} s -> {manifest_}", file=sys.stderr)
+    return manifest_
+
+
+def _progress(total: int, desc: str, show: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not show, unit="patient")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``python -m hcc_utils.synthetic --profile demo [--force] [--n-development N ...]``."""
+    from hcc_utils.config import load_profile
+
+    ap = argparse.ArgumentParser(prog="python -m hcc_utils.synthetic", description=__doc__.split("\n")[0])
+    ap.add_argument("--profile", default="demo")
+    ap.add_argument("--force", action="store_true", help="regenerate even if a complete cohort exists")
+    ap.add_argument("--n-development", type=int)
+    ap.add_argument("--n-validation", type=int)
+    ap.add_argument("--n-annotated", type=int)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--no-progress", action="store_true")
+    a = ap.parse_args(argv)
+    prof = load_profile(a.profile)
+    path = generate_cohort(prof, force=a.force, n_development=a.n_development, n_validation=a.n_validation,
+                           n_annotated=a.n_annotated, workers=a.workers, progress=not a.no_progress)
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
