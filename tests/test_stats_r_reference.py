@@ -239,3 +239,18 @@ def test_stepwise_aic_matches_R_step(lung):
     fwd = stats.stepwise_aic(d, "time", "event", ["age", "sex", "ph_ecog", "ph_karno", "wt_loss", "meal_cal"],
                              direction="forward")
     assert fwd.path["move"].iloc[1:].eq("+").all()
+
+
+def test_logistic_calibration_matches_val_prob():
+    ref = R["val_prob"]
+    d = pd.read_csv(RDIR / "data" / "aSAH_prob.csv")
+    cal = stats.logistic_calibration_curve(d["poor"], d["prob"])
+    assert cal["intercept"] == pytest.approx(ref["intercept"], abs=1e-6)
+    assert cal["slope"] == pytest.approx(ref["slope"], abs=1e-6)
+    assert cal["brier"] == pytest.approx(ref["brier"], abs=1e-9)
+    p2 = 1 / (1 + np.exp(-(0.5 * np.log(d["prob"] / (1 - d["prob"])) - 0.3)))
+    cal2 = stats.logistic_calibration_curve(d["poor"], p2)
+    assert cal2["intercept"] == pytest.approx(ref["intercept2"], abs=1e-6)
+    assert cal2["slope"] == pytest.approx(ref["slope2"], abs=1e-6)
+    assert cal2["citl"] == pytest.approx(ref["citl2"], abs=1e-6)
+    assert cal2["brier"] == pytest.approx(ref["brier2"], abs=1e-9)

@@ -121,6 +121,7 @@ def test_logistic_calibration_curve_perfectly_calibrated_data():
     cal = stats.logistic_calibration_curve(y, p, n_groups=10)
     assert cal["slope"] == pytest.approx(1.0, abs=0.15)
     assert cal["intercept"] == pytest.approx(0.0, abs=0.1)
+    assert cal["citl"] == pytest.approx(0.0, abs=0.1)
     g = cal["groups"]
     assert len(g) == 10 and (np.abs(g["observed"] - g["predicted"]) < 0.08).all()
     with pytest.raises(ValueError, match="strictly between"):

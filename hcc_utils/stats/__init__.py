@@ -46,6 +46,7 @@ cox_baseline_survival                                              survfit.coxph
 calibration_at_time KM / mean predicted                            rms calibrate(cmethod="KM")   6e-16 / 2.5e-5
     (cph stops at eps=1e-4, hence the 2.5e-5; bootstrap optimism: seeded here, R's draws differ)
 net_benefit / survival_net_benefit                                 dcurves 1.1.7 (Python)       1e-12 / 1e-9
+logistic_calibration_curve intercept / slope / Brier               rms val.prob (statsmodels GLM) < 1e-6
 
 Each module's docstring says which library or own code is behind each function and why.
 No torch imports here.

@@ -318,8 +318,9 @@ def logistic_calibration_curve(y, prob, n_groups: int = 10, strategy: str = "qua
     -------
     dict
         ``groups`` (DataFrame: group, n, predicted, observed, lower, upper (Wilson 95%)), ``smooth`` (DataFrame
-        predicted, observed from lowess), ``intercept`` (calibration-in-the-large: logit offset model), ``slope``,
-        ``brier``.
+        predicted, observed from lowess), ``intercept`` and ``slope`` of the recalibration model
+        ``logit P(y) = a + b * logit(p)`` (rms ``val.prob`` "Intercept"/"Slope"), ``citl`` (calibration-in-the-large:
+        ``a`` with ``b`` fixed at 1, offset model), ``brier``.  Verified against rms ``val.prob``.
     """
     import statsmodels.api as sm
     from statsmodels.nonparametric.smoothers_lowess import lowess
@@ -345,5 +346,6 @@ def logistic_calibration_curve(y, prob, n_groups: int = 10, strategy: str = "qua
     slope_fit = sm.GLM(yy, sm.add_constant(lp), family=sm.families.Binomial()).fit()
     int_fit = sm.GLM(yy, np.ones((len(yy), 1)), family=sm.families.Binomial(), offset=lp).fit()
     return {"groups": grp, "smooth": pd.DataFrame({"predicted": sm_[:, 0], "observed": sm_[:, 1]}),
-            "intercept": float(int_fit.params[0]), "slope": float(slope_fit.params[1]),
+            "intercept": float(slope_fit.params[0]), "slope": float(slope_fit.params[1]),
+            "citl": float(int_fit.params[0]),
             "brier": float(np.mean((p - yy) ** 2))}

@@ -45,6 +45,20 @@ cm <- coords(rocs$s100b, 0.205, input = "threshold", ret = c("accuracy", "sensit
              transpose = FALSE)
 ref$asah_metrics_s100b_0.205 <- as.list(cm)
 
+# logistic calibration (rms val.prob) of an apparent logistic model; the probabilities go to aSAH_prob.csv
+gl <- glm(poor ~ s100b + age + gender, data = asah, family = binomial)
+prob <- unname(fitted(gl))
+write.csv(format(data.frame(poor = asah$poor, prob = prob), digits = 17), file.path(dat_dir, "aSAH_prob.csv"),
+          row.names = FALSE, quote = FALSE)
+vp <- val.prob(prob, asah$poor, pl = FALSE)
+# a deliberately miscalibrated version: shrunk logit
+prob2 <- plogis(0.5 * qlogis(prob) - 0.3)
+vp2 <- val.prob(prob2, asah$poor, pl = FALSE)
+ref$val_prob <- list(intercept = unname(vp["Intercept"]), slope = unname(vp["Slope"]), brier = unname(vp["Brier"]),
+                     intercept2 = unname(vp2["Intercept"]), slope2 = unname(vp2["Slope"]),
+                     brier2 = unname(vp2["Brier"]),
+                     citl2 = unname(coef(glm(asah$poor ~ offset(qlogis(prob2)), family = binomial))[1]))
+
 # ---------------------------------------------------------------- survival: lung (KM, log-rank, Cox, concordance)
 lung2 <- data.frame(time = lung$time, event = as.integer(lung$status == 2), age = lung$age,
                     sex = ifelse(lung$sex == 1, "male", "female"), ph_ecog = lung$ph.ecog,
