@@ -1061,6 +1061,23 @@ def _progress(it, total, desc, show):
     return tqdm(it, total=total, desc=desc, leave=False)
 
 
+ADMIN_EPS = 1e-6
+
+
+def eval_time(time, t: float) -> float:
+    """Time at which tdAUC is evaluated for horizon ``t``.
+
+    Cases are ``T <= t`` with an event and controls ``T > t``. When follow-up ends at the horizon (administrative
+    censoring at the landmark, as in the synthetic cohort: nobody has ``T > t`` but patients are censored at ``t``),
+    there would be no controls; the AUC is then evaluated at ``t - 1e-6`` months, so that patients event-free at the
+    landmark are the controls and recurrences before it the cases (the early-recurrence classification).
+    """
+    time = np.asarray(time, float)
+    if not (time > t).any() and (time >= t).any():
+        return float(t) - ADMIN_EPS
+    return float(t)
+
+
 def discrimination_table(data: pd.DataFrame, risks: dict[str, str], landmark: float,
                          level: float = 0.95) -> pd.DataFrame:
     """Harrell's C and tdAUC(landmark) with CIs per cohort and model, and p for the difference (Table 4).
@@ -1089,10 +1106,11 @@ def discrimination_table(data: pd.DataFrame, risks: dict[str, str], landmark: fl
         R = {k: d[c].to_numpy(float) for k, c in risks.items()}
         for k in names:
             c = stats.harrell_c(t, e, R[k], level=level)
-            row = {"cohort": coh, "model": k, "n": len(d), "events": int(e.sum()),
+            row = {"cohort": coh, "model": k, "n": len(d), "events": int(e.sum()), "tdauc_time": eval_time(t, landmark),
                    "c_index": c.c, "c_index_se": c.se, "c_index_lower": c.lower, "c_index_upper": c.upper}
+            te = eval_time(t, landmark)
             try:
-                a = stats.time_dependent_auc(t, e, R[k], float(landmark), level=level)
+                a = stats.time_dependent_auc(t, e, R[k], te, level=level)
                 row.update(tdauc=a.auc, tdauc_se=a.se, tdauc_lower=a.lower, tdauc_upper=a.upper)
             except ValueError:  # no cases or no controls at the landmark
                 row.update(tdauc=np.nan, tdauc_se=np.nan, tdauc_lower=np.nan, tdauc_upper=np.nan)
@@ -1100,7 +1118,7 @@ def discrimination_table(data: pd.DataFrame, risks: dict[str, str], landmark: fl
                 cc = stats.compare_c_index(t, e, R[names[0]], R[k], level=level)
                 row.update(c_index_diff=cc.diff, c_index_p=cc.p if cc.se_diff > 0 else np.nan)
                 try:
-                    ca = stats.compare_td_auc(t, e, R[names[0]], R[k], float(landmark), level=level)
+                    ca = stats.compare_td_auc(t, e, R[names[0]], R[k], te, level=level)
                     row.update(tdauc_diff=ca.diff, tdauc_p=ca.p if ca.se_diff > 0 else np.nan)
                 except ValueError:
                     row.update(tdauc_diff=np.nan, tdauc_p=np.nan)
@@ -1228,11 +1246,12 @@ def tdauc_over_time(data: pd.DataFrame, risks: dict[str, str], times) -> pd.Data
     for coh, d in data.groupby("cohort", sort=True):
         dd = d.dropna(subset=list(risks.values()))
         for t in times:
+            te = eval_time(dd["time"], float(t))
             for k, c in risks.items():
-                rows.append({"cohort": coh, "time": float(t), "model": k, "n": len(dd),
-                             "n_cases": int(((dd["time"] <= t) & (dd["event"] == 1)).sum()),
-                             "n_controls": int((dd["time"] > t).sum()),
-                             "tdauc": _tdauc(dd["time"], dd["event"], dd[c], float(t))})
+                rows.append({"cohort": coh, "time": float(t), "eval_time": te, "model": k, "n": len(dd),
+                             "n_cases": int(((dd["time"] <= te) & (dd["event"] == 1)).sum()),
+                             "n_controls": int((dd["time"] > te).sum()),
+                             "tdauc": _tdauc(dd["time"], dd["event"], dd[c], te)})
     return pd.DataFrame(rows)
 
 
@@ -1339,6 +1358,8 @@ def run_survival(prep: Prepared, landmark: float = 24.0, n_bootstrap: int = 200,
     tmax = min(np.sort(pred.loc[pred["cohort"] == c, "time"].to_numpy())[-min(10, int((pred["cohort"] == c).sum()))]
                for c in ("development", "validation"))
     times = [float(t) for t in np.arange(6.0, tmax, 6.0)]
+    if landmark <= tmax and float(landmark) not in times:  # follow-up ending at the landmark (see eval_time)
+        times = sorted(times + [float(landmark)])
     tdt = tdauc_over_time(pred, risks, times)
 
     results = _results_dict(prep, landmark, cutoff, km, uni, screened, final_terms, final, table4, nomo, skipped,

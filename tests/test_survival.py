@@ -303,3 +303,26 @@ def test_notebook_runs_on_another_table_with_parameters_only(tmp_path, monkeypat
         assert (res_dir / name).exists()
     text = out.read_text()
     assert "hcc-nomogram-data" in text  # the static calculator is in the executed notebook's output
+
+
+def test_tdauc_at_a_landmark_where_follow_up_ends(table):
+    """Administrative censoring at the landmark (the synthetic cohort): tdAUC(24) = AUC of ER among all patients."""
+    t = table.copy()
+    tm = pd.to_numeric(t["RFS (days)"], errors="coerce") * 12 / 365.25
+    late = tm >= 24
+    t.loc[late, "RFS (days)"] = str(24 * 365.25 / 12)
+    t.loc[late, "Relapse"] = "no"
+    t = t[~((tm < 24) & (t["Relapse"] == "no"))]  # no loss to follow-up before the landmark
+    prep = sv.split_cohorts(sv.prepare_table(t, MAPPING), "Arm", seed=0, raw=t)
+    assert prep.data["time"].max() == pytest.approx(24)
+    res = sv.run_survival(prep, landmark=24, n_bootstrap=5, seed=1, progress=False)
+    t4 = res.table4
+    assert t4["tdauc"].notna().all() and (t4["tdauc_time"] < 24).all()
+    # with no censoring before 24 months it is the plain AUC of early recurrence
+    from sklearn.metrics import roc_auc_score
+
+    for coh, d in res.predictions.dropna(subset=["nomogram_lp"]).groupby("cohort"):
+        assert not ((d["time"] < 24) & (d["event"] == 0)).any()
+        r = t4[(t4["cohort"] == coh) & (t4["model"] == "Nomogram")].iloc[0]
+        assert r["tdauc"] == pytest.approx(roc_auc_score(d["er"], d["nomogram_lp"]), abs=1e-9)
+    assert 24.0 in set(res.tdauc_time["time"])
