@@ -33,6 +33,11 @@ probable pixel (:func:`fallback_region`). The case is flagged in the
 ``mask_source`` column (``predicted``, ``fallback_max_prob`` or ``manual``) of ``features/<PHASE>_qc.csv`` and of the
 per-slice table, never filled with zeros.
 
+When the inference of notebook 02 (:func:`hcc_utils.segmentation.predict_cohort`) has stored
+``slice_predictions.parquet`` for the same checkpoint (SHA-256 checked), the predicted-mask extraction runs the network
+only on the slices with predicted tumour (or, for a case without any, on its most probable slice): the same features
+for a fraction of the forward passes.
+
 Outputs (``outputs/<profile>/features/``)
 -----------------------------------------
 ``<PHASE>.parquet``: index ``patient_id``, columns ``<layer>_c<k>`` (float32). ``DP.parquet``: AP and PP joined by
@@ -157,8 +162,11 @@ def layer_channels(model, layers, size: int) -> list[tuple[str, int]]:
 
 @torch.inference_mode()
 def case_features(model, case: pp.CaseCache, layers, mask: str = "predicted", batch_size: int = 32,
-                  device="auto") -> tuple[np.ndarray, list[int], list[float], str]:
+                  device="auto", slices: list[int] | None = None) -> tuple[np.ndarray, list[int], list[float], str]:
     """Per-slice pooled features of one cached case.
+
+    ``slices`` restricts the forward passes (``mask="predicted"``) to these z indices (default: all slices); the
+    fallback then looks among them.
 
     Returns
     -------
@@ -178,7 +186,7 @@ def case_features(model, case: pp.CaseCache, layers, mask: str = "predicted", ba
         zs = [z for z in range(case.n_slices) if np.asarray(gt[z]).any()]
         source = "manual"
     else:
-        zs = list(range(case.n_slices))
+        zs = list(range(case.n_slices)) if slices is None else [int(z) for z in slices]
         source = "predicted"
     feats, keep, areas, maxprob = [], [], [], []
     fb = None
@@ -246,13 +254,15 @@ def extract_phase(manifest, profile, phase: str, mask: str | None = None, device
     names = feature_names(model, layers, int(profile["preprocess"]["size"]))
     df = pp.load_manifest(manifest)
     bs = max(8, 2 * int(profile["unet"].get("batch_size", 16)))
+    visit = _slices_to_visit(profile, phase) if mask == "predicted" else None
     vecs, qc, slice_frames = [], [], []
     tracemalloc.start()
     t0 = time.perf_counter()
     rows = [r for _, r in df.iterrows()]
     for row in pp._progress(rows, progress, f"features {phase}"):
         case = pp.prepare_case(row, phase, profile)
-        f, zs, areas, source = case_features(model, case, layers, mask, bs, dev)
+        f, zs, areas, source = case_features(model, case, layers, mask, bs, dev,
+                                             None if visit is None else visit.get(case.patient_id))
         vecs.append(f.mean(0))
         qc.append({"patient_id": case.patient_id, "mask_source": source, "n_tumour_slices": len(zs),
                    "tumour_area_px": float(np.sum(areas))})
@@ -276,11 +286,33 @@ def extract_phase(manifest, profile, phase: str, mask: str | None = None, device
     pd.concat(slice_frames, ignore_index=True).to_parquet(out / f"{phase}_slices.parquet", index=False)
     qcdf = pd.DataFrame(qc)
     qcdf.to_csv(out / f"{phase}_qc.csv", index=False)
-    info = {"phase": phase, "mask": mask, "layers": layers, "n_patients": len(table), "n_features": table.shape[1],
+    info = {"phase": phase, "mask": mask, "layers": layers, "slices_from_inference": visit is not None,
+            "n_slices_visited": int(sum(len(v) for v in visit.values())) if visit else None, "n_patients": len(table), "n_features": table.shape[1],
             "n_fallback": int((qcdf["mask_source"] == "fallback_max_prob").sum()), "seconds": seconds,
             "peak_python_heap_mb": peak / 2**20, "peak_rss_mb": _peak_rss_mb()}
     (out / f"{phase}_info.json").write_text(json.dumps(info, indent=1))
     return table
+
+
+def _slices_to_visit(profile, phase: str) -> dict[str, list[int]] | None:
+    """Slices worth a forward pass per patient, from the inference run of the same checkpoint (else None = all).
+
+    A patient's slices with predicted tumour pixels; for a patient without any, its slice of largest probability
+    (where the fallback will look).
+    """
+    d = profile.outputs / "segmentation" / phase
+    f, m = d / "slice_predictions.parquet", d / "metrics.json"
+    if not (f.exists() and m.exists()):
+        return None
+    sha = json.loads(m.read_text()).get("inference", {}).get("model_sha256")
+    if sha is None or sha != seg.file_sha256(d / "model.pth"):
+        return None
+    sp = pd.read_parquet(f)
+    out = {}
+    for pid, g in sp.groupby("patient_id", sort=False):
+        z = g.loc[g["pred_px"] > 0, "z"].tolist()
+        out[str(pid)] = z or [int(g.loc[g["max_prob"].idxmax(), "z"])]
+    return out
 
 
 def _peak_rss_mb() -> float:

@@ -421,6 +421,17 @@ def train_phase(manifest, profile, phase: str, seed: int | None = None, device="
     return metrics
 
 
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file (identifies the checkpoint that made a set of predictions)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def load_model(profile, phase: str, device="auto", path: Path | None = None) -> nn.Module:
     """The trained network of a phase (``outputs/<profile>/segmentation/<PHASE>/model.pth``), in eval mode."""
     path = Path(path) if path else profile.outputs / "segmentation" / phase / "model.pth"
@@ -497,6 +508,10 @@ def predict_cohort(manifest, profile, phase: str, device="auto", batch_size: int
                    progress: bool = True, out_dir: Path | None = None) -> pd.DataFrame:
     """Predict every patient of the manifest, write ``pred_masks/<pid>.nii.gz`` and ``dsc_per_patient.csv``.
 
+    Also written: ``slice_predictions.parquet`` (patient_id, z, predicted tumour pixels at network size, maximum
+    probability) with the checkpoint's SHA-256 in ``metrics.json``, which lets feature extraction visit only the
+    slices with predicted tumour.
+
     Cases are streamed one at a time (cache -> network in batches -> resample to the image grid -> NIfTI), so memory
     does not grow with the cohort. DSC is computed on the image grid against the manifest mask where there is one.
 
@@ -519,7 +534,7 @@ def predict_cohort(manifest, profile, phase: str, device="auto", batch_size: int
     df = pp.load_manifest(manifest)
     groups = patient_groups(df, metrics)
     mask_col = pp.PHASE_COLUMNS[phase][2]
-    rows, n_slices, t_net = [], 0, 0.0
+    rows, slice_rows, n_slices, t_net = [], [], 0, 0.0
     it = [r for _, r in df.iterrows()]
     for row in pp._progress(it, progress, f"predict {phase}"):
         case = pp.prepare_case(row, phase, profile)
@@ -527,6 +542,9 @@ def predict_cohort(manifest, profile, phase: str, device="auto", batch_size: int
         prob = predict_volume(model, case.image, bs, dev)
         t_net += time.perf_counter() - t0
         n_slices += prob.shape[0]
+        slice_rows.append(pd.DataFrame({"patient_id": case.patient_id, "z": np.arange(prob.shape[0]),
+                                        "pred_px": (prob >= 0.5).reshape(prob.shape[0], -1).sum(1),
+                                        "max_prob": prob.reshape(prob.shape[0], -1).max(1)}))
         img = to_image_grid(prob, case.meta)
         write_image(img, out_dir / "pred_masks" / f"{case.patient_id}.nii.gz")
         pred = sitk.GetArrayViewFromImage(img)
@@ -536,7 +554,9 @@ def predict_cohort(manifest, profile, phase: str, device="auto", batch_size: int
                      "n_slices": int(prob.shape[0]), "pred_voxels": int(pred.sum()), "dsc": dsc})
     res = pd.DataFrame(rows)
     res.to_csv(out_dir / "dsc_per_patient.csv", index=False)
+    pd.concat(slice_rows, ignore_index=True).to_parquet(out_dir / "slice_predictions.parquet", index=False)
     metrics["inference"] = {"n_patients": len(res), "n_slices": n_slices, "seconds_network": t_net,
+                            "model_sha256": file_sha256(out_dir / "model.pth"),
                             "slices_per_s": n_slices / t_net if t_net > 0 else None, "device": str(dev)}
     metrics["dsc_by_group"] = dsc_summary(res).reset_index().to_dict(orient="records")
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))

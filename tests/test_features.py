@@ -1,6 +1,8 @@
 """Deep semantic features: pooling against hand-computed values, end-to-end extraction, fallback, reproducibility."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -124,3 +126,30 @@ def test_fallback_region_is_the_peak_component():
     p[7, 6] = 0.45
     r = fe.fallback_region(p)
     assert r.dtype == torch.bool and r.sum() == 9 and r[7, 6] and not r[1, 1]
+
+
+class _BrightIsTumour(seg.ClassicUNet):
+    """A U-Net whose blocks run as usual (hooks fire) but whose output says: tumour where the input is bright."""
+
+    def forward(self, x):
+        super().forward(x)
+        return torch.cat([-10 * x, 10 * x], 1)
+
+
+def test_slices_from_inference_give_same_features(tmp_path, monkeypatch):
+    manifest = make_cohort(tmp_path / "cohort", n_dev=3, n_val=1, n_annotated=3, seed=7)
+    prof = toy_profile(tmp_path, unet={"epochs": 1, "batch_size": 8})
+    seg.train_phase(manifest, prof, "PP", progress=False)
+    u = prof["unet"]
+    monkeypatch.setattr(seg, "build_model", lambda p: _BrightIsTumour(1, 2, u["base_width"], u["depth"]))
+    full = fe.extract_phase(manifest, prof, "PP", progress=False)  # no slice_predictions for this checkpoint: all
+    info = json.loads((prof.outputs / "features" / "PP_info.json").read_text())
+    assert info["slices_from_inference"] is False
+    dsc = seg.predict_cohort(manifest, prof, "PP", progress=False)
+    assert dsc["dsc"].min() > 0.8  # the toy tumour is the bright region
+    fast = fe.extract_phase(manifest, prof, "PP", progress=False)
+    info = json.loads((prof.outputs / "features" / "PP_info.json").read_text())
+    assert info["slices_from_inference"] is True and info["n_slices_visited"] < 5 * 10 / 2
+    pd.testing.assert_frame_equal(full, fast, rtol=1e-4, atol=1e-5)
+    qc = pd.read_csv(prof.outputs / "features" / "PP_qc.csv")
+    assert (qc["mask_source"] == "predicted").all()
