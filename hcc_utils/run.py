@@ -53,7 +53,14 @@ VENDOR_FILES = ("require.js", "html-manager/embed-amd.js", "mathjax/tex-mml-chtm
 
 
 class RunError(RuntimeError):
-    """A step failed or an input is invalid; the message says which and where."""
+    """A step failed or an input is invalid; the message says which and where.
+
+    ``results`` holds the step results up to and including a failed step (empty when nothing ran).
+    """
+
+    def __init__(self, message: str, results: list | None = None):
+        super().__init__(message)
+        self.results = list(results or [])
 
 
 @dataclass
@@ -397,7 +404,8 @@ def run_steps(steps: list[Step], *, notebooks_dir: Path, executed_dir: Path, sta
             raise RunError(
                 f"step {s.name} failed ({_short_error(exc)}).\n"
                 f"The executed notebook with the error is {dst}\n"
-                f"Outputs of the earlier steps are kept; fix the problem and rerun (unchanged steps are skipped)."
+                f"Outputs of the earlier steps are kept; fix the problem and rerun (unchanged steps are skipped).",
+                results,
             ) from exc
         dt = time.perf_counter() - t0
         state["steps"][s.name] = {"status": "ok", "hash": h, "seconds": round(dt, 2), "finished": _now(),
@@ -692,7 +700,8 @@ def run_book(profile_name: str = "demo", manifest: str | Path | None = None, *, 
             steps, notebooks_dir=NOTEBOOKS, executed_dir=executed_dir,
             state_path=outputs / "run_state.json", manifest_hash=manifest_digest(manifest_path),
             code_hash=code_digest(), settings=profile.settings, force=force, only=only, log=log)
-    except RunError:
+    except RunError as exc:
+        summary.results = exc.results
         _finish(summary, outputs, t_all, log)
         raise
     if build:

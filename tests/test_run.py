@@ -146,6 +146,7 @@ def test_failure_stops_run_names_step_and_keeps_earlier(fake):
         go()
     msg = str(ei.value)
     assert "b_AP" in msg and str(tmp / "out" / "executed" / "b_AP.ipynb") in msg
+    assert _status(ei.value.results) == {"a": "skipped", "b_AP": "failed"}
     assert [c[0] for c in calls] == ["b_AP"]  # stopped: b_PP and c did not run
     state = json.loads((tmp / "out" / "run_state.json").read_text())["steps"]
     assert state["b_AP"]["status"] == "failed" and state["a"]["status"] == "ok"
