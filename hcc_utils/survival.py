@@ -73,7 +73,7 @@ __all__ = [
     "Prepared", "split_cohorts", "design_matrix", "fit_cox", "risk_groups", "km_table", "univariable_cox",
     "multivariable_cox", "stepwise_aic", "Nomogram", "discrimination_table", "calibration", "decision_curve",
     "tdauc_over_time", "run_survival", "SurvivalResult", "save_results", "load_synthetic_table",
-    "load_input", "format_table3", "format_table4", "format_table_s1", "glue_values",
+    "load_input", "ground_truth_table", "format_table3", "format_table4", "format_table_s1", "glue_values",
     "plot_km", "plot_calibration", "plot_decision_curves", "plot_tdauc", "plot_nomogram", "nomogram_html",
 ]
 
@@ -154,11 +154,13 @@ def synthetic_mapping() -> dict[str, Any]:
     """
     from hcc_utils.manifest import CLINICAL_VARIABLES
 
+    per = {"age": 10, "tb": 10, "alt": 10, "ggt": 10}  # hazard ratios per 10 units (per 1 for albumin, g/L)
     cov = []
     for v in CLINICAL_VARIABLES:
         if v.kind == "continuous":
-            cov.append({"column": v.name, "name": v.name, "type": "continuous", "label": v.label,
-                        **({"per": 10} if v.name == "age" else {})})
+            k = per.get(v.name, 1)
+            cov.append({"column": v.name, "name": v.name, "type": "continuous", "per": k,
+                        "label": v.label if k == 1 else f"{v.label}, per {k}"})
         elif v.kind == "binary":
             cov.append({"column": v.name, "name": v.name, "type": "binary", "reference": 0, "label": v.label})
         else:
@@ -1195,6 +1197,7 @@ def calibration(data: pd.DataFrame, fit: CoxFit, pred_rfs: pd.Series, landmark: 
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 # resamples where the fit fails are counted in n_bootstrap_failed (rms does the same)
                 warnings.simplefilter("ignore", RuntimeWarning)
+                warnings.filterwarnings("ignore", message=".*failed to converge.*")
                 cal = stats.calibration_at_time(df, "time", "event", list(fit.X.columns), float(landmark),
                                                 n_groups=g, n_boot=int(n_bootstrap), seed=int(seed),
                                                 progress=progress)
@@ -1242,7 +1245,7 @@ def decision_curve(data: pd.DataFrame, risks: dict[str, str], landmark: float,
 def tdauc_over_time(data: pd.DataFrame, risks: dict[str, str], times) -> pd.DataFrame:
     """tdAUC of each risk column at each time, per cohort (Figure S1), on the patients with every risk value
     (the same patients as Table 4)."""
-    rows = []
+    rows: list[dict] = []
     for coh, d in data.groupby("cohort", sort=True):
         dd = d.dropna(subset=list(risks.values()))
         for t in times:
@@ -1252,7 +1255,7 @@ def tdauc_over_time(data: pd.DataFrame, risks: dict[str, str], times) -> pd.Data
                              "n_cases": int(((dd["time"] <= te) & (dd["event"] == 1)).sum()),
                              "n_controls": int((dd["time"] > te).sum()),
                              "tdauc": _tdauc(dd["time"], dd["event"], dd[c], te)})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["cohort", "time", "eval_time", "model", "n", "n_cases", "n_controls", "tdauc"])
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -1355,8 +1358,11 @@ def run_survival(prep: Prepared, landmark: float = 24.0, n_bootstrap: int = 200,
     calib = pd.concat([calib.assign(model="Nomogram"), sig_cal.assign(model="Signature")], ignore_index=True)
     dca = decision_curve(pred, {"Nomogram": "nomogram_er_prob", "Signature": "signature_er_prob"}, landmark)
     # times every 6 months while at least 10 patients of each cohort are still followed (controls)
-    tmax = min(np.sort(pred.loc[pred["cohort"] == c, "time"].to_numpy())[-min(10, int((pred["cohort"] == c).sum()))]
-               for c in ("development", "validation"))
+    def _t_followed(c):
+        x = np.sort(pred.loc[pred["cohort"] == c, "time"].to_numpy())
+        return x[-max(2, min(10, len(x) // 4))]
+
+    tmax = min(_t_followed(c) for c in ("development", "validation"))
     times = [float(t) for t in np.arange(6.0, tmax, 6.0)]
     if landmark <= tmax and float(landmark) not in times:  # follow-up ending at the landmark (see eval_time)
         times = sorted(times + [float(landmark)])
@@ -1433,6 +1439,38 @@ def load_input(profile, manifest=None, table_path=None, column_map=None) -> tupl
     if not p.is_absolute() and not p.exists():
         p = repo_root() / p
     return read_table(p), column_map
+
+
+def ground_truth_table(res: SurvivalResult) -> pd.DataFrame:
+    """Synthetic cohort only: planted hazard ratios (:data:`hcc_utils.synthetic.TRUE_HR`) against the estimates.
+
+    For each planted clinical effect: the true HR per the mapping's unit, the univariable and final-model estimates
+    with 95% CI, and whether the final model kept the variable and its CI covers the truth. The latent aggressiveness
+    has no column (the images carry it; the DSFR signature is its proxy), so it is listed without an estimate.
+    """
+    from hcc_utils import synthetic
+
+    uni = res.univariable.set_index("column")
+    fin = res.final.set_index("column")
+    rows = []
+    for name, hr in synthetic.TRUE_HR.items():
+        try:
+            v = res.prep.var(name)
+        except KeyError:
+            continue
+        per = v.get("per", 1.0) if v["type"] == "continuous" else 1.0
+        true = float(math.exp(math.log(hr) * per))
+        row = {"variable": v["label"], "true_hr": true}
+        if name in uni.index:
+            row.update(uni_hr=uni.loc[name, "hr"], uni_lower=uni.loc[name, "hr_lower"], uni_upper=uni.loc[name, "hr_upper"])
+        row["in_final_model"] = name in fin.index
+        if name in fin.index:
+            lo, hi = fin.loc[name, "hr_lower"], fin.loc[name, "hr_upper"]
+            row.update(final_hr=fin.loc[name, "hr"], final_lower=lo, final_upper=hi, ci_covers_truth=bool(lo <= true <= hi))
+        rows.append(row)
+    rows.append({"variable": "latent aggressiveness (per SD; seen only through the images)",
+                 "true_hr": float(math.exp(synthetic.BETA_LATENT)), "in_final_model": False})
+    return pd.DataFrame(rows)
 
 
 def _ci(x, lo, hi, d=2):
