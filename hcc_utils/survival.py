@@ -77,7 +77,8 @@ __all__ = [
     "plot_km", "plot_calibration", "plot_decision_curves", "plot_tdauc", "plot_nomogram", "nomogram_html",
 ]
 
-MISSING_TOKENS = ("", ".", "NA", "N/A", "na", "n/a", "NaN", "nan", "NULL", "null", "None", "none", "?", "-")
+#: Cell values read as missing in every mapped column (after stripping spaces); a mapping's ``missing`` list adds more.
+MISSING_TOKENS = ("", ".", "NA", "N/A", "na", "n/a", "NaN", "nan", "NULL", "null", "?")
 TIME_UNITS = {"months": 1.0, "month": 1.0, "days": 12.0 / 365.25, "day": 12.0 / 365.25,
               "weeks": 12.0 / 52.1775, "week": 12.0 / 52.1775, "years": 12.0, "year": 12.0}
 EVENT_DEFAULT = {"1": 1, "0": 0, "1.0": 1, "0.0": 0, "yes": 1, "no": 0, "y": 1, "n": 0, "true": 1, "false": 0,

@@ -114,6 +114,15 @@ def test_mapping_is_json_and_gse_mapping_valid():
     for m in (MAPPING, sv.GSE14520_MAPPING, sv.synthetic_mapping()):
         n = sv.normalise_mapping(m)
         json.dumps(n)
+    # covariates may also be given as {column: spec}; extra missing tokens add to the defaults
+    alt = {**MAPPING, "missing": ["unknown"],
+           "covariates": {c["column"]: {k: v for k, v in c.items() if k != "column"} for c in MAPPING["covariates"]}}
+    n = sv.normalise_mapping(alt)
+    assert [c["name"] for c in n["covariates"]] == ["age", "male", "stage", "afp_high"]
+    assert "unknown" in n["missing"] and "NA" in n["missing"]
+    t = make_table()
+    t.loc[30, "Age"] = "unknown"
+    assert np.isnan(sv.prepare_table(t, alt).data.loc["P030", "age"])
     p = sv.gse14520_parameters()
     assert p["chapter"] == "gse14520" and p["column_map"]["id"] == "Affy_GSM"
     json.dumps(p)
