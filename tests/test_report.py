@@ -1,6 +1,8 @@
 """Tests for hcc_utils.report: Table 1, outcome summary, case figure and ROC figure produce correct files."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -145,3 +147,107 @@ def test_write_json(tmp_path):
     p = report.write_json({"a": np.int64(3), "b": np.float64(0.5)}, tmp_path / "x" / "s.json")
     assert p.read_text().count("3") == 1
     assert report.fmt_p(0.0001) == "<0.001" and report.fmt_p(0.0123) == "0.012"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The two notebooks, executed by papermill on the ci cohort (slow: part of `make test`, not of `-m "not slow"`)
+# ----------------------------------------------------------------------------------------------------------------
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def _kernel():
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return "hcc-dsfr" if "hcc-dsfr" in KernelSpecManager().find_kernel_specs() else "python3"
+
+
+def _glued(nb_path):
+    import nbformat
+
+    nb = nbformat.read(nb_path, 4)
+    out = {}
+    for c in nb.cells:
+        for o in c.get("outputs", []):
+            name = o.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name:
+                data = o["data"]
+                key = next(k for k in data if k.startswith("application/papermill.record/"))
+                out[name] = data[key]
+            assert o.get("output_type") != "error", o
+    return out
+
+
+def _isolated_root(tmp_path, ci_manifest):
+    """A root with the repository's profiles and the ci cohort, so outputs go to tmp (``$HCC_ROOT``)."""
+    import shutil
+
+    from hcc_utils.config import load_profile
+
+    root = tmp_path / "root"
+    root.mkdir()
+    shutil.copy(NOTEBOOKS.parent / "profiles.yaml", root / "profiles.yaml")
+    rel = Path(load_profile("ci", path=root / "profiles.yaml")["cohort"]["root"])
+    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    (root / rel).symlink_to(Path(ci_manifest).parent, target_is_directory=True)
+    return root
+
+
+@pytest.mark.slow
+def test_notebook_01_on_ci_cohort(tmp_path, ci_manifest, monkeypatch):
+    import json
+
+    import papermill as pm
+
+    from hcc_utils.manifest import load_patient_table
+
+    root = _isolated_root(tmp_path, ci_manifest)
+    monkeypatch.setenv("HCC_ROOT", str(root))
+    nb_dir = NOTEBOOKS
+    out = tmp_path / "01.ipynb"
+    pm.execute_notebook(str(nb_dir / "01_cohort_table.ipynb"), str(out), parameters={"profile": "ci"},
+                        kernel_name=_kernel(), cwd=str(nb_dir), progress_bar=False)
+    cohort = root / "outputs" / "ci" / "cohort"
+    for f in ("table1.csv", "table1_full.csv", "summary.json", "figures/cases.png", "figures/cases.svg"):
+        assert (cohort / f).exists(), f
+    summary = json.loads((cohort / "summary.json").read_text())
+    pt = load_patient_table(ci_manifest)
+    dev = pt[pt.cohort == "development"]
+    assert summary["cohorts"]["development"]["er"] == int(dev.er.sum())
+    g = _glued(out)
+    assert g["n_dev"] == repr(str(len(dev)))
+    assert "synthetic" in g["data_source"]
+
+
+@pytest.mark.slow
+def test_notebook_04_on_planted_features(tmp_path, ci_manifest, monkeypatch):
+    """Notebook 04 end to end on feature tables that carry the planted latent: outputs written, truth check run."""
+    import json
+
+    import papermill as pm
+
+    root = _isolated_root(tmp_path, ci_manifest)
+    truth = pd.read_csv(Path(ci_manifest).parent / "truth.csv").set_index("patient_id")
+    rng = np.random.default_rng(0)
+    fdir = root / "outputs" / "ci" / "features"
+    fdir.mkdir(parents=True)
+    for k, ph in enumerate(["AP", "PP"]):
+        F = rng.normal(size=(len(truth), 12))
+        F[:, :3] += (0.5 + k) * truth["latent"].to_numpy()[:, None]
+        pd.DataFrame(F, index=pd.Index(truth.index, name="patient_id"),
+                     columns=[f"dec1_c{j}" for j in range(12)]).to_parquet(fdir / f"{ph}.parquet")
+    monkeypatch.setenv("HCC_ROOT", str(root))
+    nb_dir = NOTEBOOKS
+    out = tmp_path / "04.ipynb"
+    pm.execute_notebook(str(nb_dir / "04_model_comparison.ipynb"), str(out), parameters={"profile": "ci"},
+                        kernel_name=_kernel(), cwd=str(nb_dir), progress_bar=False)
+    mdir = root / "outputs" / "ci" / "models"
+    for f in ("predictions.csv", "table2.csv", "table2_formatted.csv", "dsfr_weights.csv", "signature.csv",
+              "results.json", "models.joblib", "figure1_roc.png", "figure1_roc.svg", "ground_truth.json"):
+        assert (mdir / f).exists(), f
+    res = json.loads((mdir / "results.json").read_text())
+    t2 = pd.read_csv(mdir / "table2.csv")
+    g = _glued(out)
+    r = t2[(t2.model == res["dsfr_model"]) & (t2.cohort == "validation")].iloc[0]
+    assert g["dsfr_val_auc"] == repr(f"{r.auc:.3f} (95% CI {r.auc_lower:.3f}-{r.auc_upper:.3f})")
+    gt = json.loads((mdir / "ground_truth.json").read_text())
+    assert gt["latent_column"] == "latent" and "development" in gt["spearman"]
