@@ -258,18 +258,118 @@ def manifest_digest(manifest: Path | None) -> str:
     return _sha("\n".join(parts).encode())
 
 
-def code_digest(package: Path = CODE_ROOT / "hcc_utils") -> str:
-    """Hash of the content of every file of ``hcc_utils`` (sources and assets; ``run.py`` itself excluded: it
-    computes nothing)."""
+def code_digest(package: Path = CODE_ROOT / "hcc_utils", modules: set[str] | None = None) -> str:
+    """Hash of the content of the ``hcc_utils`` files (``run.py`` itself excluded: it computes nothing).
+
+    Parameters
+    ----------
+    package : Path
+        The package folder.
+    modules : set of str, optional
+        Only these modules' sources (dotted names, e.g. ``hcc_utils.stats.roc``) plus every non-Python file (assets);
+        None: every file of the package.
+    """
     h = hashlib.sha256()
     package = Path(package)
     for p in sorted(package.rglob("*")):
         if (not p.is_file() or p == package / "run.py" or "__pycache__" in p.parts
                 or p.suffix in (".pyc", ".pyo")):
             continue
+        if modules is not None and p.suffix == ".py" and _module_name(p, package) not in modules:
+            continue
         h.update(str(p.relative_to(package)).encode())
         h.update(p.read_bytes())
     return h.hexdigest()
+
+
+def _module_name(path: Path, package: Path) -> str:
+    rel = path.relative_to(package.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _module_file(name: str, package: Path) -> Path | None:
+    base = package.parent.joinpath(*name.split("."))
+    for cand in (base.with_suffix(".py"), base / "__init__.py"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _imported_names(source: str, current: str, is_package: bool) -> set[str]:
+    """Absolute dotted names a source imports (relative imports resolved against ``current``)."""
+    import ast
+
+    tree = ast.parse(source)
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = current.split(".") if is_package else current.split(".")[:-1]
+                parts = parts[: len(parts) - (node.level - 1)] if node.level > 1 else parts
+                base = ".".join(parts + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            out.add(base)
+            out.update(f"{base}.{a.name}" for a in node.names)
+    return out
+
+
+def _dynamic_import(source: str) -> bool:
+    """Whether a source imports modules by computed name (then its dependencies cannot be read from it)."""
+    import re
+
+    return bool(re.search(r"import_module\s*\(|__import__\s*\(\s*(?!['\"](?!hcc_utils))", source))
+
+
+def code_modules(notebook: Path, package: Path = CODE_ROOT / "hcc_utils") -> set[str] | None:
+    """The ``hcc_utils`` modules a notebook uses: its imports and, transitively, theirs (with parent packages).
+
+    Returns None (meaning: the whole package) when a cell cannot be parsed or the notebook calls ``importlib``.
+    """
+    import nbformat
+
+    pkg = package.name
+    nb = nbformat.read(str(notebook), as_version=4)
+    todo: set[str] = set()
+    for c in nb.cells:
+        if c.cell_type != "code":
+            continue
+        src = "\n".join(line for line in c.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+        if _dynamic_import(src):
+            return None
+        try:
+            todo |= _imported_names(src, "__main__", False)
+        except SyntaxError:
+            return None
+    seen: set[str] = set()
+    todo = {n for n in todo if n == pkg or n.startswith(pkg + ".")}
+    while todo:
+        name = todo.pop()
+        parts = name.split(".")
+        for k in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__ too
+            mod = ".".join(parts[:k])
+            f = _module_file(mod, package)
+            if f is None or mod in seen:
+                continue
+            seen.add(mod)
+            try:
+                names = _imported_names(f.read_text(), mod, f.name == "__init__.py")
+            except SyntaxError:
+                return None
+            if _dynamic_import(f.read_text()):
+                return None
+            todo |= {n for n in names if (n == pkg or n.startswith(pkg + ".")) and n not in seen}
+    return seen
+
+
+def notebook_code_digest(notebook: Path) -> str:
+    """Hash of the ``hcc_utils`` code a notebook uses (its modules and, transitively, theirs; all when unsure)."""
+    return code_digest(modules=code_modules(notebook))
 
 
 def notebook_digest(path: Path) -> str:
@@ -281,9 +381,12 @@ def notebook_digest(path: Path) -> str:
     return _sha(json.dumps(cells, sort_keys=True).encode())
 
 
-def step_hashes(steps: list[Step], *, notebooks_dir: Path, manifest_hash: str, code_hash: str,
-                settings: dict) -> dict[str, str]:
-    """The input hash of every step, in plan order (a step's hash includes its upstream steps' hashes)."""
+def step_hashes(steps: list[Step], *, notebooks_dir: Path, manifest_hash: str,
+                code_hash: str | Callable[[Path], str], settings: dict) -> dict[str, str]:
+    """The input hash of every step, in plan order (a step's hash includes its upstream steps' hashes).
+
+    ``code_hash`` is a fixed string or a function of the notebook's path (see :func:`notebook_code_digest`).
+    """
     out: dict[str, str] = {}
     settings_json = json.dumps(settings, sort_keys=True, default=str)
     for s in steps:
@@ -293,7 +396,7 @@ def step_hashes(steps: list[Step], *, notebooks_dir: Path, manifest_hash: str, c
             "manifest": manifest_hash,
             "params": json.dumps(s.params, sort_keys=True, default=str),
             "settings": settings_json,
-            "code": code_hash,
+            "code": (code_hash(nb) if nb.exists() else "missing") if callable(code_hash) else code_hash,
             "notebook": notebook_digest(nb) if nb.exists() else "missing",
             "inputs": [file_digest(p) for p in s.inputs],
             "upstream": [out.get(d, "none") for d in s.deps],
@@ -346,7 +449,7 @@ def execute_notebook(src: Path, dst: Path, params: dict, *, kernel: str = KERNEL
 
 
 def run_steps(steps: list[Step], *, notebooks_dir: Path, executed_dir: Path, state_path: Path,
-              manifest_hash: str, code_hash: str, settings: dict, force: bool = False,
+              manifest_hash: str, code_hash: str | Callable[[Path], str], settings: dict, force: bool = False,
               only: list[str] | None = None, kernel: str = KERNEL, progress: bool = True,
               log: Callable[[str], None] = print) -> list[StepResult]:
     """Run the steps in order, skipping those whose input hash is unchanged.
@@ -699,7 +802,7 @@ def run_book(profile_name: str = "demo", manifest: str | Path | None = None, *, 
         summary.results = run_steps(
             steps, notebooks_dir=NOTEBOOKS, executed_dir=executed_dir,
             state_path=outputs / "run_state.json", manifest_hash=manifest_digest(manifest_path),
-            code_hash=code_digest(), settings=profile.settings, force=force, only=only, log=log)
+            code_hash=notebook_code_digest, settings=profile.settings, force=force, only=only, log=log)
     except RunError as exc:
         summary.results = exc.results
         _finish(summary, outputs, t_all, log)

@@ -303,7 +303,7 @@ def test_run_book_flow_in_isolated_root(tmp_path, monkeypatch):
     monkeypatch.setattr(run, "GSE14520_FILE", tmp_path / "no_gse.tsv")
     monkeypatch.setattr(run, "_lits_available", lambda: (False, "no LiTS in this test"))
     monkeypatch.setattr(run, "prepare_manifest", lambda profile, m, log=print: Path(m))
-    monkeypatch.setattr(run, "code_digest", lambda: "code")  # other work may edit hcc_utils while this runs
+    monkeypatch.setattr(run, "notebook_code_digest", lambda nb: "code")  # others may edit hcc_utils meanwhile
     calls = []
 
     def fake_execute(src, dst, params, **kw):
@@ -328,3 +328,28 @@ def test_run_book_flow_in_isolated_root(tmp_path, monkeypatch):
     calls.clear()
     summary = run.run_book("ci", manifest, log=lines.append)
     assert calls == [] and {r.status for r in summary.results} == {"skipped", "unavailable"}
+
+
+def test_code_modules_follow_imports_transitively(tmp_path):
+    """A step's code hash covers the hcc_utils modules its notebook imports and theirs, not unrelated ones."""
+    pkg = tmp_path / "hcc_utils"
+    (pkg / "stats").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "config.py").write_text("X = 1\n")
+    (pkg / "seg.py").write_text("from hcc_utils.config import X\nfrom . import io\n")
+    (pkg / "io.py").write_text("import json\n")
+    (pkg / "stats" / "__init__.py").write_text("from .roc import auc\n")
+    (pkg / "stats" / "roc.py").write_text("from ..config import X\ndef auc(): pass\n")
+    (pkg / "survival.py").write_text("Y = 2\n")
+    nb = _nb(tmp_path / "n.ipynb", "%matplotlib inline\nfrom hcc_utils import seg\nimport hcc_utils.stats as st",
+             "x = __import__('json')")
+    mods = run.code_modules(nb, pkg)
+    assert mods == {"hcc_utils", "hcc_utils.seg", "hcc_utils.config", "hcc_utils.io", "hcc_utils.stats",
+                    "hcc_utils.stats.roc"}
+    h = run.code_digest(pkg, mods)
+    (pkg / "survival.py").write_text("Y = 3\n")  # not used by the notebook
+    assert run.code_digest(pkg, mods) == h
+    (pkg / "stats" / "roc.py").write_text("from ..config import X\ndef auc(): return 1\n")
+    assert run.code_digest(pkg, mods) != h
+    dyn = _nb(tmp_path / "d.ipynb", "import importlib\nm = importlib.import_module('hcc_utils.' + name)")
+    assert run.code_modules(dyn, pkg) is None  # unsure: the whole package counts
