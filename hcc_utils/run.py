@@ -563,9 +563,21 @@ def sync_executed(steps: list[Step], results: list[StepResult], executed_dir: Pa
         if r is not None and r.status in ("unavailable", "missing"):
             (book_executed / f"{s.name}.md").write_text(_fallback_page(s, r.reason))
         elif nb.exists():
-            shutil.copy2(nb, book_executed / nb.name)
+            _copy_for_book(nb, book_executed / nb.name)
         else:
             (book_executed / f"{s.name}.md").write_text(_fallback_page(s, "this step has not been run yet"))
+
+
+def _copy_for_book(src: Path, dst: Path) -> None:
+    """Copy an executed notebook for the book, folding the parameter cells away (``hide-input``)."""
+    import nbformat
+
+    nb = nbformat.read(str(src), as_version=4)
+    for c in nb.cells:
+        tags = c.metadata.get("tags", [])
+        if ("parameters" in tags or "injected-parameters" in tags) and "hide-input" not in tags:
+            c.metadata["tags"] = [*tags, "hide-input"]
+    nbformat.write(nb, str(dst))
 
 
 def build_book(root: Path, log: Callable[[str], None] = print) -> Path:

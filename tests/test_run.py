@@ -172,7 +172,8 @@ def test_unavailable_and_missing_steps_get_pages(fake, tmp_path):
     (book_exec / "stale.ipynb").write_text("{}")
     run.sync_executed(steps, res, tmp / "out" / "executed", book_exec)
     assert not (book_exec / "stale.ipynb").exists()
-    assert (book_exec / "c.ipynb").exists()
+    synced = nbformat.read(str(book_exec / "c.ipynb"), as_version=4)
+    assert synced.cells[0].metadata["tags"] == ["parameters", "hide-input"]  # folded away in the book
     page = (book_exec / "opt.md").read_text()
     assert page.startswith("# Optional chapter") and "the data are not here" in page
     assert "zz.ipynb is not in this checkout" in (book_exec / "nonb.md").read_text()
