@@ -84,7 +84,7 @@ def make_pipeline(seed: int) -> Pipeline:
                      ("scale", StandardScaler()), ("clf", LogisticRegression(random_state=seed))])
 
 
-def make_search(grid: dict[str, list], n_folds: int, seed: int) -> GridSearchCV:
+def make_search(grid: dict[str, list], n_folds: int, seed: int, n_jobs: int = 1) -> GridSearchCV:
     """Grid search over the paper's grid with seeded stratified K-fold and ROC AUC scoring.
 
     Parameters
@@ -95,6 +95,8 @@ def make_search(grid: dict[str, list], n_folds: int, seed: int) -> GridSearchCV:
         Number of stratified folds of the (inner) search.
     seed : int
         Seeds the fold shuffling and the estimator.
+    n_jobs : int
+        Parallel grid fits (joblib); results do not depend on it.
 
     Returns
     -------
@@ -104,7 +106,7 @@ def make_search(grid: dict[str, list], n_folds: int, seed: int) -> GridSearchCV:
     """
     cv = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     return GridSearchCV(make_pipeline(seed), param_grid(grid), scoring="roc_auc", cv=cv, refit=True,
-                        n_jobs=1, error_score="raise")
+                        n_jobs=n_jobs, error_score="raise")
 
 
 def _check_x(X: pd.DataFrame, name: str, allow_missing: bool = False) -> None:
@@ -197,7 +199,8 @@ class ModelFit:
 
 
 def fit_nested(name: str, X_dev: pd.DataFrame, y_dev: pd.Series, X_val: pd.DataFrame | None,
-               grid: dict[str, list], n_folds: int, seed: int, allow_missing: bool = False) -> ModelFit:
+               grid: dict[str, list], n_folds: int, seed: int, allow_missing: bool = False,
+               n_jobs: int = 1) -> ModelFit:
     """Nested cross-validated development predictions, refit on all development, predict validation.
 
     Parameters
@@ -216,6 +219,8 @@ def fit_nested(name: str, X_dev: pd.DataFrame, y_dev: pd.Series, X_val: pd.DataF
         Seeds outer folds (``seed``), inner folds (``seed + 1``) and the estimator.
     allow_missing : bool
         Allow blank (NaN) values, imputed by the median inside each training fold (clinical variables only).
+    n_jobs : int
+        Parallel grid fits inside each search.
 
     Returns
     -------
@@ -228,7 +233,7 @@ def fit_nested(name: str, X_dev: pd.DataFrame, y_dev: pd.Series, X_val: pd.DataF
     y = y_dev.to_numpy().astype(int)
     n_outer, n_inner = _fold_counts(y, n_folds, seed)
     outer = StratifiedKFold(n_splits=n_outer, shuffle=True, random_state=seed)
-    search = make_search(grid, n_inner, seed + 1)
+    search = make_search(grid, n_inner, seed + 1, n_jobs)
     prob = np.full(len(y), np.nan)
     fold_params = []
     with warnings.catch_warnings():
@@ -388,7 +393,7 @@ class Comparison:
 
 
 def run_comparison(patients: pd.DataFrame, features: dict[str, pd.DataFrame], grid: dict[str, list],
-                   n_folds: int, seed: int, progress: bool = True) -> Comparison:
+                   n_folds: int, seed: int, progress: bool = True, n_jobs: int = 1) -> Comparison:
     """Fit DSFR-AP/PP/DP, choose the DSFR phase, fit DSFR-C and Visual, and build Table 2.
 
     Parameters
@@ -402,6 +407,8 @@ def run_comparison(patients: pd.DataFrame, features: dict[str, pd.DataFrame], gr
         ``profile["models"]["grid"]``, ``profile["models"]["cv_folds"]``, the seed.
     progress : bool
         Show a progress bar over models.
+    n_jobs : int
+        Parallel grid fits (``profile["models"]["n_jobs"]`` when set); results do not depend on it.
 
     Returns
     -------
@@ -444,7 +451,8 @@ def run_comparison(patients: pd.DataFrame, features: dict[str, pd.DataFrame], gr
         else:
             Xall = visual_design(patients)
             Xd, Xv = Xall.loc[dev.index], Xall.loc[val.index]
-        fits[name] = fit_nested(name, Xd, y_dev, Xv, grid, n_folds, seed, allow_missing=name == "DSFR-C")
+        fits[name] = fit_nested(name, Xd, y_dev, Xv, grid, n_folds, seed, allow_missing=name == "DSFR-C",
+                                n_jobs=n_jobs)
         fits[name].extra["n_missing"] = int(Xd.isna().sum().sum() + Xv.isna().sum().sum())
     from hcc_utils import stats
 
