@@ -44,10 +44,10 @@ class NomogramWidget:
         for v in self.nomogram.variables:
             if v["type"] == "continuous":
                 c = w.FloatSlider(value=float(v["default"]), min=float(v["min"]), max=float(v["max"]),
-                                  step=float(v["step"]), description=v["label"], style=style, layout=layout,
+                                  step=float(v["step"]), description=v.get("axis_label", v["label"]), style=style, layout=layout,
                                   continuous_update=True, readout_format=".4g")
             else:
-                c = w.Dropdown(options=list(v["levels"]), value=str(v["default"]), description=v["label"],
+                c = w.Dropdown(options=list(v["levels"]), value=str(v["default"]), description=v.get("axis_label", v["label"]),
                                style=style, layout=layout)
             c.observe(self._on_change, names="value")
             self.controls[v["name"]] = c

@@ -894,6 +894,13 @@ def km_table(data: pd.DataFrame, group_col: str = "risk_group") -> pd.DataFrame:
 # ----------------------------------------------------------------------------------------------------------------
 # Nomogram
 # ----------------------------------------------------------------------------------------------------------------
+def _axis_label(label: str) -> str:
+    """Variable label without a trailing "per k" (axes and inputs show values in the table's units)."""
+    import re
+
+    return re.sub(r"(,\s*per\s+[0-9.]+|\s*\(per\s+[0-9.]+[^)]*\))\s*$", "", label).strip() or label
+
+
 class Nomogram:
     """rms-style nomogram of a Cox model for RFS at a landmark.
 
@@ -923,7 +930,8 @@ class Nomogram:
         data = fit.X
         variables = []
         for v in fit.variables:
-            item = {"name": v["name"], "label": v["label"], "type": v["type"]}
+            item = {"name": v["name"], "label": v["label"], "type": v["type"],
+                    "axis_label": v.get("axis_label") or _axis_label(v["label"])}
             if v["type"] == "continuous":
                 x = data[v["name"]].astype(float) * v["per"]  # back to the table's units
                 lo, hi = stats.default_axis_range(x)
@@ -1695,10 +1703,10 @@ def plot_nomogram(res_or_nomo):
         if v["type"] == "continuous":
             vals = _nice_ticks(v["min"], v["max"])
             pos = [(v["beta"] * x / v["per"] - v["lp_min"]) * sc for x in vals]
-            axis_line(y, v["label"], pos, [f"{x:g}" for x in vals])
+            axis_line(y, v.get("axis_label", v["label"]), pos, [f"{x:.4g}" for x in vals])
         else:
             pos = [(lp - v["lp_min"]) * sc for lp in v["lp"]]
-            axis_line(y, v["label"], pos, v["levels"])
+            axis_line(y, v.get("axis_label", v["label"]), pos, v["levels"])
         y -= 1
     tmax = sum((v["lp_max"] - v["lp_min"]) * sc for v in vars_)
     tt = _nice_ticks(0, tmax, extend=True)
@@ -1732,10 +1740,15 @@ def _nice_ticks(lo, hi, n=6, extend=False):
         return [float(v) for v in np.round(np.arange(0, math.ceil(hi / step) * step + step * 1e-9, step), 10)]
     start = math.ceil(lo / step) * step
     vals = list(np.round(np.arange(start, hi + step * 1e-9, step), 10))
-    if vals and vals[0] - lo > 1e-9:
+    # the range ends are ticks too, unless a round tick is within half a step (their labels would overlap)
+    if not vals or vals[0] - lo > 0.5 * step:
         vals = [lo] + vals
-    if vals[-1] < hi - 1e-9:
+    elif vals[0] - lo > 1e-9:
+        vals[0] = lo
+    if vals[-1] < hi - 0.5 * step:
         vals.append(hi)
+    elif vals[-1] < hi - 1e-9:
+        vals[-1] = hi
     return [float(v) for v in vals]
 
 

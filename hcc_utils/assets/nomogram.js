@@ -78,7 +78,7 @@
     var inputs = [];
     model.variables.forEach(function (v) {
       var tr = el("tr");
-      tr.appendChild(el("td", {}, v.label));
+      tr.appendChild(el("td", {}, v.axis_label || v.label));
       var td = el("td");
       var input;
       if (v.type === "continuous") {
