@@ -68,6 +68,7 @@ written by SimpleITK/zlib, whose gzip header holds no timestamp (checked by the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
@@ -536,7 +537,7 @@ def _write(arr, geometry, path: Path):
     import SimpleITK as sitk
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name[:-7] + ".tmp.nii.gz")
+    tmp = path.with_name(f".{path.name[:-7]}.{os.getpid()}.tmp.nii.gz")
     sitk.WriteImage(_to_image(arr, geometry), str(tmp), useCompression=True)
     os.replace(tmp, path)
 
@@ -613,7 +614,7 @@ def _csv(df: pd.DataFrame) -> str:
 
 def _write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
 
@@ -684,11 +685,30 @@ def generate_cohort(profile, force: bool = False, *, n_development: int | None =
     root_, manifest_ = Path(root_).resolve(), Path(manifest_).resolve()
     if not force and is_complete(spec, root_, manifest_):
         return manifest_
-    t0 = time.time()
     root_.mkdir(parents=True, exist_ok=True)
+    with _lock(root_ / ".generating.lock"):  # another process (a parallel test run) may be generating it
+        if not force and is_complete(spec, root_, manifest_):
+            return manifest_
+        _generate(spec, root_, manifest_, workers, progress)
+    return manifest_
+
+
+@contextlib.contextmanager
+def _lock(path: Path):
+    import fcntl
+
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _generate(spec: CohortSpec, root_: Path, manifest_: Path, workers: int, progress: bool) -> None:
+    t0 = time.time()
     stamp = root_ / "stamp.json"
-    if stamp.exists():
-        stamp.unlink()  # an interrupted run must not look complete
+    stamp.unlink(missing_ok=True)  # an interrupted run must not look complete
     tab = cohort_tables(spec)
     jobs = []
     for i, (pid, r) in enumerate(tab.iterrows()):
@@ -699,8 +719,9 @@ def generate_cohort(profile, force: bool = False, *, n_development: int | None =
     if workers > 1 and len(jobs) > 1:
         import multiprocessing as mp
 
-        ctx = mp.get_context("fork") if sys.platform.startswith("linux") else mp.get_context()
-        with ctx.Pool(min(workers, len(jobs))) as pool:
+        # fork is fast; after torch has started its thread pools a forked child can hang, so spawn then
+        method = "fork" if sys.platform.startswith("linux") and "torch" not in sys.modules else "spawn"
+        with mp.get_context(method).Pool(min(workers, len(jobs))) as pool:
             for pid, geo in pool.imap_unordered(_patient_job, jobs):
                 geos[pid] = geo
                 bar.update(1)
@@ -727,7 +748,6 @@ def generate_cohort(profile, force: bool = False, *, n_development: int | None =
     _write_text(stamp, json.dumps(_stamp(spec, manifest_, root_), indent=1, sort_keys=True) + "\n")
     if progress:
         print(f"synthetic cohort: {spec.n} patients in {time.time() - t0:.1f} s -> {manifest_}", file=sys.stderr)
-    return manifest_
 
 
 def _progress(total: int, desc: str, show: bool):

@@ -25,7 +25,7 @@ def big():
 
 
 def _tiny(tmp: Path, workers: int) -> Path:
-    return syn.generate_cohort(load_profile("ci"), root=tmp, n_development=3, n_validation=1, n_annotated=1,
+    return syn.generate_cohort(load_profile("ci"), root=tmp, n_development=2, n_validation=1, n_annotated=1,
                                workers=workers, progress=False)
 
 
@@ -39,7 +39,7 @@ def test_same_seed_gives_byte_identical_files_whatever_the_workers(tmp_path):
     _tiny(b, workers=2)
     fa, fb = _files(a), _files(b)
     assert sorted(fa) == sorted(fb)
-    assert len([n for n in fa if n.endswith(".nii.gz")]) == 4 * 4
+    assert len([n for n in fa if n.endswith(".nii.gz")]) == 3 * 4
     diff = [n for n in fa if fa[n] != fb[n]]
     assert not diff, f"files differ between runs: {diff}"
     for n, data in fa.items():
@@ -63,12 +63,12 @@ def test_complete_cohort_is_not_regenerated_and_force_regenerates(tmp_path):
     assert _tiny(tmp_path, workers=1) == m
     assert img.stat().st_mtime_ns == t0
     stamp = json.loads((tmp_path / "stamp.json").read_text())
-    assert stamp["code"] == syn.code_hash() and stamp["spec"]["n_development"] == 3
+    assert stamp["code"] == syn.code_hash() and stamp["spec"]["n_development"] == 2
     img.unlink()  # incomplete: regenerated
     _tiny(tmp_path, workers=1)
     assert img.exists()
     t1 = img.stat().st_mtime_ns
-    syn.generate_cohort(load_profile("ci"), force=True, root=tmp_path, n_development=3, n_validation=1,
+    syn.generate_cohort(load_profile("ci"), force=True, root=tmp_path, n_development=2, n_validation=1,
                         n_annotated=1, workers=1, progress=False)
     assert img.stat().st_mtime_ns != t1
 
