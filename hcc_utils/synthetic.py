@@ -435,7 +435,7 @@ def render_patient(params: dict[str, Any], centre: int, seed: int, index: int):
     pert = np.zeros(bshape, np.float32)
     for j, v in enumerate(_unit(rng, 8)):
         f = rng.uniform(2.0, 3.5) if j < 4 else rng.uniform(5.0, 8.0)
-        w = 0.14 if j < 4 else 0.06
+        w = 0.11 if j < 4 else 0.035
         pert += np.float32(w) * np.cos(np.float32(f * np.pi) * (ux * v[0] + uy * v[1] + uz * v[2])
                                        + np.float32(rng.uniform(0, 2 * np.pi)))
     t = rho / (1.0 + amp * pert)  # < 1 inside
@@ -449,7 +449,9 @@ def render_patient(params: dict[str, Any], centre: int, seed: int, index: int):
     # intratumoral structure shared by both phases
     het = float(params["heterogeneity"])
     tex = _smooth_noise(rng, bshape, sig_vox(3.0 + 3.0 * rng.random()), 1.0)
-    necrosis = tum_b & (tex > 1.6 - 1.8 * het) & (t < 0.8)
+    # necrosis: smooth blobs, more central, more of it in heterogeneous tumours
+    nec_field = _smooth_noise(rng, bshape, sig_vox(min(8.0, 0.25 * R)), 1.0) + 1.5 * (0.7 - t)
+    necrosis = tum_b & (nec_field > 2.2 - 2.4 * het) & (t < 0.85)
     arteries = np.zeros(bshape, bool)
     if params["artery"]:
         for _ in range(rng.integers(1, 4)):
