@@ -1064,14 +1064,6 @@ def _tdauc(time, event, risk, t) -> float:
         return float("nan")
 
 
-def _progress(it, total, desc, show):
-    if not show:
-        return it
-    from tqdm.auto import tqdm
-
-    return tqdm(it, total=total, desc=desc, leave=False)
-
-
 ADMIN_EPS = 1e-6
 
 
