@@ -1474,9 +1474,13 @@ def ground_truth_table(res: SurvivalResult) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _ci(x, lo, hi, d=2):
+def _ci(x, lo, hi, d=2, unit=False):
+    """``x (lo-hi)``; with ``unit`` the Wald limits of a C-index/AUC are truncated to [0, 1] for display (the stored
+    tables keep the untruncated values)."""
     if any(pd.isna(v) for v in (x, lo, hi)):
         return ""
+    if unit:
+        lo, hi = max(0.0, lo), min(1.0, hi)
     return f"{x:.{d}f} ({lo:.{d}f}-{hi:.{d}f})"
 
 
@@ -1517,9 +1521,11 @@ def format_table4(res: SurvivalResult) -> pd.DataFrame:
     lm = f"{res.landmark:g}"
     return pd.DataFrame({
         "Cohort": t["cohort"], "Model": t["model"], "n": t["n"], "Events": t["events"],
-        "C-index (95% CI)": [_ci(a, b, c, 3) for a, b, c in zip(t["c_index"], t["c_index_lower"], t["c_index_upper"])],
+        "C-index (95% CI)": [_ci(a, b, c, 3, True) for a, b, c in
+                             zip(t["c_index"], t["c_index_lower"], t["c_index_upper"])],
         "p (C vs nomogram)": t.get("c_index_p", pd.Series(np.nan, index=t.index)).map(_p),
-        f"tdAUC({lm}) (95% CI)": [_ci(a, b, c, 3) for a, b, c in zip(t["tdauc"], t["tdauc_lower"], t["tdauc_upper"])],
+        f"tdAUC({lm}) (95% CI)": [_ci(a, b, c, 3, True) for a, b, c in
+                                  zip(t["tdauc"], t["tdauc_lower"], t["tdauc_upper"])],
         "p (tdAUC vs nomogram)": t.get("tdauc_p", pd.Series(np.nan, index=t.index)).map(_p),
     })
 
@@ -1551,9 +1557,9 @@ def glue_values(res: SurvivalResult) -> dict[str, str]:
         g[f"{k}_km_hr"] = _ci(c.get("hr", np.nan), c.get("hr_lower", np.nan), c.get("hr_upper", np.nan))
         for m in ("nomogram", "signature"):
             g[f"{k}_{m}_c"] = _ci(c.get(f"{m}_c_index", np.nan), c.get(f"{m}_c_index_lower", np.nan),
-                                  c.get(f"{m}_c_index_upper", np.nan), 3)
+                                  c.get(f"{m}_c_index_upper", np.nan), 3, True)
             g[f"{k}_{m}_tdauc"] = _ci(c.get(f"{m}_tdauc", np.nan), c.get(f"{m}_tdauc_lower", np.nan),
-                                      c.get(f"{m}_tdauc_upper", np.nan), 3)
+                                      c.get(f"{m}_tdauc_upper", np.nan), 3, True)
         g[f"{k}_c_p"] = _p(c.get("signature_c_index_p", np.nan))
         g[f"{k}_tdauc_p"] = _p(c.get("signature_tdauc_p", np.nan))
     return g
