@@ -1547,7 +1547,8 @@ def glue_values(res: SurvivalResult) -> dict[str, str]:
                             r["signature_hr_final"]["upper"]),
         "sig_hr_final_p": _p(r["signature_hr_final"]["p"]),
         "nomo_threshold": "" if r["nomogram_risk_threshold"] is None else f"{100 * r['nomogram_risk_threshold']:.1f}%",
-        "split_rule": json.dumps(r["split"]),
+        "split_rule": json.dumps(r["split"]), "screen_p": f"{r['screen_p']:g}",
+        "n_bootstrap": str(r["n_bootstrap"]),
     }
     for coh, c in r["cohorts"].items():
         k = coh[:3]
