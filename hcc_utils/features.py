@@ -253,7 +253,7 @@ def extract_phase(manifest, profile, phase: str, mask: str | None = None, device
     model = seg.load_model(profile, phase, dev)
     names = feature_names(model, layers, int(profile["preprocess"]["size"]))
     df = pp.load_manifest(manifest)
-    bs = max(8, 2 * int(profile["unet"].get("batch_size", 16)))
+    bs = seg.inference_batch_size(profile)
     visit = _slices_to_visit(profile, phase) if mask == "predicted" else None
     vecs, qc, slice_frames = [], [], []
     tracemalloc.start()

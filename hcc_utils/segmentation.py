@@ -454,6 +454,11 @@ def _autocast(dev: torch.device):
     return contextlib.nullcontext()
 
 
+def inference_batch_size(profile) -> int:
+    """Slices per forward pass at inference: 4 x the training batch, between 8 and 128 (no gradients are kept)."""
+    return int(min(128, max(8, 4 * int(profile["unet"].get("batch_size", 16)))))
+
+
 @torch.inference_mode()
 def predict_volume(model: nn.Module, image: np.ndarray, batch_size: int = 32, device="auto") -> np.ndarray:
     """Tumour probability (Z x S x S float32) for every slice of a cached, preprocessed volume."""
@@ -530,7 +535,7 @@ def predict_cohort(manifest, profile, phase: str, device="auto", batch_size: int
     out_dir = Path(out_dir) if out_dir else phase_dir(profile, phase)
     model = load_model(profile, phase, dev, out_dir / "model.pth")
     metrics = json.loads((out_dir / "metrics.json").read_text())
-    bs = int(batch_size or max(8, 2 * int(profile["unet"].get("batch_size", 16))))
+    bs = int(batch_size or inference_batch_size(profile))
     df = pp.load_manifest(manifest)
     groups = patient_groups(df, metrics)
     mask_col = pp.PHASE_COLUMNS[phase][2]
