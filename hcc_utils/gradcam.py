@@ -170,7 +170,7 @@ def default_phase(profile) -> str | None:
     f = profile.outputs / "models" / "results.json"
     if f.exists():
         res = json.loads(f.read_text())
-        for key in ("dsfr_phase", "best_phase", "phase"):
+        for key in ("chosen_phase", "dsfr_phase", "best_phase", "phase"):
             v = res.get(key) if isinstance(res, dict) else None
             if v in ("AP", "PP", "DP"):
                 return None if v == "DP" else v
