@@ -94,7 +94,8 @@ def _run(root: Path, manifest: Path, timeout: int = 1800) -> tuple[subprocess.Co
     env = {**os.environ, "HCC_ROOT": str(root), "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "hcc_utils.run", "book", "--profile", "ci", "--manifest",
-                           str(manifest)], env=env, capture_output=True, text=True, timeout=timeout)
+                           str(manifest)], env=env, capture_output=True, text=True, encoding="utf-8", errors="replace",
+                          timeout=timeout)
     return proc, time.perf_counter() - t0
 
 
