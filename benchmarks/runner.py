@@ -1,0 +1,367 @@
+"""The benchmark run: stages on a profile, scaling with the cohort size, side-by-side ratios, FLOPs.
+
+Order matters for the time budget: FLOPs and the CPU's measured limit first (seconds), then the demo-profile stages
+(each in its own child process, so its peak memory is its own), the ratios, then the scaling sizes from small to
+large, each in one child process. A size whose time, extrapolated from the previous size, would overrun the budget
+is skipped and the skip is recorded with the estimate (never silently).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.core import RESULTS, ROOT, ChildError, Run, run_child
+
+FULL = {
+    "profile": "demo", "tag": "demo", "n": None, "sizes": [50, 100, 200, 400], "budget_s": 1140,
+    "train": {"classic": {"epochs": 1, "max_patients": None}, "dynamic": {"epochs": 1, "max_patients": 3}},
+    "ratio_slices": 256, "cache_slices": 512, "delong_ns": [1000, 10000, 100000], "delong_fast_only": [1000000],
+    "delong_budget_s": 20, "boot": {"n_auc": 5000, "n_boot_auc": 2000, "n_c": 1000, "n_boot_c": 500},
+    "flops": [
+        {"name": "classic, demo (base 16, depth 4, 96 px)", "profile": "demo"},
+        {"name": "dynamic resnet18, demo (96 px)", "profile": "demo", "unet": {"arch": "dynamic"}},
+        {"name": "classic, paper (base 64, depth 4, 256 px)", "profile": "paper"},
+        {"name": "dynamic resnet34, paper (256 px)", "profile": "paper", "unet": {"arch": "dynamic"}},
+    ],
+}
+TINY = {
+    "profile": "ci", "tag": "tiny", "n": None, "sizes": [24], "budget_s": 600,
+    "train": {"classic": {"epochs": 1, "max_patients": None}, "dynamic": {"epochs": 1, "max_patients": 2}},
+    "ratio_slices": 32, "cache_slices": 32, "delong_ns": [1000], "delong_fast_only": [10000],
+    "delong_budget_s": 2, "boot": {"n_auc": 300, "n_boot_auc": 100, "n_c": 100, "n_boot_c": 40},
+    "flops": [{"name": "classic, ci (base 8, depth 3, 64 px)", "profile": "ci"}],
+}
+
+
+def _safe(run: Run, what: str, fn, *a, **k):
+    try:
+        return fn(*a, **k)
+    except (ChildError, Exception) as exc:  # noqa: BLE001 - one failing stage must not lose the others
+        run.error(what, exc)
+        return None
+
+
+def _print(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def run_all(mode: str = "full", book: bool = False, sizes: list[int] | None = None, only: list[str] | None = None,
+            budget_s: float | None = None, out_dir: Path = RESULTS, report: bool = True) -> Path:
+    """Run the benchmarks and write ``benchmarks/results/<timestamp>.json`` (and the README when ``report``)."""
+    cfg = dict(FULL if mode == "full" else TINY)
+    if sizes is not None:
+        cfg["sizes"] = sizes
+    if budget_s is not None:
+        cfg["budget_s"] = budget_s
+    groups = only or ["flops", "stages", "ratios", "scaling"]
+    run = Run(cfg["profile"], mode, {"book": book, "sizes": cfg["sizes"], "only": groups, "budget_s": cfg["budget_s"]})
+    base, tag = cfg["profile"], cfg["tag"]
+    log_dir = out_dir / "logs" / run.stamp
+    _print(f"benchmarks ({mode}, profile {base}) -> {out_dir}; logs in {log_dir}")
+
+    def child(task, args, timeout=900):
+        return run_child(task, args, timeout=timeout, log_dir=log_dir)
+
+    # --- FLOPs and the CPU limit -------------------------------------------------------------------------------
+    peak = None
+    if "flops" in groups:
+        _print("[flops] FLOP counter and the CPU's matrix-multiply throughput")
+        r = _safe(run, "cpu peak", child, "cpu_peak", {})
+        if r:
+            peak = r["gflops_sgemm"]
+            run.add("machine", "CPU", "fp32 matmul throughput (torch.mm 2048^2)", r["gflops_sgemm"], "GFLOP/s",
+                    f"{r['threads']} threads; the practical compute limit used below")
+        r = _safe(run, "flops", child, "flops", {"configs": cfg["flops"]})
+        for row in (r or {}).get("rows", []):
+            run.add("flops", row["name"], "forward per slice", row["gflop_forward"], "GFLOP",
+                    params_m=row["params_m"], arch=row["arch"], size=row["size"])
+            run.add("flops", row["name"], "training step per slice", row["gflop_train_step"], "GFLOP",
+                    params_m=row["params_m"], arch=row["arch"], size=row["size"])
+    flops_by_arch = {f["extra"]["arch"]: f["value"] for f in run.data["figures"]
+                     if f["group"] == "flops" and f["metric"] == "training step per slice"
+                     and f["extra"].get("size") == (96 if base == "demo" else 64)}
+    fwd_by_arch = {f["extra"]["arch"]: f["value"] for f in run.data["figures"]
+                   if f["group"] == "flops" and f["metric"] == "forward per slice"
+                   and f["extra"].get("size") == (96 if base == "demo" else 64)}
+
+    # --- stages on the profile --------------------------------------------------------------------------------
+    model_dir = None
+    if "stages" in groups or "scaling" in groups or "ratios" in groups:
+        _print(f"[stages] cohort generation ({base} profile)")
+        r = _safe(run, "cohort generation", child, "generate", {"base": base, "tag": tag})
+        if r:
+            run.add("stage", "cohort generation", "wall time", r["seconds"], "s",
+                    f"{r['n_patients']} patients, {r['workers']} worker processes")
+            run.add("stage", "cohort generation", "throughput", r["patients_per_s"], "patients/s")
+            run.add("stage", "cohort generation", "peak RSS", r["peak_rss_mb"], "MiB", "largest of parent and workers")
+            run.add("stage", "cohort generation", "disk", r["disk_mb"], "MiB")
+        _print("[stages] slice cache")
+        r = _safe(run, "slice cache", child, "cache", {"base": base, "tag": tag})
+        if r:
+            run.add("stage", "slice cache build", "wall time", r["seconds"], "s",
+                    f"{r['volumes']} volumes (AP+PP), {r['slices']} slices")
+            run.add("stage", "slice cache build", "throughput", r["slices_per_s"], "slices/s")
+            run.add("stage", "slice cache build", "peak RSS", r["peak_rss_mb"], "MiB")
+            run.add("stage", "slice cache build", "disk", r["disk_mb"], "MiB")
+        for arch, tc in cfg["train"].items():
+            _print(f"[stages] U-Net training, {arch}")
+            r = _safe(run, f"training {arch}", child, "train",
+                      {"base": base, "tag": tag, "arch": arch, "epochs": tc["epochs"],
+                       "max_patients": tc["max_patients"]}, 1800)
+            if not r:
+                continue
+            if arch == "classic":
+                model_dir = r["model_dir"]
+            st = f"U-Net training ({arch})"
+            sub = "" if r["annotated_used"] == r["annotated_total"] else \
+                f"; measured on {r['annotated_used']} of {r['annotated_total']} annotated patients"
+            run.add("stage", st, "training throughput", r["train_slices_per_s"], "slices/s",
+                    f"{r['n_train_slices']} training slices x {r['epochs']} epochs over the fit wall time "
+                    f"(validation passes included){sub}")
+            run.add("stage", st, "time per epoch (measured)", r["seconds_per_epoch"], "s/epoch",
+                    f"{r['n_train_slices']} training + {r['n_valid_slices']} validation slices")
+            run.add("stage", st, "time per epoch (profile's full training set)",
+                    r["profile_seconds_per_epoch_extrapolated"], "s/epoch",
+                    f"{r['profile_epoch_train_slices']} training slices; "
+                    + ("measured" if not sub else "extrapolated from the measured rate"))
+            run.add("stage", st, "peak RSS", r["peak_rss_mb"], "MiB")
+            if peak and arch in flops_by_arch:
+                achieved = r["train_slices_per_s"] * flops_by_arch[arch]
+                run.add("stage", st, "achieved compute", achieved, "GFLOP/s",
+                        f"{100 * achieved / peak:.1f} % of the measured fp32 matmul limit ({peak:.0f} GFLOP/s)",
+                        fraction_of_peak=achieved / peak)
+        if model_dir:
+            _print("[stages] inference")
+            r = _safe(run, "inference", child, "infer", {"base": base, "tag": tag, "model_from": model_dir})
+            if r:
+                run.add("stage", "inference (PP, all patients)", "network throughput", r["network_slices_per_s"],
+                        "slices/s", "forward passes only")
+                run.add("stage", "inference (PP, all patients)", "end-to-end throughput",
+                        r["slices_per_s_end_to_end"], "slices/s",
+                        "cache read + network + resampling to the image grid + NIfTI write + DSC")
+                run.add("stage", "inference (PP, all patients)", "wall time", r["seconds"], "s",
+                        f"{r['n_patients']} patients, {r['n_slices']} slices")
+                run.add("stage", "inference (PP, all patients)", "peak RSS", r["peak_rss_mb"], "MiB")
+                if peak and "classic" in fwd_by_arch:
+                    a = r["network_slices_per_s"] * fwd_by_arch["classic"]
+                    run.add("stage", "inference (PP, all patients)", "achieved compute", a, "GFLOP/s",
+                            f"{100 * a / peak:.1f} % of the measured fp32 matmul limit", fraction_of_peak=a / peak)
+            _print("[stages] feature extraction")
+            r = _safe(run, "features", child, "features", {"base": base, "tag": tag})
+            if r:
+                run.add("stage", "feature extraction (PP)", "throughput", r["patients_per_s"], "patients/s",
+                        f"{r['n_patients']} patients, {r['n_features']} features")
+                run.add("stage", "feature extraction (PP)", "wall time", r["seconds"], "s")
+                run.add("stage", "feature extraction (PP)", "peak RSS", r["peak_rss_mb"], "MiB")
+            _print("[stages] model grid search")
+            r = _safe(run, "models", child, "models", {"base": base, "tag": tag})
+            if r:
+                run.add("stage", "model grid search (DSFR-PP, DSFR-C, Visual)", "wall time", r["seconds"], "s",
+                        f"{r['n_models']} models, {r['grid_points']} grid points, {r['cv_folds']}-fold nested CV, "
+                        f"{r['n_patients']} patients")
+                run.add("stage", "model grid search (DSFR-PP, DSFR-C, Visual)", "peak RSS", r["peak_rss_mb"], "MiB")
+            _print("[stages] survival statistics")
+            r = _safe(run, "survival", child, "survival", {"base": base, "tag": tag})
+            if r:
+                run.add("stage", "survival statistics (synthetic)", "wall time", r["seconds"], "s",
+                        f"{r['n_patients']} patients, {r['n_bootstrap']} bootstrap replicates")
+                run.add("stage", "survival statistics (synthetic)", "peak RSS", r["peak_rss_mb"], "MiB")
+        else:
+            run.skip("inference, features, models, survival", "no trained classic model (training failed)")
+        r = _safe(run, "survival GSE14520", child, "survival_gse14520", {"base": base})
+        if r and "skipped" not in r:
+            run.add("stage", "survival statistics (GSE14520, real)", "wall time", r["seconds"], "s",
+                    f"{r['n_patients']} patients, {r['n_bootstrap']} bootstrap replicates")
+        elif r:
+            run.skip("survival GSE14520", r["skipped"])
+        _print("[stages] book build (jupyter-book on the current sources)")
+        r = _safe(run, "book build", child, "book_build", {})
+        if r:
+            run.add("stage", "book build (jupyter-book only)", "wall time", r["seconds"], "s",
+                    f"{r['html_pages']} HTML pages; {r['executed_pages_present']} executed chapters present "
+                    "(notebooks are not run in this figure)")
+
+    # --- ratios -----------------------------------------------------------------------------------------------
+    if "ratios" in groups:
+        _print("[ratios] fastai vs plain PyTorch")
+        r = _safe(run, "fastai vs plain", child, "ratio_fastai_vs_plain",
+                  {"base": base, "tag": tag, "n_slices": cfg["ratio_slices"]})
+        if r:
+            run.add("ratio", "training loop: fastai Learner vs plain PyTorch", "fastai / plain time per epoch",
+                    r["ratio_fastai_over_plain"], "x",
+                    f"classic U-Net, {r['n_slices']} slices, batch {r['batch_size']}, Adam, no augmentation",
+                    a_s=r["fastai_s_per_epoch"], b_s=r["plain_s_per_epoch"], a="fastai", b="plain")
+        _print("[ratios] cached slices vs re-reading NIfTI")
+        r = _safe(run, "cache vs nifti", child, "ratio_cache_vs_nifti",
+                  {"base": base, "tag": tag, "n_slices": cfg["cache_slices"]})
+        if r:
+            run.add("ratio", "data per epoch: re-read NIfTI vs slice cache", "NIfTI / cache time per epoch",
+                    r["ratio_nifti_over_cached"], "x",
+                    f"{r['n_slices']} training slices of {r['n_cases']} cases; NIfTI read once per case per epoch",
+                    a_s=r["nifti_s_per_epoch"], b_s=r["cached_s_per_epoch"], a="NIfTI", b="cache")
+        _print("[ratios] DeLong fast vs O(n^2)")
+        r = _safe(run, "delong", child, "ratio_delong",
+                  {"ns": cfg["delong_ns"], "fast_only": cfg["delong_fast_only"], "budget_s": cfg["delong_budget_s"]})
+        for row in (r or {}).get("rows", []):
+            if "quadratic_s" in row:
+                note = ("O(n^2) time extrapolated from "
+                        f"{100 * row['quadratic_fraction_computed']:.1f} % of the case rows"
+                        if row["quadratic_extrapolated"] else "both computed in full")
+                if "max_abs_diff_auc" in row:
+                    note += f"; |dAUC| {row['max_abs_diff_auc']:.1e}, |dz| {row['abs_diff_z']:.1e}"
+                run.add("ratio", f"DeLong test, n = {row['n']:,}", "O(n^2) / fast time", row["speedup"], "x", note,
+                        a_s=row["quadratic_s"], b_s=row["fast_s"], a="O(n^2)", b="fast", n=row["n"])
+            else:
+                run.add("ratio", f"DeLong test, n = {row['n']:,}", "fast DeLong time", row["fast_s"], "s",
+                        "stats.delong_test (Sun & Xu), two correlated scores", n=row["n"])
+        _print("[ratios] bootstrap serial vs parallel")
+        r = _safe(run, "bootstrap", child, "ratio_bootstrap", {"n_jobs": 2, **cfg["boot"]})
+        if r:
+            for k, lab in (("auc", "AUC"), ("c_index", "Harrell's C")):
+                x = r[k]
+                note = f"n = {x['n']}, {x['n_boot']} replicates; identical CIs: {x['identical']}"
+                run.add("ratio", f"bootstrap CI of {lab}: serial vs {r['n_jobs']} processes",
+                        "serial / parallel time (workers started)", x["speedup"], "x",
+                        note + "; parallel time includes starting the joblib workers",
+                        a_s=x["serial_s"], b_s=x["parallel_s"], a="serial", b="parallel")
+                run.add("ratio", f"bootstrap CI of {lab}: serial vs {r['n_jobs']} processes",
+                        "serial / parallel time (warm workers)", x["speedup_warm"], "x",
+                        note + "; second parallel call, joblib's reusable workers already running",
+                        a_s=x["serial_s"], b_s=x["parallel_warm_s"], a="serial", b="parallel (warm)")
+
+    # --- scaling ----------------------------------------------------------------------------------------------
+    if "scaling" in groups:
+        if not model_dir:
+            run.skip("scaling", "no trained classic model to run inference with")
+        else:
+            prev = None
+            for n in sorted(cfg["sizes"]):
+                left = cfg["budget_s"] - run.elapsed()
+                if prev is not None:
+                    est = prev[1] * n / prev[0]
+                    if est > left:
+                        run.skip(f"scaling n = {n}", f"estimated {est:.0f} s (linear from n = {prev[0]}) exceeds the "
+                                 f"{left:.0f} s left of the {cfg['budget_s']} s budget")
+                        continue
+                _print(f"[scaling] n = {n}")
+                r = _safe(run, f"scaling n = {n}", child, "pipeline",
+                          {"base": base, "tag": f"{tag}-n{n}", "n": n, "model_from": model_dir},
+                          max(60, left + 120))
+                if not r:
+                    continue
+                prev = (n, r["wall_s"])
+                tot = 0.0
+                for st, x in r["stages"].items():
+                    tot += x["stage_seconds"]
+                    run.add("scaling", st, "wall time", x["stage_seconds"], "s", n=n,
+                            rss_high_water_mb=max(x["rss_high_water_self_mb"], x["rss_high_water_children_mb"]))
+                run.add("scaling", "all stages", "wall time", tot, "s", n=n)
+                run.add("scaling", "all stages", "peak RSS", r["peak_rss_mb"], "MiB", n=n,
+                        self_mb=r["peak_rss_self_mb"], children_mb=r["peak_rss_children_mb"])
+            _cleanup_bench_data(tag)
+
+    # --- whole book, cold and warm ----------------------------------------------------------------------------
+    if book:
+        for label in ("cold", "warm"):
+            _print(f"[book] make book ({label})")
+            r = _safe(run, f"make book {label}", _make_book, base, label == "cold")
+            if r:
+                run.add("stage", f"make book ({label})", "wall time", r["seconds"], "s", r["note"])
+
+    path = run.write(out_dir)
+    _print(summary_table(run.data))
+    _print(f"written {path} ({run.elapsed():.0f} s)")
+    if report:
+        from benchmarks.report import write_report
+
+        write_report(path)
+    return path
+
+
+def _cleanup_bench_data(tag: str) -> None:
+    """Remove the scaling cohorts (hundreds of MB); the demo-profile benchmark cohort is kept for the next run."""
+    for d in (ROOT / "data" / "bench", ROOT / ".cache" / "bench", ROOT / "outputs" / "bench"):
+        for sub in d.glob(f"{tag}-n*"):
+            shutil.rmtree(sub, ignore_errors=True)
+
+
+def _make_book(profile: str, cold: bool) -> dict[str, Any]:
+    """``make book PROFILE=<profile>``; cold removes the profile's outputs, cache and build first (not the cohort)."""
+    note = "outputs, slice cache and HTML removed first (cohort kept)" if cold else "second run, nothing changed"
+    if cold:
+        subprocess.run(["make", "clean-outputs", f"PROFILE={profile}"], cwd=ROOT, check=True, capture_output=True)
+    t0 = time.perf_counter()
+    proc = subprocess.run(["make", "book", f"PROFILE={profile}"], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "TQDM_DISABLE": "1"})
+    s = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"make book failed (exit {proc.returncode}): {proc.stdout[-800:]} {proc.stderr[-800:]}")
+    return {"seconds": s, "note": note}
+
+
+def summary_table(data: dict[str, Any]) -> str:
+    """A short plain-text table of the figures."""
+    lines = [f"{'group':8} {'stage':52} {'metric':44} {'value':>12} unit"]
+    for f in data["figures"]:
+        v = f["value"]
+        vs = f"{v:12.4g}" if isinstance(v, (int, float)) else f"{str(v):>12}"
+        st = f["stage"] + (f" [n={f['extra']['n']}]" if "n" in f.get("extra", {}) and f["group"] == "scaling" else "")
+        lines.append(f"{f['group']:8} {st[:52]:52} {f['metric'][:44]:44} {vs} {f['unit']}")
+    for s in data.get("skipped", []):
+        lines.append(f"skipped  {s['what']}: {s['reason']}")
+    for e in data.get("errors", []):
+        lines.append(f"ERROR    {e['what']}: {e['error']}")
+    return "\n".join(lines)
+
+
+def latest_result(folder: Path = RESULTS, mode: str | None = "full") -> Path | None:
+    files = sorted(p for p in folder.glob("*.json") if not p.name.startswith("gpu"))
+    for p in reversed(files):
+        if mode is None or json.loads(p.read_text()).get("mode") == mode:
+            return p
+    return None
+
+
+def main_cli(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m benchmarks", description="Benchmarks of the HCC DSFR book.")
+    sub = ap.add_subparsers(dest="cmd")
+    r = sub.add_parser("run", help="run the benchmarks (default)")
+    for p in (ap, r):
+        p.add_argument("--tiny", action="store_true", help="ci profile, tiny sizes: a smoke run of every path")
+        p.add_argument("--book", action="store_true", help="also time `make book` cold and warm (long)")
+        p.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], help="scaling sizes, e.g. 50,100")
+        p.add_argument("--only", type=lambda s: s.split(","), help="flops,stages,ratios,scaling")
+        p.add_argument("--budget", type=float, help="seconds; scaling sizes that would overrun it are skipped")
+        p.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+        p.add_argument("--no-report", action="store_true", help="do not rewrite benchmarks/README.md")
+    rep = sub.add_parser("report", help="rewrite benchmarks/README.md and the plot from a results JSON")
+    rep.add_argument("json", nargs="?", type=Path, help="default: the latest full run")
+    c = sub.add_parser("child", help=argparse.SUPPRESS)
+    c.add_argument("task")
+    c.add_argument("args")
+    c.add_argument("out")
+    a = ap.parse_args(argv)
+    if a.cmd == "child":
+        from benchmarks.core import child_main
+
+        return child_main(a.task, a.args, a.out)
+    if a.cmd == "report":
+        from benchmarks.report import write_report
+
+        path = a.json or latest_result()
+        if path is None:
+            print("no results JSON in benchmarks/results/: run `python -m benchmarks` first", file=sys.stderr)
+            return 1
+        print(write_report(path))
+        return 0
+    run_all("tiny" if a.tiny else "full", book=a.book, sizes=a.sizes, only=a.only, budget_s=a.budget, out_dir=a.out,
+            report=not a.no_report and not a.tiny)
+    return 0
