@@ -22,7 +22,7 @@ FULL = {
     "profile": "demo", "tag": "demo", "n": None, "sizes": [50, 100, 200, 400], "budget_s": 1140,
     "train": {"classic": {"epochs": 1, "max_patients": None}, "dynamic": {"epochs": 1, "max_patients": 3}},
     "ratio_slices": 256, "cache_slices": 512, "delong_ns": [1000, 10000, 100000], "delong_fast_only": [1000000],
-    "delong_budget_s": 20, "boot": {"n_auc": 5000, "n_boot_auc": 2000, "n_c": 1000, "n_boot_c": 500},
+    "delong_budget_s": 20, "gse14520": True, "boot": {"n_auc": 5000, "n_boot_auc": 2000, "n_c": 1000, "n_boot_c": 500},
     "flops": [
         {"name": "classic, demo (base 16, depth 4, 96 px)", "profile": "demo"},
         {"name": "dynamic resnet18, demo (96 px)", "profile": "demo", "unet": {"arch": "dynamic"}},
@@ -34,7 +34,7 @@ TINY = {
     "profile": "ci", "tag": "tiny", "n": None, "sizes": [24], "budget_s": 600,
     "train": {"classic": {"epochs": 1, "max_patients": None}, "dynamic": {"epochs": 1, "max_patients": 2}},
     "ratio_slices": 32, "cache_slices": 32, "delong_ns": [1000], "delong_fast_only": [10000],
-    "delong_budget_s": 2, "boot": {"n_auc": 300, "n_boot_auc": 100, "n_c": 100, "n_boot_c": 40},
+    "delong_budget_s": 2, "gse14520": False, "boot": {"n_auc": 300, "n_boot_auc": 100, "n_c": 100, "n_boot_c": 40},
     "flops": [{"name": "classic, ci (base 8, depth 3, 64 px)", "profile": "ci"}],
 }
 
@@ -174,7 +174,7 @@ def run_all(mode: str = "full", book: bool = False, sizes: list[int] | None = No
                 run.add("stage", "survival statistics (synthetic)", "peak RSS", r["peak_rss_mb"], "MiB")
         else:
             run.skip("inference, features, models, survival", "no trained classic model (training failed)")
-        r = _safe(run, "survival GSE14520", child, "survival_gse14520", {"base": base})
+        r = _safe(run, "survival GSE14520", child, "survival_gse14520", {"base": base}) if cfg["gse14520"] else None
         if r and "skipped" not in r:
             run.add("stage", "survival statistics (GSE14520, real)", "wall time", r["seconds"], "s",
                     f"{r['n_patients']} patients, {r['n_bootstrap']} bootstrap replicates")

@@ -456,8 +456,8 @@ def _quadratic_delong(y, a, b, budget_s: float = 20.0, chunk: int = 512) -> dict
         for c0 in range(0, m, chunk):
             blk = (X[c0:c0 + chunk, None] > Y[None, :]).astype(np.float32)
             blk += 0.5 * (X[c0:c0 + chunk, None] == Y[None, :])
-            v10[c0:c0 + chunk] = blk.mean(1)
-            v01 += blk.sum(0)
+            v10[c0:c0 + chunk] = blk.mean(1, dtype=np.float64)
+            v01 += blk.sum(0, dtype=np.float64)
             done = min(m, c0 + chunk)
             el = time.perf_counter() - t0
             if el > budget_s / 2 and done < m:  # extrapolate the rest

@@ -1,0 +1,101 @@
+"""Benchmarks (issue 7): the runner's tiny mode writes a valid results JSON and a results page; nothing is timed here.
+
+Speed is measured by ``make bench``, never asserted in tests: these tests only check that every benchmark path runs
+and records what it says it records.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_quadratic_delong_matches_fast_delong():
+    from benchmarks.tasks import _quadratic_delong
+    from hcc_utils import stats
+
+    rng = np.random.default_rng(3)
+    n = 600
+    y = (rng.random(n) < 0.4).astype(int)
+    a = np.round(0.9 * y + rng.normal(size=n), 1)  # many ties
+    b = np.round(0.5 * y + rng.normal(size=n), 1)
+    q = _quadratic_delong(y, a, b, budget_s=60)
+    r = stats.delong_test(y, a, b)
+    assert not q["extrapolated"]
+    assert q["auc_a"] == pytest.approx(r.auc_a, abs=1e-12) and q["auc_b"] == pytest.approx(r.auc_b, abs=1e-12)
+    assert q["z"] == pytest.approx(r.z, rel=1e-9)
+
+
+def test_scaling_sizes_keep_the_profile_proportions():
+    from benchmarks.tasks import bench_profile, sizes_for
+
+    demo = {"n_development": 180, "n_validation": 28, "n_annotated": 60}
+    assert sizes_for(208, demo) == (180, 28, 60)
+    nd, nv, na = sizes_for(400, demo)
+    assert nd + nv == 400 and na == 115
+    p = bench_profile("demo", "t-n50", 50)
+    assert p.cohort_root == ROOT / "data" / "bench" / "t-n50"
+    assert p.outputs == ROOT / "outputs" / "bench" / "t-n50"  # never the book's outputs
+    assert int(p["cohort"]["n_development"]) + int(p["cohort"]["n_validation"]) == 50
+
+
+def test_gpu_script_cpu_path(tmp_path):
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--tiny", "--models", "classic",
+                           "--modes", "fp32,bf16_cl", "--out", str(tmp_path)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    files = list(tmp_path.glob("gpu-*-tiny.json"))
+    assert len(files) == 1
+    d = json.loads(files[0].read_text())
+    assert d["tiny"] and d["device"] == "CPU"
+    assert [r["mode"] for r in d["rows"]] == ["fp32", "bf16_cl"]
+    for r in d["rows"]:
+        assert r["train_slices_per_s"] > 0 and r["infer_slices_per_s"] > 0
+        assert r["gflop_train_step"] > 2 * r["gflop_forward"] > 0  # backward costs about twice the forward
+
+
+@pytest.mark.slow
+def test_tiny_run_writes_valid_json_and_page(tmp_path):
+    out = tmp_path / "results"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--tiny", "--out", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    files = sorted(out.glob("*.json"))
+    assert len(files) == 1
+    d = json.loads(files[0].read_text())
+    assert d["schema"] == 1 and d["mode"] == "tiny" and d["profile"] == "ci"
+    assert d["git"]["commit"] and d["versions"]["torch"] and d["machine"]["usable_cpus"] >= 1
+    assert d["errors"] == [], d["errors"]
+    figs = d["figures"]
+    assert all({"group", "stage", "metric", "value", "unit"} <= set(f) and f["unit"] for f in figs)
+    groups = {f["group"] for f in figs}
+    assert {"machine", "flops", "stage", "ratio", "scaling"} <= groups
+    stages = {f["stage"] for f in figs if f["group"] == "stage"}
+    for s in ("cohort generation", "slice cache build", "U-Net training (classic)", "U-Net training (dynamic)",
+              "inference (PP, all patients)", "feature extraction (PP)", "survival statistics (synthetic)"):
+        assert s in stages, s
+    assert any(f["stage"].startswith("model grid search") for f in figs)
+    rss = [f["value"] for f in figs if f["metric"] == "peak RSS"]
+    assert rss and all(100 < v < 24 * 1024 for v in rss)  # MiB, a Python process with torch
+    sc = [f for f in figs if f["group"] == "scaling" and f["stage"] == "all stages" and f["metric"] == "wall time"]
+    assert [f["extra"]["n"] for f in sc] == [24]
+    # the O(n^2) DeLong agrees with the fast one where both were computed in full
+    dl = [f for f in figs if f["group"] == "ratio" and f["stage"].startswith("DeLong") and f["unit"] == "x"]
+    assert dl and all("|dAUC|" in f["note"] for f in dl)
+    assert "cohort generation" in proc.stdout  # the short table
+
+    from benchmarks.report import write_report
+
+    page = write_report(files[0], readme=tmp_path / "README.md", plot=tmp_path / "scaling.png")
+    text = page.read_text()
+    for section in ("## Stages of the book", "## Scaling with the cohort", "## Side-by-side ratios",
+                    "## U-Net FLOPs per slice"):
+        assert section in text
+    assert (tmp_path / "scaling.png").stat().st_size > 5000
+    assert "Slowest stage measured" in text
