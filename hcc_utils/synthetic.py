@@ -25,7 +25,7 @@ Cohort
 ``n_development`` patients from centre 1 and ``n_validation`` from centre 2 (demo/paper: 180 + 28, ci: 16 + 8);
 ``n_annotated`` development patients, drawn at random, have ``seg_train = 1`` (their masks may train the U-Net).
 Every patient has masks, so segmentation can be scored everywhere. Centre 2 is another scanner: 2.8 mm pixels and 4 mm
-slices instead of 3.0 mm and 5 mm, more noise (18 vs 11 HU), 15 % less arterial enhancement, a softer kernel.
+slices instead of 3.0 mm and 5 mm, more noise (15 vs 11 HU), 10 % less arterial enhancement, a softer kernel.
 
 Targeted marginals (Table 1 of the paper; :func:`simulate_tables`, checked by ``tests/test_synthetic.py``)
 ------------------------------------------------------------------------------------------------------------------
@@ -106,7 +106,7 @@ CLIN_NAMES = [v.name for v in CLINICAL_VARIABLES]
 #: blur (mm).
 CENTRES: dict[int, dict[str, Any]] = {
     1: {"size": (128, 128, 36), "spacing": (3.0, 3.0, 5.0), "noise": 11.0, "contrast": 1.00, "psf": 1.2},
-    2: {"size": (136, 136, 45), "spacing": (2.8, 2.8, 4.0), "noise": 18.0, "contrast": 0.85, "psf": 1.6},
+    2: {"size": (136, 136, 45), "spacing": (2.8, 2.8, 4.0), "noise": 15.0, "contrast": 0.90, "psf": 1.4},
 }
 CENTRE_NAMES = {1: "development", 2: "validation"}
 
