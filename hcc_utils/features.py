@@ -248,8 +248,7 @@ def extract_phase(manifest, profile, phase: str, mask: str | None = None, device
         raise ValueError(f"features.mask must be 'predicted' or 'manual', got {mask!r}")
     layers = list(layers or profile["features"]["layers"])
     dev = seg.resolve_device(device)
-    if torch.get_num_threads() > seg.MAX_THREADS:
-        torch.set_num_threads(seg.MAX_THREADS)
+    seg.set_threads()
     model = seg.load_model(profile, phase, dev)
     names = feature_names(model, layers, int(profile["preprocess"]["size"]))
     df = pp.load_manifest(manifest)

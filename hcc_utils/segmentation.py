@@ -42,6 +42,24 @@ log = logging.getLogger(__name__)
 MAX_THREADS = 2
 
 
+def torch_threads() -> int:
+    """CPU threads for torch: ``$HCC_TORCH_THREADS`` (1 to ``MAX_THREADS``), default 1.
+
+    One thread by default: results do not depend on the thread count (reproducible across machines), and on a shared
+    CPU OpenMP's spin-waiting made two threads 5-25x slower per training step than one (measured here under load).
+    """
+    import os
+
+    n = int(os.environ.get("HCC_TORCH_THREADS", "1"))
+    return max(1, min(MAX_THREADS, n))
+
+
+def set_threads() -> None:
+    """Apply :func:`torch_threads` (CPU only; harmless with CUDA)."""
+    if torch.get_num_threads() != torch_threads():
+        torch.set_num_threads(torch_threads())
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # device and determinism
 # ----------------------------------------------------------------------------------------------------------------------
@@ -55,12 +73,11 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def seed_everything(seed: int, device: torch.device) -> None:
-    """Seed python, numpy and torch; deterministic algorithms on the CPU; cap CPU threads at ``MAX_THREADS``."""
+    """Seed python, numpy and torch; deterministic algorithms on the CPU; CPU threads from :func:`torch_threads`."""
     from fastai.torch_core import set_seed
 
     set_seed(int(seed), reproducible=True)
-    if torch.get_num_threads() > MAX_THREADS:
-        torch.set_num_threads(MAX_THREADS)
+    set_threads()
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
 
@@ -530,8 +547,7 @@ def predict_cohort(manifest, profile, phase: str, device="auto", batch_size: int
     from hcc_utils.io import read_image, write_image
 
     dev = resolve_device(device)
-    if torch.get_num_threads() > MAX_THREADS:
-        torch.set_num_threads(MAX_THREADS)
+    set_threads()
     out_dir = Path(out_dir) if out_dir else phase_dir(profile, phase)
     model = load_model(profile, phase, dev, out_dir / "model.pth")
     metrics = json.loads((out_dir / "metrics.json").read_text())
