@@ -171,8 +171,11 @@ def gse14520_parameters() -> dict[str, Any]:
         survival = None
     fn = getattr(survival, "gse14520_parameters", None) if survival else None
     if callable(fn):
-        return dict(fn())
-    return {"dataset": "gse14520", "data_file": str(GSE14520_FILE)}
+        params = dict(fn())
+        if "table_path" in params:  # the table checked by _gse14520_available (beside the code, even under HCC_ROOT)
+            params["table_path"] = str(GSE14520_FILE)
+        return params
+    return {"dataset": "gse14520", "table_path": str(GSE14520_FILE), "chapter": "gse14520"}
 
 
 def plan(profile: Profile, manifest: Path | None = None, seed: int | None = None,

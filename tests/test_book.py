@@ -106,7 +106,7 @@ def book_run(tmp_path_factory, ci_manifest):
     manifest = _dicom_cohort(Path(ci_manifest), root / "privacy_cohort")
     proc, seconds = _run(root, manifest)
     log = proc.stdout + "\n" + proc.stderr
-    (root / "run1.log").write_text(log)
+    (root / "run1.log").write_text(log, encoding="utf-8")
     assert proc.returncode == 0, f"the ci book run failed (exit {proc.returncode}):\n{log[-6000:]}"
     return {"root": root, "manifest": manifest, "log": log, "seconds": seconds,
             "outputs": root / "outputs" / "ci", "html": root / "book" / "_build" / "html"}
