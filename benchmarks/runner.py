@@ -90,96 +90,119 @@ def run_all(mode: str = "full", book: bool = False, sizes: list[int] | None = No
                    if f["group"] == "flops" and f["metric"] == "forward per slice"
                    and f["extra"].get("size") == (96 if base == "demo" else 64)}
 
-    # --- stages on the profile --------------------------------------------------------------------------------
+    # --- stages on the profile = the first scaling size (each stage in its own process) ---------------------------
+    sizes = sorted(cfg["sizes"])
     model_dir = None
-    if "stages" in groups or "scaling" in groups or "ratios" in groups:
-        _print(f"[stages] cohort generation ({base} profile)")
-        r = _safe(run, "cohort generation", child, "generate", {"base": base, "tag": tag})
-        if r:
+    per_size: dict[int, float] = {}
+    tag0 = f"{tag}-n{sizes[0]}"
+
+    def stage_run(n: int, first: bool) -> None:
+        """Every per-patient stage for a cohort of n, one child process per stage (peak RSS per stage)."""
+        nonlocal model_dir
+        kw = {"base": base, "tag": f"{tag}-n{n}", "n": n}
+        rec = []  # (stage, seconds, peak rss)
+
+        def stage(name, task, args, timeout=1800):
+            _print(f"[n = {n}] {name}")
+            r = _safe(run, f"{name} (n = {n})", child, task, args, timeout)
+            if r:
+                rec.append((name, r["seconds"], r["peak_rss_mb"]))
+            return r
+
+        r = stage("cohort generation", "generate", kw)
+        if r and first:
             run.add("stage", "cohort generation", "wall time", r["seconds"], "s",
                     f"{r['n_patients']} patients, {r['workers']} worker processes")
             run.add("stage", "cohort generation", "throughput", r["patients_per_s"], "patients/s")
             run.add("stage", "cohort generation", "peak RSS", r["peak_rss_mb"], "MiB", "largest of parent and workers")
             run.add("stage", "cohort generation", "disk", r["disk_mb"], "MiB")
-        _print("[stages] slice cache")
-        r = _safe(run, "slice cache", child, "cache", {"base": base, "tag": tag})
-        if r:
+        r = stage("slice cache (AP+PP)", "cache", kw)
+        if r and first:
             run.add("stage", "slice cache build", "wall time", r["seconds"], "s",
                     f"{r['volumes']} volumes (AP+PP), {r['slices']} slices")
             run.add("stage", "slice cache build", "throughput", r["slices_per_s"], "slices/s")
             run.add("stage", "slice cache build", "peak RSS", r["peak_rss_mb"], "MiB")
             run.add("stage", "slice cache build", "disk", r["disk_mb"], "MiB")
-        for arch, tc in cfg["train"].items():
-            _print(f"[stages] U-Net training, {arch}")
-            r = _safe(run, f"training {arch}", child, "train",
-                      {"base": base, "tag": tag, "arch": arch, "epochs": tc["epochs"],
-                       "max_patients": tc["max_patients"]}, 1800)
-            if not r:
-                continue
-            if arch == "classic":
-                model_dir = r["model_dir"]
-            st = f"U-Net training ({arch})"
-            sub = "" if r["annotated_used"] == r["annotated_total"] else \
-                f"; measured on {r['annotated_used']} of {r['annotated_total']} annotated patients"
-            run.add("stage", st, "training throughput", r["train_slices_per_s"], "slices/s",
-                    f"{r['n_train_slices']} training slices x {r['epochs']} epochs over the fit wall time "
-                    f"(validation passes included){sub}")
-            run.add("stage", st, "time per epoch (measured)", r["seconds_per_epoch"], "s/epoch",
-                    f"{r['n_train_slices']} training + {r['n_valid_slices']} validation slices")
-            run.add("stage", st, "time per epoch (profile's full training set)",
-                    r["profile_seconds_per_epoch_extrapolated"], "s/epoch",
-                    f"{r['profile_epoch_train_slices']} training slices; "
-                    + ("measured" if not sub else "extrapolated from the measured rate"))
-            run.add("stage", st, "peak RSS", r["peak_rss_mb"], "MiB")
-            if peak and arch in flops_by_arch:
-                achieved = r["train_slices_per_s"] * flops_by_arch[arch]
-                run.add("stage", st, "achieved compute", achieved, "GFLOP/s",
-                        f"{100 * achieved / peak:.1f} % of the measured fp32 matmul limit ({peak:.0f} GFLOP/s)",
-                        fraction_of_peak=achieved / peak)
-        if model_dir:
-            _print("[stages] inference")
-            r = _safe(run, "inference", child, "infer", {"base": base, "tag": tag, "model_from": model_dir})
-            if r:
-                run.add("stage", "inference (PP, all patients)", "network throughput", r["network_slices_per_s"],
-                        "slices/s", "forward passes only")
-                run.add("stage", "inference (PP, all patients)", "end-to-end throughput",
-                        r["slices_per_s_end_to_end"], "slices/s",
+        if first:
+            for arch, tc in cfg["train"].items():
+                _print(f"[n = {n}] U-Net training, {arch}")
+                r = _safe(run, f"training {arch}", child, "train",
+                          {**kw, "arch": arch, "epochs": tc["epochs"], "max_patients": tc["max_patients"]}, 1800)
+                if not r:
+                    continue
+                if arch == "classic":
+                    model_dir = r["model_dir"]
+                st = f"U-Net training ({arch})"
+                sub = "" if r["annotated_used"] == r["annotated_total"] else \
+                    f"; measured on {r['annotated_used']} of {r['annotated_total']} annotated patients"
+                run.add("stage", st, "training throughput", r["train_slices_per_s"], "slices/s",
+                        f"{r['n_train_slices']} training slices x {r['epochs']} epochs over the fit wall time "
+                        f"(validation passes included){sub}")
+                run.add("stage", st, "time per epoch (measured)", r["seconds_per_epoch"], "s/epoch",
+                        f"{r['n_train_slices']} training + {r['n_valid_slices']} validation slices")
+                run.add("stage", st, "time per epoch, demo's 60 annotated patients (extrapolated)",
+                        _demo_epoch(r), "s/epoch",
+                        "measured s per training slice x training slices per patient of this cohort x the "
+                        "demo profile's training patients (annotated minus the validation fraction)")
+                run.add("stage", st, "peak RSS", r["peak_rss_mb"], "MiB")
+                if peak and arch in flops_by_arch:
+                    achieved = r["train_slices_per_s"] * flops_by_arch[arch]
+                    run.add("stage", st, "achieved compute", achieved, "GFLOP/s",
+                            f"{100 * achieved / peak:.1f} % of the measured fp32 matmul limit ({peak:.0f} GFLOP/s)",
+                            fraction_of_peak=achieved / peak)
+        if not model_dir:
+            run.skip(f"inference, features, models, survival (n = {n})", "no trained classic model")
+        else:
+            r = stage("inference (PP)", "infer", {**kw, "model_from": model_dir})
+            if r and first:
+                st = "inference (PP, all patients)"
+                run.add("stage", st, "network throughput", r["network_slices_per_s"], "slices/s", "forward passes only")
+                run.add("stage", st, "end-to-end throughput", r["slices_per_s_end_to_end"], "slices/s",
                         "cache read + network + resampling to the image grid + NIfTI write + DSC")
-                run.add("stage", "inference (PP, all patients)", "wall time", r["seconds"], "s",
+                run.add("stage", st, "wall time", r["seconds"], "s",
                         f"{r['n_patients']} patients, {r['n_slices']} slices")
-                run.add("stage", "inference (PP, all patients)", "peak RSS", r["peak_rss_mb"], "MiB")
+                run.add("stage", st, "peak RSS", r["peak_rss_mb"], "MiB")
                 if peak and "classic" in fwd_by_arch:
                     a = r["network_slices_per_s"] * fwd_by_arch["classic"]
-                    run.add("stage", "inference (PP, all patients)", "achieved compute", a, "GFLOP/s",
+                    run.add("stage", st, "achieved compute", a, "GFLOP/s",
                             f"{100 * a / peak:.1f} % of the measured fp32 matmul limit", fraction_of_peak=a / peak)
-            _print("[stages] feature extraction")
-            r = _safe(run, "features", child, "features", {"base": base, "tag": tag})
-            if r:
+            r = stage("feature extraction (PP)", "features", kw)
+            if r and first:
                 run.add("stage", "feature extraction (PP)", "throughput", r["patients_per_s"], "patients/s",
                         f"{r['n_patients']} patients, {r['n_features']} features")
                 run.add("stage", "feature extraction (PP)", "wall time", r["seconds"], "s")
                 run.add("stage", "feature extraction (PP)", "peak RSS", r["peak_rss_mb"], "MiB")
-            _print("[stages] model grid search")
-            r = _safe(run, "models", child, "models", {"base": base, "tag": tag})
-            if r:
-                run.add("stage", "model grid search (DSFR-PP, DSFR-C, Visual)", "wall time", r["seconds"], "s",
+            r = stage("model grid search", "models", kw)
+            if r and first:
+                st = "model grid search (DSFR-PP, DSFR-C, Visual)"
+                run.add("stage", st, "wall time", r["seconds"], "s",
                         f"{r['n_models']} models, {r['grid_points']} grid points, {r['cv_folds']}-fold nested CV, "
                         f"{r['n_patients']} patients")
-                run.add("stage", "model grid search (DSFR-PP, DSFR-C, Visual)", "peak RSS", r["peak_rss_mb"], "MiB")
-            _print("[stages] survival statistics")
-            r = _safe(run, "survival", child, "survival", {"base": base, "tag": tag})
-            if r:
+                run.add("stage", st, "peak RSS", r["peak_rss_mb"], "MiB")
+            r = stage("survival statistics", "survival", kw)
+            if r and first:
                 run.add("stage", "survival statistics (synthetic)", "wall time", r["seconds"], "s",
                         f"{r['n_patients']} patients, {r['n_bootstrap']} bootstrap replicates")
                 run.add("stage", "survival statistics (synthetic)", "peak RSS", r["peak_rss_mb"], "MiB")
-        else:
-            run.skip("inference, features, models, survival", "no trained classic model (training failed)")
-        r = _safe(run, "survival GSE14520", child, "survival_gse14520", {"base": base}) if cfg["gse14520"] else None
-        if r and "skipped" not in r:
-            run.add("stage", "survival statistics (GSE14520, real)", "wall time", r["seconds"], "s",
-                    f"{r['n_patients']} patients, {r['n_bootstrap']} bootstrap replicates")
-        elif r:
-            run.skip("survival GSE14520", r["skipped"])
+        for name, sec, rss in rec:
+            run.add("scaling", name, "wall time", sec, "s", n=n, rss_high_water_mb=rss)
+        if rec:
+            tot = sum(x[1] for x in rec)
+            per_size[n] = tot
+            run.add("scaling", "all stages", "wall time", tot, "s", n=n)
+            run.add("scaling", "all stages", "peak RSS", max(x[2] for x in rec), "MiB", n=n,
+                    note="largest peak among the stages' processes")
+
+    if "stages" in groups or "scaling" in groups or "ratios" in groups:
+        stage_run(sizes[0], True)
+        if cfg["gse14520"]:
+            _print("[stages] survival statistics on GSE14520")
+            r = _safe(run, "survival GSE14520", child, "survival_gse14520", {"base": base})
+            if r and "skipped" not in r:
+                run.add("stage", "survival statistics (GSE14520, real)", "wall time", r["seconds"], "s",
+                        f"{r['n_patients']} patients, {r['n_bootstrap']} bootstrap replicates")
+            elif r:
+                run.skip("survival GSE14520", r["skipped"])
         _print("[stages] book build (jupyter-book on the current sources)")
         r = _safe(run, "book build", child, "book_build", {})
         if r:
@@ -191,7 +214,7 @@ def run_all(mode: str = "full", book: bool = False, sizes: list[int] | None = No
     if "ratios" in groups:
         _print("[ratios] fastai vs plain PyTorch")
         r = _safe(run, "fastai vs plain", child, "ratio_fastai_vs_plain",
-                  {"base": base, "tag": tag, "n_slices": cfg["ratio_slices"]})
+                  {"base": base, "tag": tag0, "n_slices": cfg["ratio_slices"]})
         if r:
             run.add("ratio", "training loop: fastai Learner vs plain PyTorch", "fastai / plain time per epoch",
                     r["ratio_fastai_over_plain"], "x",
@@ -199,7 +222,7 @@ def run_all(mode: str = "full", book: bool = False, sizes: list[int] | None = No
                     a_s=r["fastai_s_per_epoch"], b_s=r["plain_s_per_epoch"], a="fastai", b="plain")
         _print("[ratios] cached slices vs re-reading NIfTI")
         r = _safe(run, "cache vs nifti", child, "ratio_cache_vs_nifti",
-                  {"base": base, "tag": tag, "n_slices": cfg["cache_slices"]})
+                  {"base": base, "tag": tag0, "n_slices": cfg["cache_slices"]})
         if r:
             run.add("ratio", "data per epoch: re-read NIfTI vs slice cache", "NIfTI / cache time per epoch",
                     r["ratio_nifti_over_cached"], "x",
@@ -235,36 +258,19 @@ def run_all(mode: str = "full", book: bool = False, sizes: list[int] | None = No
                         note + "; second parallel call, joblib's reusable workers already running",
                         a_s=x["serial_s"], b_s=x["parallel_warm_s"], a="serial", b="parallel (warm)")
 
-    # --- scaling ----------------------------------------------------------------------------------------------
-    if "scaling" in groups:
-        if not model_dir:
-            run.skip("scaling", "no trained classic model to run inference with")
-        else:
-            prev = None
-            for n in sorted(cfg["sizes"]):
-                left = cfg["budget_s"] - run.elapsed()
-                if prev is not None:
-                    est = prev[1] * n / prev[0]
-                    if est > left:
-                        run.skip(f"scaling n = {n}", f"estimated {est:.0f} s (linear from n = {prev[0]}) exceeds the "
-                                 f"{left:.0f} s left of the {cfg['budget_s']} s budget")
-                        continue
-                _print(f"[scaling] n = {n}")
-                r = _safe(run, f"scaling n = {n}", child, "pipeline",
-                          {"base": base, "tag": f"{tag}-n{n}", "n": n, "model_from": model_dir},
-                          max(60, left + 120))
-                if not r:
+    # --- scaling: the larger sizes ------------------------------------------------------------------------------
+    if "scaling" in groups and model_dir:
+        for n in sizes[1:]:
+            left = cfg["budget_s"] - run.elapsed()
+            prev_n = max(per_size) if per_size else None
+            if prev_n is not None:
+                est = per_size[prev_n] * n / prev_n + 30  # + process start-ups
+                if est > left:
+                    run.skip(f"scaling n = {n}", f"estimated {est:.0f} s (linear from n = {prev_n}) exceeds the "
+                             f"{left:.0f} s left of the {cfg['budget_s']:.0f} s budget")
                     continue
-                prev = (n, r["wall_s"])
-                tot = 0.0
-                for st, x in r["stages"].items():
-                    tot += x["stage_seconds"]
-                    run.add("scaling", st, "wall time", x["stage_seconds"], "s", n=n,
-                            rss_high_water_mb=max(x["rss_high_water_self_mb"], x["rss_high_water_children_mb"]))
-                run.add("scaling", "all stages", "wall time", tot, "s", n=n)
-                run.add("scaling", "all stages", "peak RSS", r["peak_rss_mb"], "MiB", n=n,
-                        self_mb=r["peak_rss_self_mb"], children_mb=r["peak_rss_children_mb"])
-            _cleanup_bench_data(tag)
+            stage_run(n, False)
+        _cleanup_bench_data(tag, keep=tag0)
 
     # --- whole book, cold and warm ----------------------------------------------------------------------------
     if book:
@@ -284,11 +290,12 @@ def run_all(mode: str = "full", book: bool = False, sizes: list[int] | None = No
     return path
 
 
-def _cleanup_bench_data(tag: str) -> None:
-    """Remove the scaling cohorts (hundreds of MB); the demo-profile benchmark cohort is kept for the next run."""
+def _cleanup_bench_data(tag: str, keep: str) -> None:
+    """Remove the larger scaling cohorts (hundreds of MB); the first size's cohort is kept for inspection."""
     for d in (ROOT / "data" / "bench", ROOT / ".cache" / "bench", ROOT / "outputs" / "bench"):
         for sub in d.glob(f"{tag}-n*"):
-            shutil.rmtree(sub, ignore_errors=True)
+            if sub.name != keep:
+                shutil.rmtree(sub, ignore_errors=True)
 
 
 def _make_book(profile: str, cold: bool) -> dict[str, Any]:
@@ -365,3 +372,17 @@ def main_cli(argv: list[str] | None = None) -> int:
     run_all("tiny" if a.tiny else "full", book=a.book, sizes=a.sizes, only=a.only, budget_s=a.budget, out_dir=a.out,
             report=not a.no_report and not a.tiny)
     return 0
+
+
+def _demo_epoch(r: dict[str, Any]) -> float | None:
+    """Seconds per epoch on the demo profile's full training set, from the measured seconds per training slice."""
+    if not r.get("seconds_per_epoch") or not r.get("n_train_slices"):
+        return None
+    from hcc_utils.config import load_profile
+
+    demo = load_profile("demo")
+    vf = float(demo["unet"]["valid_fraction"])
+    n_demo_train = int(demo["cohort"]["n_annotated"]) - max(1, round(vf * int(demo["cohort"]["n_annotated"])))
+    n_here = max(1, r["annotated_total"] - max(1, round(vf * r["annotated_total"])))
+    per_slice = r["seconds_per_epoch"] / r["n_train_slices"]
+    return per_slice * r["profile_epoch_train_slices"] / n_here * n_demo_train
