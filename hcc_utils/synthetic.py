@@ -172,8 +172,8 @@ def simulate_tables(n: int, seed: int, centre: np.ndarray | None = None) -> pd.D
     cap = np.where(cap < 0.12, 0.0, cap)  # absent capsule
     df["capsule"] = np.round(cap, 3)
     df["washout"] = (rng.random(n) < 0.80).astype(int)
-    df["ap_enhancement"] = np.round(rng.uniform(30.0, 80.0, n), 1)  # HU above the liver in AP
-    df["pp_washout_hu"] = np.round(np.where(df["washout"] == 1, rng.uniform(15.0, 40.0, n),
+    df["ap_enhancement"] = np.round(rng.uniform(20.0, 60.0, n), 1)  # HU above the liver in AP
+    df["pp_washout_hu"] = np.round(np.where(df["washout"] == 1, rng.uniform(20.0, 45.0, n),
                                             rng.uniform(-8.0, 5.0, n)), 1)
     # readers
     noisier = np.where(centre == 2, 1.2, 1.0)
