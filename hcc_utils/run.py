@@ -496,7 +496,8 @@ def run_steps(steps: list[Step], *, notebooks_dir: Path, executed_dir: Path, sta
             log(f"{tag}: unchanged, skipped (ran {prev.get('seconds', 0):.1f} s on {prev.get('finished', '?')})")
             results.append(StepResult(s.name, "skipped", executed=str(dst), hash=h))
             continue
-        log(f"{tag}: running {src.name} with {json.dumps(s.params, default=str)}")
+        shown = json.dumps(s.params, default=str)
+        log(f"{tag}: running {src.name} with {shown if len(shown) <= 240 else shown[:236] + ' ...}'}")
         t0 = time.perf_counter()
         try:
             execute_notebook(src, dst, s.params, kernel=kernel, cwd=notebooks_dir, progress=progress)

@@ -55,7 +55,13 @@ EXPECTED = [
     "features/AP.parquet", "features/PP.parquet", "features/DP.parquet",
     "features/AP_slices.parquet", "features/PP_slices.parquet",
     "models/predictions.csv", "models/table2.csv", "models/dsfr_weights.csv", "models/signature.csv",
-    "models/results.json",
+    "models/results.json", "models/figure1_roc.png",
+    # the paper's tables and figures
+    "cohort/table1.csv", "gradcam/figure2.png", "gradcam/locations.csv",
+    *[f"survival/synthetic/{f}" for f in (
+        "figure3_km.png", "km_logrank.csv", "tableS1_univariable_cox.csv", "table3_cox.csv", "figure4a_nomogram.png",
+        "table4_discrimination.csv", "figure4bc_calibration.png", "figure4de_decision.png", "figureS1_tdauc.png",
+        "nomogram.json", "nomogram.html", "results.json")],
     "run_state.json", "run_summary.json",
     *[f"executed/{s}.ipynb" for s in STEPS],
 ]
