@@ -443,12 +443,24 @@ def _fallback_page(step: Step, reason: str) -> str:
 def execute_notebook(src: Path, dst: Path, params: dict, *, kernel: str = KERNEL, cwd: Path | None = None,
                      progress: bool = True) -> None:
     """Execute one notebook with papermill into ``dst`` (the executed copy is written even when a cell fails)."""
+    import os
+
     import papermill as pm
 
     dst.parent.mkdir(parents=True, exist_ok=True)
-    pm.execute_notebook(str(src), str(dst), parameters=params, kernel_name=kernel,
-                        cwd=str(cwd or src.parent), progress_bar=progress, log_output=False,
-                        report_mode=False)
+    # The kernel inherits the environment: an MPLBACKEND=Agg set for headless scripts would leave every figure out
+    # of the executed notebook, so the kernel gets the inline backend (it renders into the notebook, no display).
+    old = os.environ.get("MPLBACKEND")
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    try:
+        pm.execute_notebook(str(src), str(dst), parameters=params, kernel_name=kernel,
+                            cwd=str(cwd or src.parent), progress_bar=progress, log_output=False,
+                            report_mode=False)
+    finally:
+        if old is None:
+            os.environ.pop("MPLBACKEND", None)
+        else:
+            os.environ["MPLBACKEND"] = old
 
 
 def run_steps(steps: list[Step], *, notebooks_dir: Path, executed_dir: Path, state_path: Path,

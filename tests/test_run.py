@@ -207,7 +207,8 @@ def test_papermill_really_executes_and_failure_keeps_error_copy(tmp_path):
     """Real papermill with the project's kernel: parameters are injected; a failing cell leaves an executed copy."""
     nbdir = tmp_path / "nb"
     nbdir.mkdir()
-    _nb(nbdir / "ok.ipynb", "from pathlib import Path\nPath('ok_out.txt').write_text(f'{profile} {phase}')")
+    _nb(nbdir / "ok.ipynb", "from pathlib import Path\nPath('ok_out.txt').write_text(f'{profile} {phase}')",
+        "import matplotlib.pyplot as plt\nplt.plot([0, 1])\nplt.show()")
     _nb(nbdir / "bad.ipynb", "raise ValueError('planted failure 42')")
     steps = [run.Step("ok_PP", "ok", {"profile": "ci", "manifest": None, "seed": 1, "phase": "PP"}),
              run.Step("bad", "bad", {"profile": "ci"}, deps=("ok_PP",)),
@@ -218,6 +219,9 @@ def test_papermill_really_executes_and_failure_keeps_error_copy(tmp_path):
         run.run_steps(steps, **kw)
     assert "bad.ipynb" in str(ei.value)
     assert (nbdir / "ok_out.txt").read_text() == "ci PP"  # cwd = notebooks folder, parameters injected
+    ok = nbformat.read(str(tmp_path / "ex" / "ok_PP.ipynb"), as_version=4)
+    assert any("image/png" in o.get("data", {}) for o in ok.cells[-1].outputs)  # figures land in the notebook
+    # even when the caller's environment says MPLBACKEND=Agg (conftest sets it for the test process)
     bad = nbformat.read(str(tmp_path / "ex" / "bad.ipynb"), as_version=4)
     errs = [o for c in bad.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert errs and errs[0]["ename"] == "ValueError"
