@@ -583,7 +583,8 @@ def _num(v) -> float | None:
     return v if np.isfinite(v) else None
 
 
-def save_comparison(comp: Comparison, out_dir: Path, seed: int, grid: dict[str, list]) -> dict[str, Path]:
+def save_comparison(comp: Comparison, out_dir: Path, seed: int, grid: dict[str, list],
+                    overwrite: bool = True) -> dict[str, Path]:
     """Write predictions.csv, table2.csv, dsfr_weights.csv, signature.csv, results.json and models.joblib.
 
     Parameters
@@ -591,6 +592,10 @@ def save_comparison(comp: Comparison, out_dir: Path, seed: int, grid: dict[str, 
     comp : Comparison
     out_dir : Path
         ``outputs/<profile>/models``.
+    seed, grid
+        Recorded in results.json.
+    overwrite : bool
+        Replace the outputs of an earlier run (saying so); with False an existing results.json raises.
 
     Returns
     -------
@@ -608,6 +613,13 @@ def save_comparison(comp: Comparison, out_dir: Path, seed: int, grid: dict[str, 
         "results": out_dir / "results.json",
         "models": out_dir / "models.joblib",
     }
+    if paths["results"].exists():
+        import datetime
+
+        when = datetime.datetime.fromtimestamp(paths["results"].stat().st_mtime).isoformat(timespec="seconds")
+        if not overwrite:
+            raise FileExistsError(f"{out_dir} already holds the results of a run from {when}; pass overwrite=True")
+        print(f"replacing the model outputs in {out_dir} written {when}")
     comp.predictions.to_csv(paths["predictions"], index=False)
     comp.table2.to_csv(paths["table2"], index=False)
     comp.fits[comp.dsfr].weights().to_csv(paths["dsfr_weights"], index=False)

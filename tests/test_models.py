@@ -236,6 +236,8 @@ def test_save_outputs(comparison, tmp_path):
     t2 = pd.read_csv(paths["table2"])
     r = t2[(t2.model == "Visual") & (t2.cohort == "validation")].iloc[0]
     assert res["models"]["Visual"]["auc"]["validation"] == pytest.approx(r.auc)
+    with pytest.raises(FileExistsError, match="already holds"):
+        models.save_comparison(comparison, tmp_path / "models", seed=7, grid=GRID, overwrite=False)
     import joblib
 
     saved = joblib.load(paths["models"])
