@@ -241,7 +241,8 @@ def file_digest(path: Path) -> str:
 
 
 def manifest_digest(manifest: Path | None) -> str:
-    """Hash of the manifest file and of the clinical/visual/outcome tables it names (images are not read)."""
+    """Hash of the manifest file, of the clinical/visual/outcome tables it names, and of the size and modification
+    time of every image and mask file (images are not read: a regenerated or replaced image changes its stamp)."""
     if manifest is None:
         return "none"
     manifest = Path(manifest)
@@ -250,14 +251,25 @@ def manifest_digest(manifest: Path | None) -> str:
         import csv
 
         tables: set[str] = set()
+        images: set[str] = set()
         with open(manifest, newline="") as fh:
             for row in csv.DictReader(fh):
-                for col in ("clinical_file", "visual_file", "outcome_file"):
-                    val = (row.get(col) or "").strip()
-                    if val:
+                for col, val in row.items():
+                    val = (val or "").strip()
+                    if not val or col is None:
+                        continue
+                    if col in ("clinical_file", "visual_file", "outcome_file"):
                         tables.add(val.split("#", 1)[0])
+                    elif col.startswith(("ct_", "mask_")):
+                        images.add(val)
         for t in sorted(tables):
             parts.append(f"{t}:{file_digest(manifest.parent / t)}")
+        for im in sorted(images):
+            p = manifest.parent / im
+            files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+            for f in files:
+                st = f.stat() if f.exists() else None
+                parts.append(f"{f}:{st.st_size}:{st.st_mtime_ns}" if st else f"{f}:missing")
     return _sha("\n".join(parts).encode())
 
 

@@ -187,7 +187,16 @@ def test_manifest_digest_follows_tables(tmp_path):
     h1 = run.manifest_digest(m)
     assert run.manifest_digest(m) == h1
     (tmp_path / "clin.csv").write_text("patient_id,age\nP1,51\n")
-    assert run.manifest_digest(m) != h1
+    h2 = run.manifest_digest(m)
+    assert h2 != h1
+    # images count by size and modification time (a DICOM folder by its files)
+    (tmp_path / "dcm").mkdir()
+    (tmp_path / "dcm" / "1.dcm").write_bytes(b"x")
+    m.write_text("patient_id,clinical_file,outcome_file,visual_file,ct_ap\nP1,clin.csv,out.csv,,dcm\n")
+    h3 = run.manifest_digest(m)
+    assert run.manifest_digest(m) == h3
+    (tmp_path / "dcm" / "2.dcm").write_bytes(b"y")
+    assert run.manifest_digest(m) != h3
 
 
 def test_remote_resources_detects_cdn(tmp_path):
