@@ -23,10 +23,11 @@ def net_and_slice():
     return model, img, mask
 
 
+@pytest.mark.parametrize("method", ["hires", "gradcam"])
 @pytest.mark.parametrize("layer,channel", [("dec1", 3), ("bottleneck", 5), ("dec3", 0)])
-def test_heatmap_shape_and_target(net_and_slice, layer, channel):
+def test_heatmap_shape_and_target(net_and_slice, layer, channel, method):
     model, img, mask = net_and_slice
-    cam, target = gc.gradcam(model, img, mask, layer, channel)
+    cam, target = gc.gradcam(model, img, mask, layer, channel, method)
     assert cam.shape == (32, 32) and cam.dtype == np.float32
     assert np.isfinite(cam).all() and cam.min() >= 0 and cam.max() <= 1
     with fe.Hooks(model, [layer]) as h, torch.no_grad():
@@ -42,9 +43,9 @@ def test_disconnected_channel_has_no_map_connected_one_does(net_and_slice):
         blk.conv2.weight[2] = 0
         blk.bn2.weight[2] = 0
         blk.bn2.bias[2] = 0
-    cam, target = gc.gradcam(model, img, mask, "dec1", 2)
+    cam, target = gc.gradcam(model, img, mask, "dec1", 2, "gradcam")
     assert target == 0 and cam.max() == 0
-    maxima = [gc.gradcam(model, img, mask, "dec1", k)[0].max() for k in range(16) if k != 2]
+    maxima = [gc.gradcam(model, img, mask, "dec1", k, "gradcam")[0].max() for k in range(16) if k != 2]
     assert max(maxima) == pytest.approx(1.0)  # connected channels respond (maps are scaled to a maximum of 1)
     with pytest.raises(ValueError, match="channel 99"):
         gc.gradcam(model, img, mask, "dec1", 99)
@@ -57,7 +58,7 @@ def test_known_channel_looks_where_its_input_is(net_and_slice):
     with torch.no_grad():
         blk.conv2.weight[0] = 0
         blk.conv2.weight[0, 1, 1, 1] = 1.0  # dec3 channel 0 = BN(ReLU-ed act1 channel 1) at the same pixel
-    cam, _ = gc.gradcam(model, img, mask, "dec3", 0)
+    cam, _ = gc.gradcam(model, img, mask, "dec3", 0, "gradcam")
     # the target depends only on pixels in the tumour: only act1 channel 1 has a non-zero gradient there, so the
     # heatmap is proportional to that channel's activation map
     store = {}
@@ -114,3 +115,14 @@ def test_gradcam_on_dynamic_unet(tmp_path):
     for layer in ("bottleneck", "dec2"):
         cam, target = gc.gradcam(model, img, mask, layer, 1)
         assert cam.shape == (64, 64) and np.isfinite(cam).all() and np.isfinite(target)
+
+
+def test_hires_map_stays_where_the_gradient_is(net_and_slice):
+    """Element-wise map at full resolution (dec3): non-zero only in the tumour and its 3x3-conv halo."""
+    model, img, mask = net_and_slice
+    cam, _ = gc.gradcam(model, img, mask, "dec3", 1, "hires")
+    loc = gc.location_fractions(cam, mask > 0, ring_px=2)  # disk of radius 2 covers the 3x3 halo
+    assert cam.max() == pytest.approx(1.0)
+    assert loc["tumour_frac"] + loc["ring_frac"] == pytest.approx(1.0, abs=1e-6)
+    with pytest.raises(ValueError, match="method"):
+        gc.gradcam(model, img, mask, "dec3", 1, "lime")
