@@ -193,13 +193,14 @@ def default_phase(profile) -> str | None:
 
 
 def select_cases(profile, phase: str, n: int) -> list[str]:
-    """Patients to show: held-out annotated first, then validation, then other development (ids sorted)."""
+    """Patients to show: held-out annotated first, then validation, then other development; within a group the
+    largest predicted tumours first (readable figures), ties by patient id."""
     f = profile.outputs / "segmentation" / phase / "dsc_per_patient.csv"
     if not f.exists():
         raise FileNotFoundError(f"{f}: run the {phase} segmentation (notebook 02) first")
     d = pd.read_csv(f, dtype={"patient_id": str})
     order = {"held-out annotated": 0, "validation": 1, "other development": 2, "train": 3}
-    d = d.assign(_o=d["group"].map(order).fillna(9)).sort_values(["_o", "patient_id"])
+    d = d.assign(_o=d["group"].map(order).fillna(9), _v=-d["pred_voxels"]).sort_values(["_o", "_v", "patient_id"])
     return d["patient_id"].head(n).tolist()
 
 
