@@ -126,3 +126,30 @@ def test_hires_map_stays_where_the_gradient_is(net_and_slice):
     assert loc["tumour_frac"] + loc["ring_frac"] == pytest.approx(1.0, abs=1e-6)
     with pytest.raises(ValueError, match="method"):
         gc.gradcam(model, img, mask, "dec3", 1, "lime")
+
+
+def test_run_gradcam_end_to_end(tmp_path):
+    from toy_cohort import make_cohort, toy_profile
+
+    from hcc_utils import features as fe
+
+    manifest = make_cohort(tmp_path / "cohort", n_dev=3, n_val=1, n_annotated=3)
+    prof = toy_profile(tmp_path, unet={"epochs": 1, "batch_size": 8}, features={"mask": "manual"},
+                       gradcam={"n_features": 3, "n_patients": 2})
+    for ph in ("AP", "PP"):
+        seg.train_phase(manifest, prof, ph, progress=False)
+        seg.predict_cohort(manifest, prof, ph, progress=False)
+        fe.extract_phase(manifest, prof, ph, progress=False)
+    dp = fe.write_dp(prof)
+    w = pd.DataFrame({"feature": ["age", dp.columns[3], dp.columns[-2], dp.columns[40], dp.columns[41]],
+                      "weight": [9.0, 0.5, -0.9, 0.1, 0.7]})
+    (prof.outputs / "models").mkdir(parents=True)
+    w.to_csv(prof.outputs / "models" / "dsfr_weights.csv", index=False)
+    table, panels = gc.run_gradcam(prof, manifest)
+    assert len(table) == 3 * 2 and len(panels) == 6
+    assert table["feature"].unique().tolist() == [dp.columns[-2], dp.columns[41], dp.columns[3]]
+    np.testing.assert_allclose(table["target"], table["stored_feature"], rtol=1e-4, atol=1e-5)
+    assert set(table["location"]) <= {"tumour", "ring", "both", "elsewhere", "none"}
+    assert (prof.outputs / "gradcam" / "locations.csv").exists() and (prof.outputs / "gradcam" / "summary.csv").exists()
+    gc.plot_gradcam(panels, prof.outputs / "gradcam" / "figure2.png")
+    assert (prof.outputs / "gradcam" / "figure2.png").stat().st_size > 0
