@@ -106,6 +106,31 @@ def _gpu_section() -> str:
                           "GFLOP per training slice", "fraction of bf16 peak"], rows) + "\n"
 
 
+def _derived_compute(data: dict[str, Any], st: list[dict]) -> list[dict]:
+    """Achieved GFLOP/s and fraction of the measured matmul limit, from throughput x counted FLOPs per slice
+    (only where the run did not record them itself)."""
+    if any(f["metric"] == "achieved compute" for f in st):
+        return []
+    peak = next((f["value"] for f in st if f["group"] == "machine" and "matmul" in f["metric"]), None)
+    fl = {(f["extra"].get("arch"), f["metric"]): f["value"] for f in data["figures"]
+          if f["group"] == "flops" and f["extra"].get("profile") == data["profile"]}
+    out = []
+    if not peak:
+        return out
+    for f in st:
+        arch = "dynamic" if "(dynamic)" in f["stage"] else "classic"
+        if f["metric"] == "training throughput" and (arch, "training step per slice") in fl:
+            g = f["value"] * fl[(arch, "training step per slice")]
+        elif f["metric"] == "network throughput" and ("classic", "forward per slice") in fl:
+            g = f["value"] * fl[("classic", "forward per slice")]
+        else:
+            continue
+        out.append({"group": "stage", "stage": f["stage"], "metric": "achieved compute (derived)", "value": g,
+                    "unit": "GFLOP/s", "note": f"{100 * g / peak:.1f} % of the measured fp32 matmul limit "
+                    f"({peak:.0f} GFLOP/s); throughput x counted FLOPs per slice", "extra": {}})
+    return out
+
+
 def write_report(json_path: Path, readme: Path = README, plot: Path = PLOT) -> Path:
     """Rewrite the results page from one results JSON."""
     data = json.loads(Path(json_path).read_text())
@@ -132,6 +157,7 @@ def write_report(json_path: Path, readme: Path = README, plot: Path = PLOT) -> P
              "below is an upper bound.", ""]
 
     st = [f for f in figs if f["group"] in ("stage", "machine")]
+    st = st + _derived_compute(data, st)
     if st:
         lines += ["## Stages of the book", "",
                   "Each stage runs in its own process on a benchmark copy of the profile (cohort under "

@@ -24,10 +24,8 @@ FULL = {
     "ratio_slices": 256, "cache_slices": 512, "delong_ns": [1000, 10000, 100000], "delong_fast_only": [1000000],
     "delong_budget_s": 20, "gse14520": True, "boot": {"n_auc": 5000, "n_boot_auc": 2000, "n_c": 1000, "n_boot_c": 500},
     "flops": [
-        {"name": "classic, demo (base 16, depth 4, 96 px)", "profile": "demo"},
-        {"name": "dynamic resnet18, demo (96 px)", "profile": "demo", "unet": {"arch": "dynamic"}},
-        {"name": "classic, paper (base 64, depth 4, 256 px)", "profile": "paper"},
-        {"name": "dynamic resnet34, paper (256 px)", "profile": "paper", "unet": {"arch": "dynamic"}},
+        {"profile": "demo"}, {"profile": "demo", "unet": {"arch": "dynamic"}},
+        {"profile": "paper"}, {"profile": "paper", "unet": {"arch": "dynamic"}},
     ],
 }
 TINY = {
@@ -35,7 +33,7 @@ TINY = {
     "train": {"classic": {"epochs": 1, "max_patients": None}, "dynamic": {"epochs": 1, "max_patients": 2}},
     "ratio_slices": 32, "cache_slices": 32, "delong_ns": [1000], "delong_fast_only": [10000],
     "delong_budget_s": 2, "gse14520": False, "boot": {"n_auc": 300, "n_boot_auc": 100, "n_c": 100, "n_boot_c": 40},
-    "flops": [{"name": "classic, ci (base 8, depth 3, 64 px)", "profile": "ci"}],
+    "flops": [{"profile": "ci"}],
 }
 
 
@@ -80,15 +78,18 @@ def run_all(mode: str = "full", book: bool = False, sizes: list[int] | None = No
         r = _safe(run, "flops", child, "flops", {"configs": cfg["flops"]})
         for row in (r or {}).get("rows", []):
             run.add("flops", row["name"], "forward per slice", row["gflop_forward"], "GFLOP",
-                    params_m=row["params_m"], arch=row["arch"], size=row["size"])
+                    params_m=row["params_m"], arch=row["arch"], size=row["size"], profile=row["profile"])
             run.add("flops", row["name"], "training step per slice", row["gflop_train_step"], "GFLOP",
-                    params_m=row["params_m"], arch=row["arch"], size=row["size"])
+                    params_m=row["params_m"], arch=row["arch"], size=row["size"], profile=row["profile"])
+    from hcc_utils.config import load_profile
+
+    base_size = int(load_profile(base)["preprocess"]["size"])
     flops_by_arch = {f["extra"]["arch"]: f["value"] for f in run.data["figures"]
                      if f["group"] == "flops" and f["metric"] == "training step per slice"
-                     and f["extra"].get("size") == (96 if base == "demo" else 64)}
+                     and f["extra"].get("size") == base_size and f["extra"].get("profile") == base}
     fwd_by_arch = {f["extra"]["arch"]: f["value"] for f in run.data["figures"]
                    if f["group"] == "flops" and f["metric"] == "forward per slice"
-                   and f["extra"].get("size") == (96 if base == "demo" else 64)}
+                   and f["extra"].get("size") == base_size and f["extra"].get("profile") == base}
 
     # --- stages on the profile = the first scaling size (each stage in its own process) ---------------------------
     sizes = sorted(cfg["sizes"])

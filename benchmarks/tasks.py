@@ -553,7 +553,7 @@ def _ci_of(r):
 def flops(configs: list[dict]) -> dict[str, Any]:
     """FLOPs per slice (forward, training step) with ``torch.utils.flop_counter.FlopCounterMode``.
 
-    Each config: ``name``, ``profile``, optional ``unet``/``size`` overrides. The count covers convolutions and
+    Each config: ``profile``, optional ``unet``/``size`` overrides and ``name`` (default: built from the settings). The count covers convolutions and
     matrix products (what the counter counts); a training step is forward + backward of ``DiceCELoss`` (optimizer
     arithmetic, elementwise, is not counted). Counted on a batch of 2 and divided by 2.
     """
@@ -585,7 +585,11 @@ def flops(configs: list[dict]) -> dict[str, Any]:
             loss = crit(model(x), y)
             loss.backward()
         step = fc2.get_total_flops() / 2
-        rows.append({"name": c["name"], "arch": prof["unet"]["arch"], "size": size,
+        u = prof["unet"]
+        body = (f"fastai DynamicUnet, {u.get('resnet')} body" if u["arch"] == "dynamic"
+                else f"classic, base {u.get('base_width')}, depth {u.get('depth')}")
+        rows.append({"name": c.get("name") or f"{body}; {c['profile']} profile, {size} px", "profile": c["profile"],
+                     "arch": prof["unet"]["arch"], "size": size,
                      "base_width": prof["unet"].get("base_width"), "depth": prof["unet"].get("depth"),
                      "resnet": prof["unet"].get("resnet") if prof["unet"]["arch"] == "dynamic" else None,
                      "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
