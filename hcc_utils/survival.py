@@ -884,9 +884,13 @@ def km_table(data: pd.DataFrame, group_col: str = "risk_group") -> pd.DataFrame:
             row["logrank_chisq"] = float(lr.chisq)
             row["logrank_p"] = float(lr.p)
             x = d[["time", "event"]].assign(high=(d[group_col] == "high").astype(float))
-            c = stats.cox_table(x, "time", "event", ["high"]).loc["high"]
-            row.update(hr=float(c["hr"]), hr_lower=float(c["hr_lower"]), hr_upper=float(c["hr_upper"]),
-                       hr_p=float(c["p"]))
+            try:
+                c = stats.cox_table(x, "time", "event", ["high"]).loc["high"]
+                row.update(hr=float(c["hr"]), hr_lower=float(c["hr_lower"]), hr_upper=float(c["hr_upper"]),
+                           hr_p=float(c["p"]))
+            except ValueError as err:  # e.g. no event in one group: the HR is not estimable (monotone likelihood)
+                row.update(hr=np.nan, hr_lower=np.nan, hr_upper=np.nan, hr_p=np.nan)
+                warnings.warn(f"{coh}: hazard ratio of the high-risk group is not estimable ({err}); reported as NaN")
         rows.append(row)
     return pd.DataFrame(rows).set_index("cohort")
 
@@ -1314,14 +1318,30 @@ def run_survival(prep: Prepared, landmark: float = 24.0, n_bootstrap: int = 200,
         x = dev[v["name"]].dropna()
         if x.nunique() < 2:
             skipped[v["name"]] = "one value in development"
-        else:
-            usable.append(v)
+            continue
+        try:  # a term whose univariable Cox fit diverges (perfect separation) cannot enter any model
+            fit_cox(dev, [v])
+        except ValueError as err:
+            skipped[v["name"]] = f"not estimable in development: {err}"
+            continue
+        usable.append(v)
     if sig["name"] in skipped:
-        raise ValueError(f"{prep.source}: the signature has one value in the development cohort")
+        raise ValueError(f"{prep.source}: the signature cannot be modelled in the development cohort: "
+                         f"{skipped[sig['name']]}")
     uni = univariable_cox(dev, usable)
     pterm = uni.groupby("variable", sort=False)["p_term"].first()
     screened = [v for v in usable if v["name"] == sig["name"] or pterm[v["name"]] < screen_p]
-    multi_fit, multi = multivariable_cox(dev, screened)
+    while True:  # a multivariable fit that diverges drops its weakest screened covariate (largest p), with a note
+        try:
+            multi_fit, multi = multivariable_cox(dev, screened)
+            break
+        except ValueError as err:
+            others = [v for v in screened if v["name"] != sig["name"]]
+            if not others:
+                raise
+            worst = max(others, key=lambda v: pterm[v["name"]])
+            skipped[worst["name"]] = f"dropped from the multivariable model (not estimable jointly): {err}"
+            screened = [v for v in screened if v is not worst]
     final_terms, trace = stepwise_aic(dev, screened, keep=(sig["name"],))
     final_fit, final = multivariable_cox(dev, final_terms)
     # Table 3: univariable, multivariable and final HRs side by side

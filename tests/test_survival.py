@@ -335,3 +335,31 @@ def test_tdauc_at_a_landmark_where_follow_up_ends(table):
         r = t4[(t4["cohort"] == coh) & (t4["model"] == "Nomogram")].iloc[0]
         assert r["tdauc"] == pytest.approx(roc_auc_score(d["er"], d["nomogram_lp"]), abs=1e-9)
     assert 24.0 in set(res.tdauc_time["time"])
+
+
+def test_non_estimable_terms_are_reported_not_fatal(table):
+    """A covariate that separates events perfectly must not stop the analysis: it is left out with a note in
+    ``skipped_covariates`` (R would say 'coefficient may be infinite')."""
+    t = table.copy()
+    rng = np.random.default_rng(1)
+    relapse_free = np.flatnonzero(t["Relapse"].to_numpy() == "no")
+    rare = np.zeros(len(t), dtype=bool)
+    rare[rng.choice(relapse_free, 6, replace=False)] = True  # a level held only by patients without an event
+    t["Rare"] = np.where(rare, "yes", "no")
+    mapping = json.loads(json.dumps(MAPPING))
+    mapping["covariates"].append({"column": "Rare", "name": "rare", "type": "binary", "reference": "no"})
+    prep = sv.split_cohorts(sv.prepare_table(t, mapping), "Arm", seed=0, raw=t)
+    assert prep.data.loc[prep.data["cohort"] == "development", "rare"].sum() > 0
+    res = sv.run_survival(prep, landmark=24, n_bootstrap=5, seed=3, progress=False)
+    assert "not estimable" in res.results["skipped_covariates"]["rare"]
+    assert "rare" not in set(res.univariable["variable"])
+    assert np.isfinite(res.table3["uni_hr"]).all()
+
+
+def test_hr_of_a_group_without_events_is_nan_with_a_warning():
+    d = pd.DataFrame({"cohort": ["validation"] * 8, "time": [3, 5, 8, 12, 14, 20, 24, 24.0],
+                      "event": [1, 1, 1, 0, 0, 0, 0, 0],
+                      "risk_group": ["high", "high", "high", "low", "low", "low", "low", "high"]})
+    with pytest.warns(UserWarning, match="not estimable"):
+        km = sv.km_table(d)
+    assert np.isnan(km.loc["validation", "hr"]) and 0 <= km.loc["validation", "logrank_p"] <= 1
