@@ -570,7 +570,7 @@ def predict_cohort(manifest, profile, phase: str, device="auto", batch_size: int
         write_image(img, out_dir / "pred_masks" / f"{case.patient_id}.nii.gz")
         pred = sitk.GetArrayViewFromImage(img)
         mpath = pp._col(row, mask_col)
-        dsc = dice_score(pred, sitk.GetArrayViewFromImage(read_image(mpath)) > 0) if mpath else float("nan")
+        dsc = dice_score(pred, sitk.GetArrayFromImage(read_image(mpath)) > 0) if mpath else float("nan")
         rows.append({"patient_id": case.patient_id, "cohort": row["cohort"], "group": groups[case.patient_id],
                      "n_slices": int(prob.shape[0]), "pred_voxels": int(pred.sum()), "dsc": dsc})
     res = pd.DataFrame(rows)
