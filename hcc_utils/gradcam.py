@@ -281,11 +281,17 @@ def _feature_mask(model, img: np.ndarray, case, z: int, mask_mode: str) -> np.nd
 
 
 def summarise(table: pd.DataFrame, both_min: float = 0.25) -> pd.DataFrame:
-    """Per feature: mean mass fractions over the patients shown and the label of those means."""
+    """Per feature: mean mass fractions over the patients shown and the label of those means.
+
+    ``n_blank`` counts patients whose map is all zero (the feature is zero and flat there: a dead channel on that
+    slice); a feature blank for every patient shown is labelled ``none``.
+    """
     g = table.groupby("feature", sort=False)
     s = g[["weight", "tumour_frac", "ring_frac", "elsewhere_frac", "tumour_area_frac", "ring_area_frac"]].mean()
     s["n_patients"] = g.size()
-    s["location"] = [location_label(t, r, both_min) for t, r in zip(s["tumour_frac"], s["ring_frac"])]
+    s["n_blank"] = g["location"].apply(lambda x: int((x == "none").sum()))
+    s["location"] = [location_label(t, r, both_min) if n < k else "none"
+                     for t, r, n, k in zip(s["tumour_frac"], s["ring_frac"], s["n_blank"], s["n_patients"])]
     return s
 
 

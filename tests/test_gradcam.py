@@ -153,3 +153,13 @@ def test_run_gradcam_end_to_end(tmp_path):
     assert (prof.outputs / "gradcam" / "locations.csv").exists() and (prof.outputs / "gradcam" / "summary.csv").exists()
     gc.plot_gradcam(panels, prof.outputs / "gradcam" / "figure2.png")
     assert (prof.outputs / "gradcam" / "figure2.png").stat().st_size > 0
+
+
+def test_summary_labels_blank_features_none():
+    t = pd.DataFrame({"feature": ["a", "a", "b", "b"], "weight": [1.0, 1.0, 2.0, 2.0],
+                      "tumour_frac": [0, 0, 0.8, 0.6], "ring_frac": [0, 0, 0.1, 0.1],
+                      "elsewhere_frac": [1, 1, 0.1, 0.3], "tumour_area_frac": [0.1] * 4, "ring_area_frac": [0.05] * 4,
+                      "location": ["none", "none", "tumour", "tumour"]})
+    s = gc.summarise(t)
+    assert s.loc["a", "location"] == "none" and s.loc["b", "location"] == "tumour"
+    assert s.loc["b", "tumour_frac"] == pytest.approx(0.7) and s.loc["a", "n_blank"] == 2
