@@ -8,6 +8,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
+# Text is UTF-8 whatever the machine's locale (CI may run without LANG).
+export PYTHONUTF8 := 1
 
 .PHONY: env book cohort check test test-fast lab bench assets clean-outputs help
 

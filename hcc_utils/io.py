@@ -14,8 +14,10 @@ them, and :func:`find_text_in_tree` searches a folder (outputs, the HTML book) f
 from __future__ import annotations
 
 import gzip
+import functools
 import hashlib
 import html
+import locale
 import io as _io
 import uuid
 import zipfile
@@ -102,12 +104,30 @@ class DicomSeries:
                 f"{self.n_slices} slice{'s' if self.n_slices != 1 else ''}, SeriesInstanceUID {self.uid}")
 
 
+
+def _keeps_locale(func):
+    """Restore the process locale after ``func``: GDCM (SimpleITK's DICOM back end) switches LC_ALL to "C", which
+    would turn Python's preferred encoding into ASCII for the rest of the process (subprocess and file text)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        saved = locale.setlocale(locale.LC_ALL)
+        try:
+            return func(*args, **kwargs)
+        finally:
+            if locale.setlocale(locale.LC_ALL) != saved:
+                locale.setlocale(locale.LC_ALL, saved)
+
+    return wrapper
+
+
 def is_image_path(path: str | Path) -> bool:
     """True for a folder (DICOM series) or a file with a known image suffix."""
     path = Path(path)
     return path.is_dir() or path.name.lower().endswith(IMAGE_SUFFIXES)
 
 
+@_keeps_locale
 def list_dicom_series(folder: str | Path) -> list[DicomSeries]:
     """List the DICOM series in a folder (not recursive).
 
@@ -194,6 +214,7 @@ def _strip_metadata(image: sitk.Image) -> sitk.Image:
     return image
 
 
+@_keeps_locale
 def read_image(path: str | Path, series_uid: str | None = None) -> sitk.Image:
     """Read a CT volume or mask with its geometry, and nothing else.
 
@@ -259,6 +280,7 @@ class ImageGeometry:
         return len(self.size)
 
 
+@_keeps_locale
 def _header(file: str) -> sitk.ImageFileReader:
     reader = sitk.ImageFileReader()
     reader.SetFileName(file)
@@ -267,6 +289,7 @@ def _header(file: str) -> sitk.ImageFileReader:
     return reader
 
 
+@_keeps_locale
 def _series_information(series: DicomSeries) -> ImageGeometry:
     """Geometry of a DICOM series from the headers of its first and last file (no pixel data read)."""
     first = _header(series.files[0])
@@ -290,6 +313,7 @@ def _series_information(series: DicomSeries) -> ImageGeometry:
                          tuple(float(v) for v in first.GetOrigin()), tuple(float(v) for v in direction))
 
 
+@_keeps_locale
 def read_image_information(path: str | Path, series_uid: str | None = None):
     """Geometry of an image without reading its pixels where possible.
 
@@ -361,6 +385,7 @@ def _uid_from(*parts) -> str:
     return "2.25." + str(uuid.uuid5(uuid.NAMESPACE_OID, "|".join(map(str, parts))).int)
 
 
+@_keeps_locale
 def write_dicom_series(image: sitk.Image, folder: str | Path, series_uid: str | None = None,
                        phi: dict[str, str] | None = None, description: str = "synthetic CT",
                        series_number: int = 1, study_uid: str | None = None) -> DicomSeries:

@@ -130,7 +130,7 @@ def fetch(cache_dir: str | Path | None = None, timeout: int = 120) -> dict[str, 
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
                "--no-input", "--timeout", "20", "--retries", "1", "-d", tmp, spec]
         try:
-            res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+            res = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=timeout,
                                  env={**os.environ, "PIP_NO_INPUT": "1"})
         except FileNotFoundError as exc:
             raise LitsUnavailable(f"cannot run pip ({exc})") from exc

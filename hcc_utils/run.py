@@ -614,7 +614,7 @@ def build_book(root: Path, log: Callable[[str], None] = print) -> Path:
     cmd = [str(exe) if exe.exists() else (shutil.which("jupyter-book") or "jupyter-book"),
            "build", str(root), "--path-output", str(Path(root) / "book")]
     log("building the book: " + " ".join(cmd))
-    proc = subprocess.run(cmd, cwd=str(root), capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=str(root), capture_output=True, text=True, encoding="utf-8", errors="replace")
     if proc.returncode != 0:
         raise RunError(f"jupyter-book build failed (exit {proc.returncode}):\n{proc.stdout[-4000:]}\n"
                        f"{proc.stderr[-4000:]}")
@@ -715,7 +715,7 @@ def vendor_assets(root: Path | None = None, cache: Path | None = None, log: Call
     specs = [spec for spec, _ in NPM_ASSETS]
     cmd = [npm, "install", "--no-audit", "--no-fund", "--ignore-scripts", "--prefix", str(cache), *specs]
     log("vendoring offline JavaScript: " + " ".join(cmd[1:]))
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", errors="replace")
     if proc.returncode != 0:
         raise RunError(f"npm install failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     out = vendor_dir(root)

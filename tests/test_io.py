@@ -242,3 +242,22 @@ def test_write_dicom_series_refuses_what_it_cannot_store(tmp_path):
         io.write_dicom_series(big, tmp_path / "x")
     with pytest.raises(ValueError, match="3-D"):
         io.write_dicom_series(_ct()[:, :, 0], tmp_path / "y")
+
+
+def test_dicom_io_leaves_the_process_locale_alone(tmp_path):
+    """GDCM switches LC_ALL to "C"; reading or writing DICOM must not leave Python decoding text as ASCII."""
+    import locale
+
+    import numpy as np
+    import SimpleITK as sitk
+
+    from hcc_utils import io
+
+    before = locale.setlocale(locale.LC_ALL)
+    img = sitk.GetImageFromArray(np.zeros((2, 4, 4), np.int16))
+    folder = tmp_path / "dcm"
+    io.write_dicom_series(img, folder)
+    assert locale.setlocale(locale.LC_ALL) == before
+    io.read_image(folder)
+    io.list_dicom_series(folder)
+    assert locale.setlocale(locale.LC_ALL) == before
