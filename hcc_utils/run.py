@@ -591,20 +591,36 @@ def sync_executed(steps: list[Step], results: list[StepResult], executed_dir: Pa
         if r is not None and r.status in ("unavailable", "missing"):
             (book_executed / f"{s.name}.md").write_text(_fallback_page(s, r.reason))
         elif nb.exists():
-            _copy_for_book(nb, book_executed / nb.name)
+            _copy_for_book(nb, book_executed / nb.name, _title_suffix(s))
         else:
             (book_executed / f"{s.name}.md").write_text(_fallback_page(s, "this step has not been run yet"))
 
 
-def _copy_for_book(src: Path, dst: Path) -> None:
-    """Copy an executed notebook for the book, folding the parameter cells away (``hide-input``)."""
+def _title_suffix(step: Step) -> str:
+    """What tells apart two book pages made from one notebook: the phase, or a chapter other than the default."""
+    if step.params.get("phase"):
+        return f" ({step.params['phase']})"
+    chapter = step.params.get("chapter")
+    if chapter and chapter != "synthetic":
+        return f" ({chapter.upper() if chapter.startswith('gse') else chapter})"
+    return ""
+
+
+def _copy_for_book(src: Path, dst: Path, title_suffix: str = "") -> None:
+    """Copy an executed notebook for the book, folding the parameter cells away (``hide-input``) and appending
+    ``title_suffix`` to the page's first heading (so the table of contents tells the AP and PP pages apart)."""
     import nbformat
 
     nb = nbformat.read(str(src), as_version=4)
+    titled = not title_suffix
     for c in nb.cells:
         tags = c.metadata.get("tags", [])
         if ("parameters" in tags or "injected-parameters" in tags) and "hide-input" not in tags:
             c.metadata["tags"] = [*tags, "hide-input"]
+        if not titled and c.cell_type == "markdown" and c.source.lstrip().startswith("# "):
+            first, _, rest = c.source.lstrip().partition("\n")
+            c.source = first.rstrip() + title_suffix + ("\n" + rest if rest else "")
+            titled = True
     nbformat.write(nb, str(dst))
 
 

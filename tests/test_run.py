@@ -367,3 +367,24 @@ def test_code_modules_follow_imports_transitively(tmp_path):
     assert run.code_digest(pkg, mods) != h
     dyn = _nb(tmp_path / "d.ipynb", "import importlib\nm = importlib.import_module('hcc_utils.' + name)")
     assert run.code_modules(dyn, pkg) is None  # unsure: the whole package counts
+
+
+def test_book_copy_names_the_phase_in_the_title(tmp_path):
+    """Two pages made from one notebook (AP and PP) get distinguishable titles in the table of contents."""
+    import nbformat
+
+    from hcc_utils import run
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("phase = 'AP'", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_markdown_cell("# U-Net training\nText."), nbformat.v4.new_markdown_cell("# Later")]
+    src = tmp_path / "a.ipynb"
+    nbformat.write(nb, str(src))
+    step = run.Step(name="02_unet_training_AP", notebook="02_unet_training", params={"phase": "AP"})
+    run._copy_for_book(src, tmp_path / "b.ipynb", run._title_suffix(step))
+    out = nbformat.read(str(tmp_path / "b.ipynb"), as_version=4)
+    assert out.cells[1].source == "# U-Net training (AP)\nText."
+    assert out.cells[2].source == "# Later"
+    assert "hide-input" in out.cells[0].metadata["tags"]
+    gse = run.Step(name="05_gse", notebook="05_survival_nomogram", params={"chapter": "gse14520"})
+    assert run._title_suffix(gse) == " (GSE14520)"
