@@ -475,7 +475,9 @@ def prepare_table(table: pd.DataFrame | str | Path, mapping: dict, landmark: flo
             dropped[label] = out.index[bad].tolist()
         out = out[~bad]
     out["event"] = out["event"].astype(int)
-    out["er"] = ((out["event"] == 1) & (out["time"] < float(landmark))).astype(int)
+    from hcc_utils.manifest import early_recurrence
+
+    out["er"] = early_recurrence(out["time"], out["event"], float(landmark))
     rep = pd.DataFrame(report)
     rep["n_rows_dropped"] = [len(dropped.get(c, [])) for c in rep["column"]]
     rep.attrs["n_raw"] = n_raw
