@@ -88,6 +88,32 @@ def test_nested_cv_equals_sklearn_cross_val_predict(cohort):
     assert len(f.fold_params) == 3 and f.n_folds == (3, 3)
 
 
+PAPER_GRID = {"C": [0.01, 0.1, 0.5, 1.2], "max_iter": [5, 20, 100, 500], "tol": [1e-5, 1e-3, 1e-2]}
+
+
+@pytest.mark.parametrize("missing,n_jobs", [(False, 1), (True, 1), (False, 2)])
+def test_converged_grid_search_equals_gridsearchcv(missing, n_jobs):
+    """ConvergedGridSearch gives exactly GridSearchCV's scores, choice and refit, while running fewer fits.
+
+    max_iter 5 and 20 stop lbfgs before convergence (so those candidates really differ), 100/500 mostly converge;
+    with ``missing`` a few blank values go through the median imputer."""
+    rng = np.random.default_rng(3)
+    n, p = 90, 60  # p comparable to n: large C needs many iterations, as with the deep features
+    X = rng.normal(size=(n, p)) * rng.uniform(0.5, 20, p)
+    y = (X[:, 0] / X[:, 0].std() + rng.normal(size=n) > 0.3).astype(int)
+    if missing:
+        X[rng.random(X.shape) < 0.02] = np.nan
+    ref = models.make_search(PAPER_GRID, 4, 9).fit(X, y)
+    fast = models.ConvergedGridSearch(PAPER_GRID, 4, 9, n_jobs=n_jobs).fit(X, y)
+    np.testing.assert_array_equal(fast.cv_results_["mean_test_score"], ref.cv_results_["mean_test_score"])
+    np.testing.assert_array_equal(fast.cv_results_["rank_test_score"], ref.cv_results_["rank_test_score"])
+    assert fast.best_params_ == ref.best_params_ and fast.best_score_ == ref.best_score_
+    np.testing.assert_array_equal(fast.predict_proba(X), ref.predict_proba(X))
+    # some candidates differ (early stopping is real) and fits were saved
+    assert len(np.unique(ref.cv_results_["mean_test_score"])) > 4
+    assert fast.cv_results_["n_lbfgs_fits"] < 0.6 * 4 * len(fast.cv_results_["params"])
+
+
 def test_every_development_patient_predicted_once(comparison, cohort):
     pt, _, _ = cohort
     pred = comparison.predictions
