@@ -914,7 +914,8 @@ class Nomogram:
     the displayed range; the term with the widest range gets 100 points (``scale = 100 / max range``). Total points
     -> ``LP = total / scale + sum_v min_v`` -> RFS(landmark) = ``S0 ** exp(LP - centre)``, where ``S0`` is the
     Breslow baseline survival at the landmark at the development covariate means (``centre`` = beta . means).
-    The same arithmetic runs in ``assets/nomogram.js``.
+    The scaling is :class:`hcc_utils.stats.Nomogram`'s (checked against R rms); this class turns it into the JSON
+    spec shared by the ipywidgets calculator and ``assets/nomogram.js``, which runs the same arithmetic.
     """
 
     def __init__(self, spec: dict):
@@ -934,7 +935,7 @@ class Nomogram:
         beta = fit.params
         s0 = fit.baseline_survival(landmark)
         data = fit.X
-        variables = []
+        variables, coefs, axes = [], {}, {}
         for v in fit.variables:
             item = {"name": v["name"], "label": v["label"], "type": v["type"],
                     "axis_label": v.get("axis_label") or _axis_label(v["label"])}
@@ -949,7 +950,8 @@ class Nomogram:
                 default = lo + round((float(np.median(x)) - lo) / step) * step  # on the slider's grid
                 item.update(beta=b, per=per, min=float(round(lo, 12)), max=float(round(hi, 12)), step=step,
                             default=float(round(default, 12)))
-                lps = [b * item["min"] / per, b * item["max"] / per]
+                coefs[v["name"]] = b / per  # per table unit
+                axes[v["name"]] = {"kind": "continuous", "values": [item["min"], item["max"]]}
             else:
                 levels = list(v["levels"])
                 if v["type"] == "binary":
@@ -962,17 +964,21 @@ class Nomogram:
                     counts = [int((dummies.sum(1) == 0).sum())] + [int(c) for c in dummies.sum(0)]
                     default = levels[int(np.argmax(counts))]
                 item.update(levels=levels, lp=lp_levels, default=default)
-                lps = lp_levels
-            item["lp_min"] = float(min(lps))
-            item["lp_max"] = float(max(lps))
+                coefs.update({f"{v['name']}[{lv}]": b for lv, b in zip(levels[1:], lp_levels[1:])})
+                axes[v["name"]] = {"kind": "categorical", "values": levels}
             variables.append(item)
-        widest = max(v["lp_max"] - v["lp_min"] for v in variables)
-        if not widest > 0:
-            raise ValueError("nomogram: all coefficients are zero")
+        # the rms scaling (widest axis = 100 points) is stats.Nomogram's; this class only adds the calculator's spec
+        try:
+            nom = stats.Nomogram.from_coefficients(coefs, fit.centre, s0, landmark, axes)
+        except ValueError as exc:
+            raise ValueError(f"nomogram: all coefficients are zero ({exc})") from exc
+        for item, ax in zip(variables, nom.axes):
+            item["lp_min"] = float(ax.min_bx)
+            item["lp_max"] = float(ax.min_bx + max(ax.points) / nom.scale)
         spec = {
             "format": "hcc-dsfr-nomogram", "version": 1, "title": title,
             "landmark": float(landmark), "time_unit": "months",
-            "baseline_survival": s0, "centre": fit.centre, "scale": 100.0 / widest,
+            "baseline_survival": s0, "centre": fit.centre, "scale": nom.scale,
             "lp_offset": float(sum(v["lp_min"] for v in variables)),
             "variables": variables,
             "risk_threshold": None if risk_threshold is None else float(risk_threshold),
