@@ -9,30 +9,17 @@ import pytest
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from hcc_utils import models, stats
-from hcc_utils.manifest import CLINICAL_VARIABLES, VISUAL_FEATURES
+from hcc_utils.manifest import CLINICAL_VARIABLES
+
+from _tables import patient_table
 
 GRID = {"C": [0.05, 1.0], "max_iter": [100], "tol": [1e-4, 1e-3]}
 
 
 def make_cohort(n_dev=80, n_val=40, n_feat=20, signal=1.5, seed=0):
     """Patient table + AP/PP feature tables; ER depends on a latent that the first features carry (times signal)."""
-    rng = np.random.default_rng(seed)
-    n = n_dev + n_val
-    idx = pd.Index([f"S{i:03d}" for i in range(n)], name="patient_id")
-    lat = rng.normal(size=n)
-    pt = pd.DataFrame(index=idx)
-    pt["cohort"] = ["development"] * n_dev + ["validation"] * n_val
-    pt["sex"] = rng.choice(["M", "F"], n)
-    pt["age"] = rng.normal(55, 10, n)
-    pt["hbsag"] = rng.integers(0, 2, n)
-    pt["hbv_dna"] = rng.integers(0, 2, n)
-    pt["afp_ge400"] = rng.integers(0, 2, n)
-    pt["child_pugh"] = rng.choice(["A", "B"], n, p=[0.9, 0.1])
-    for c in ["tb", "alb", "alt", "ggt"]:
-        pt[c] = rng.gamma(2.0, 20.0, n)
-    for v in VISUAL_FEATURES:
-        pt[v.name] = (lat + rng.normal(0, 2, n) > 0).astype(int)
-    pt["er"] = (lat + rng.normal(0, 0.7, n) > 0).astype(int)
+    pt, rng, lat = patient_table(n_dev, n_val, seed, prefix="S", latent=True)
+    n, idx = n_dev + n_val, pt.index
     feats = {}
     for k, ph in enumerate(["AP", "PP"]):
         F = rng.normal(size=(n, n_feat))

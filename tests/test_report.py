@@ -11,27 +11,12 @@ import SimpleITK as sitk
 from hcc_utils import report, stats
 from hcc_utils.manifest import CLINICAL_VARIABLES, VISUAL_FEATURES
 
+import _tables
+
 
 def patient_table(n_dev=60, n_val=30, seed=0):
-    rng = np.random.default_rng(seed)
-    n = n_dev + n_val
-    pt = pd.DataFrame(index=pd.Index([f"R{i:03d}" for i in range(n)], name="patient_id"))
-    pt["cohort"] = ["development"] * n_dev + ["validation"] * n_val
-    pt["sex"] = rng.choice(["M", "F"], n, p=[0.85, 0.15])
-    pt["age"] = rng.normal(55, 10, n) + np.r_[np.zeros(n_dev), np.full(n_val, 8.0)]  # planted age difference
-    pt["hbsag"] = rng.integers(0, 2, n)
-    pt["hbv_dna"] = rng.integers(0, 2, n)
-    pt["afp_ge400"] = rng.integers(0, 2, n)
-    pt["child_pugh"] = rng.choice(["A", "B"], n, p=[0.95, 0.05])
-    for c in ["tb", "alb", "alt", "ggt"]:
-        pt[c] = rng.gamma(2.0, 20.0, n)
-    for v in VISUAL_FEATURES:
-        pt[v.name] = rng.integers(0, 2, n)
-    t = rng.exponential(18, n)
-    pt["rfs_months"] = np.minimum(t, 24.0).round(2)
-    pt["recurrence"] = (t < 24).astype(int)
-    pt["er"] = ((pt.recurrence == 1) & (pt.rfs_months < 24)).astype(int)
-    return pt
+    """A planted 8-year age difference between the cohorts; few Child-Pugh B."""
+    return _tables.patient_table(n_dev, n_val, seed, prefix="R", sex_p=[0.85, 0.15], child_b=0.05, age_shift=8.0)[0]
 
 
 def test_table_one_uses_paper_tests_and_order():
