@@ -610,3 +610,55 @@ def cpu_peak(n: int = 2048, reps: int = 5) -> dict[str, Any]:
         torch.mm(a, b)
         best = min(best, time.perf_counter() - t0)
     return {"gflops_sgemm": 2 * n**3 / best / 1e9, "threads": torch.get_num_threads(), "n": n}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the whole book
+# ----------------------------------------------------------------------------------------------------------------------
+def book_root(profile: str) -> Path:
+    """The isolated ``$HCC_ROOT`` of the benchmark's ``make book`` runs (git-ignored; the book's own outputs,
+    cohort and HTML are never touched)."""
+    return ROOT / "outputs" / "bench" / f"book-{profile}"
+
+
+def make_book(profile: str, cold: bool) -> dict[str, Any]:
+    """``make book PROFILE=<profile>`` in an isolated ``$HCC_ROOT`` (:func:`book_root`), cold or warm.
+
+    Cold: the root is emptied first, so the synthetic cohort is generated, every notebook runs and the HTML is
+    built, as on a fresh clone whose environment exists. Only the LiTS volume, a one-time registry download, is
+    linked from ``data/lits`` when present (``data/lits`` of the checkout). Warm: the same command again with nothing
+    changed (every step should be skipped). Peak RSS is the largest of all processes the run started (papermill
+    kernels included: ``RUSAGE_CHILDREN`` of this child).
+    """
+    import os
+    import subprocess
+
+    root = book_root(profile)
+    if cold:
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        lits = ROOT / "data" / "lits"
+        if lits.exists():
+            (root / "data").mkdir()
+            (root / "data" / "lits").symlink_to(lits, target_is_directory=True)
+    elif not (root / "outputs" / profile / "run_summary.json").exists():
+        raise RuntimeError(f"warm make book: no earlier run in {root} (run the cold one first)")
+    env = {**os.environ, "HCC_ROOT": str(root), "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1",
+           "HCC_SHARED_DATA": os.environ.get("HCC_SHARED_DATA", str(ROOT.parent / "shared" / "data"))}
+    log = root / f"make_book_{'cold' if cold else 'warm'}.log"
+    t0 = time.perf_counter()
+    with open(log, "w") as fh:
+        proc = subprocess.run(["make", "book", f"PROFILE={profile}"], cwd=ROOT, env=env, stdout=fh,
+                              stderr=subprocess.STDOUT)
+    s = time.perf_counter() - t0
+    if proc.returncode != 0:
+        tail = "\n  ".join(log.read_text().strip().splitlines()[-8:])
+        raise RuntimeError(f"make book failed (exit {proc.returncode}); log {log}:\n  {tail}")
+    summ = json.loads((root / "outputs" / profile / "run_summary.json").read_text())
+    steps = [{"step": r["step"], "status": r["status"], "seconds": r["seconds"]} for r in summ["steps"]]
+    html = root / "book" / "_build" / "html"
+    return {"seconds": s, "cold": cold, "steps": steps, "book_seconds": summ.get("book_seconds"),
+            "run_seconds": summ.get("total_seconds"), "n_run": sum(r["status"] == "ran" for r in steps),
+            "n_skipped": sum(r["status"] == "skipped" for r in steps),
+            "html_pages": len(list(html.rglob("*.html"))) if html.exists() else 0,
+            "cohort_disk_mb": _du_mb(root / "data" / "synthetic"), "log": str(log)}

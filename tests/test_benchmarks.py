@@ -75,7 +75,12 @@ def test_tiny_run_writes_valid_json_and_page(tmp_path):
     figs = d["figures"]
     assert all({"group", "stage", "metric", "value", "unit"} <= set(f) and f["unit"] for f in figs)
     groups = {f["group"] for f in figs}
-    assert {"machine", "flops", "stage", "ratio", "scaling"} <= groups
+    assert {"machine", "flops", "stage", "ratio", "book", "scaling"} <= groups
+    book = {f["stage"]: f for f in figs if f["group"] == "book" and f["metric"] == "wall time"}
+    assert set(book) == {"make book PROFILE=ci (cold)", "make book PROFILE=ci (warm)"}
+    assert "0 skipped" in book["make book PROFILE=ci (cold)"]["note"]  # cold: every notebook ran
+    assert "0 notebook runs" in book["make book PROFILE=ci (warm)"]["note"]  # warm: every notebook skipped
+    assert any(f["stage"].startswith("notebook 02_unet_training") for f in figs if f["group"] == "book")
     stages = {f["stage"] for f in figs if f["group"] == "stage"}
     for s in ("cohort generation", "slice cache build", "U-Net training (classic)", "U-Net training (dynamic)",
               "inference (PP, all patients)", "feature extraction (PP)", "survival statistics (synthetic)"):
@@ -94,7 +99,7 @@ def test_tiny_run_writes_valid_json_and_page(tmp_path):
 
     page = write_report(files[0], readme=tmp_path / "README.md", plot=tmp_path / "scaling.png")
     text = page.read_text()
-    for section in ("## Stages of the book", "## Scaling with the cohort", "## Side-by-side ratios",
+    for section in ("## Stages of the book", "## The whole book", "## Scaling with the cohort", "## Side-by-side ratios",
                     "## U-Net FLOPs per slice"):
         assert section in text
     assert (tmp_path / "scaling.png").stat().st_size > 5000
