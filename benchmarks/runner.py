@@ -182,7 +182,7 @@ def run_all(mode: str = "full", sizes: list[int] | None = None, only: list[str] 
                 st = "model grid search (DSFR-PP, DSFR-C, Visual)"
                 run.add("stage", st, "wall time", r["seconds"], "s",
                         f"{r['n_models']} models, {r['grid_points']} grid points, {r['cv_folds']}-fold nested CV, "
-                        f"{r['n_patients']} patients")
+                        f"{r['n_patients']} patients, {r.get('n_jobs', 1)} processes")
                 run.add("stage", st, "peak RSS", r["peak_rss_mb"], "MiB")
             r = stage("survival statistics", "survival", kw)
             if r and first:

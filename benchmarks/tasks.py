@@ -205,11 +205,12 @@ def models(base: str, tag: str, n: int | None = None, phases=("PP",)) -> dict[st
     grid = prof["models"]["grid"]
     folds = int(prof["models"]["cv_folds"])
     t0 = time.perf_counter()
-    comp = mdl.run_comparison(patients, feats, grid, folds, prof.seed, progress=False)
+    n_jobs = int(prof["models"].get("n_jobs", 1))
+    comp = mdl.run_comparison(patients, feats, grid, folds, prof.seed, progress=False, n_jobs=n_jobs)
     s = time.perf_counter() - t0
     mdl.save_comparison(comp, prof.outputs / "models", prof.seed, grid)
     n_grid = int(np.prod([len(v) for v in grid.values()]))
-    return {"seconds": s, "n_models": len(comp.fits), "grid_points": n_grid, "cv_folds": folds,
+    return {"seconds": s, "n_models": len(comp.fits), "grid_points": n_grid, "cv_folds": folds, "n_jobs": n_jobs,
             "n_patients": len(patients), "n_features": int(sum(f.shape[1] for f in feats.values())),
             "dsfr": comp.dsfr}
 

@@ -396,6 +396,19 @@ def notebook_digest(path: Path) -> str:
     return _sha(json.dumps(cells, sort_keys=True).encode())
 
 
+#: Profile settings that change how fast a step runs but never its results (tested): left out of the step hashes, so
+#: changing them does not redo finished steps.
+RESULT_NEUTRAL_SETTINGS = (("models", "n_jobs"),)
+
+
+def _hashed_settings(settings: dict) -> dict:
+    out = json.loads(json.dumps(settings, default=str))
+    for section, key in RESULT_NEUTRAL_SETTINGS:
+        if isinstance(out.get(section), dict):
+            out[section].pop(key, None)
+    return out
+
+
 def step_hashes(steps: list[Step], *, notebooks_dir: Path, manifest_hash: str,
                 code_hash: str | Callable[[Path], str], settings: dict) -> dict[str, str]:
     """The input hash of every step, in plan order (a step's hash includes its upstream steps' hashes).
@@ -403,7 +416,7 @@ def step_hashes(steps: list[Step], *, notebooks_dir: Path, manifest_hash: str,
     ``code_hash`` is a fixed string or a function of the notebook's path (see :func:`notebook_code_digest`).
     """
     out: dict[str, str] = {}
-    settings_json = json.dumps(settings, sort_keys=True, default=str)
+    settings_json = json.dumps(_hashed_settings(settings), sort_keys=True, default=str)
     for s in steps:
         nb = Path(notebooks_dir) / f"{s.notebook}.ipynb"
         payload = {

@@ -119,6 +119,16 @@ def test_changed_inputs_rerun_everything(fake, change):
     assert set(_status(go(**{change: new})).values()) == {"ran"}
 
 
+def test_result_neutral_settings_do_not_rerun(fake):
+    """models.n_jobs changes speed, not results (tests/test_models.py): changing it skips finished steps."""
+    _, calls, go, _ = fake
+    go(settings={"unet": {"epochs": 1}, "models": {"cv_folds": 5}})
+    res = go(settings={"unet": {"epochs": 1}, "models": {"cv_folds": 5, "n_jobs": 2}})
+    assert set(_status(res).values()) == {"skipped"}
+    res = go(settings={"unet": {"epochs": 1}, "models": {"cv_folds": 3, "n_jobs": 2}})
+    assert set(_status(res).values()) == {"ran"}
+
+
 def test_force_and_only(fake):
     _, calls, go, _ = fake
     go()
