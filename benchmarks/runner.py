@@ -78,7 +78,11 @@ def run_all(mode: str = "full", sizes: list[int] | None = None, only: list[str] 
         if r:
             peak = r["gflops_sgemm"]
             run.add("machine", "CPU", "fp32 matmul throughput (torch.mm 2048^2)", r["gflops_sgemm"], "GFLOP/s",
-                    f"{r['threads']} threads; the practical compute limit used below")
+                    f"{r['threads']} thread(s), the book's torch setting ($HCC_TORCH_THREADS); the practical compute "
+                    "limit the fractions below refer to")
+            if "gflops_sgemm_all" in r:
+                run.add("machine", "CPU", f"fp32 matmul throughput, {r['threads_all']} threads",
+                        r["gflops_sgemm_all"], "GFLOP/s", "every usable CPU (for reference)")
         r = _safe(run, "flops", child, "flops", {"configs": cfg["flops"]})
         for row in (r or {}).get("rows", []):
             run.add("flops", row["name"], "forward per slice", row["gflop_forward"], "GFLOP",
