@@ -142,12 +142,12 @@ def write_report(json_path: Path, readme: Path = README, plot: Path = PLOT, book
     v = data["versions"]
     g = data["git"]
     plot_path = plot_scaling(data, plot)
-    book_src = Path(json_path).name
+    book_src = f"`{Path(json_path).name}`"
     if not any(f["group"] == "book" for f in figs) and book_json is not None:
         # `make bench-book` writes its own JSON: show the latest one beside this run's figures
         bdata = json.loads(Path(book_json).read_text())
         figs = figs + [f for f in bdata["figures"] if f["group"] == "book"]
-        book_src = (f"{Path(book_json).name} (a separate `make bench-book` run, load average at start "
+        book_src = (f"`{Path(book_json).name}` (a separate `make bench-book` run, load average at start "
                     + ", ".join(f"{x:.1f}" for x in (bdata["machine"].get("load_average_at_start") or [])) + ")")
         if readme == README:
             LATEST_BOOK.write_text(json.dumps(bdata, indent=1))
@@ -180,17 +180,20 @@ def write_report(json_path: Path, readme: Path = README, plot: Path = PLOT, book
                   _table(["stage", "figure", "value", "unit", "note"],
                          [[f["stage"], f["metric"], _fmt(f["value"], f["unit"]), f["unit"], f["note"]] for f in st]),
                   ""]
-        walls = [f for f in st if f["metric"] == "wall time"]
-        if walls:
-            slow = max(walls, key=lambda f: f["value"] or 0)
-            lines += [f"Slowest stage measured: **{slow['stage']}** ({_fmt(slow['value'])} s).", ""]
+        sc = scaling_frame(data)
+        sc = sc[(sc.metric == "wall time") & (sc.stage != "all stages")] if not sc.empty else sc
+        if not sc.empty:
+            big = sc[sc.n == sc.n.max()]
+            slow = big.loc[big.value.idxmax()]
+            lines += [f"Slowest stage measured: **{slow['stage']}** at {int(slow['n'])} patients "
+                      f"({_fmt(slow['value'])} s of {_fmt(big.value.sum())} s for all per-patient stages).", ""]
 
     bk = [f for f in figs if f["group"] == "book"]
     if bk:
         whole = [f for f in bk if f["stage"].startswith("make book")]
         parts = [f for f in bk if not f["stage"].startswith("make book")]
         lines += ["## The whole book: `make book`, cold and warm", "",
-                  f"From `{book_src}`. `make book` in an isolated `$HCC_ROOT` under `outputs/bench/` (the book's own cohort, outputs and "
+                  f"From {book_src}. `make book` in an isolated `$HCC_ROOT` under `outputs/bench/` (the book's own cohort, outputs and "
                   "HTML are not touched). Cold starts from an empty root: the synthetic cohort is generated, every "
                   "notebook runs with papermill and the HTML is built (only the LiTS volume, a one-time registry "
                   "download, is linked from `data/lits`). Warm is the same command again with nothing changed.", "",
@@ -212,13 +215,19 @@ def write_report(json_path: Path, readme: Path = README, plot: Path = PLOT, book
         rss = df[(df.stage == "all stages") & (df.metric == "peak RSS")].set_index("n")["value"]
         ns = list(t.columns)
         rows = [[s] + [_fmt(t.loc[s, n]) for n in ns] for s in t.index]
-        rows.append(["peak RSS (MiB)"] + [_fmt(rss.get(n)) for n in ns])
+        rows.append(["peak RSS, largest stage (MiB)"] + [_fmt(rss.get(n)) for n in ns])
+        heap = df[df.metric == "peak Python heap (tracemalloc)"]
+        for st_name, g in heap.groupby("stage", sort=False):
+            v = g.set_index("n")["value"]
+            rows.append([f"{st_name}: peak Python heap (MiB)"] + [_fmt(v.get(n)) for n in ns])
         tot = t.loc["all stages"] if "all stages" in t.index else None
         if tot is not None:
             rows.append(["seconds per patient (all stages)"] + [_fmt(tot[n] / n) for n in ns])
         lines += ["## Scaling with the cohort", "",
-                  "Per-patient stages at each size, in one fresh process per size (inference and features with the "
-                  "classic U-Net trained in the stage run above; training itself does not grow with the cohort).",
+                  "Per-patient stages at each size (seconds), each stage in its own fresh process (inference and "
+                  "features with the classic U-Net trained in the stage run above; training itself does not grow "
+                  "with the cohort). Peak RSS counts torch and the pages of the memory-mapped slice cache a stage "
+                  "has read; the Python heap is what the stage itself holds.",
                   "", _table(["stage \\ patients"] + [str(n) for n in ns], rows), ""]
         if plot_path:
             lines += [f"![scaling]({plot_path.name})", ""]

@@ -116,6 +116,9 @@ def run_all(mode: str = "full", sizes: list[int] | None = None, only: list[str] 
             r = _safe(run, f"{name} (n = {n})", child, task, args, timeout)
             if r:
                 rec.append((name, r["seconds"], r["peak_rss_mb"]))
+                if r.get("peak_python_heap_mb") is not None:  # what the stage itself holds (RSS adds torch and
+                    # the memory-mapped slice cache pages it has read)
+                    run.add("scaling", name, "peak Python heap (tracemalloc)", r["peak_python_heap_mb"], "MiB", n=n)
             return r
 
         r = stage("cohort generation", "generate", kw)
