@@ -240,6 +240,16 @@ def run_all(mode: str = "full", sizes: list[int] | None = None, only: list[str] 
                     r["ratio_nifti_over_cached"], "x",
                     f"{r['n_slices']} training slices of {r['n_cases']} cases; NIfTI read once per case per epoch",
                     a_s=r["nifti_s_per_epoch"], b_s=r["cached_s_per_epoch"], a="NIfTI", b="cache")
+        _print("[ratios] inference on this CPU: fp32 vs channels_last vs bf16, book threads vs all")
+        r = _safe(run, "cpu inference modes", child, "ratio_cpu_inference_modes", {"base": base, "tag": tag0})
+        rows = (r or {}).get("rows", [])
+        for row in rows[1:]:
+            b0 = rows[0]
+            run.add("ratio", f"inference: {row['mode']}, {row['threads']} thread(s) vs the book's fp32, "
+                    f"{b0['threads']} thread(s)", "time ratio (book / this)", row["speedup"], "x",
+                    f"{r['n_slices']} slices; masks differ in {row['mask_pixels_differing']} of "
+                    f"{row['mask_pixels']:,} pixels", a_s=r["n_slices"] / b0["slices_per_s"],
+                    b_s=r["n_slices"] / row["slices_per_s"], a="book", b=row["mode"])
         _print("[ratios] DeLong fast vs O(n^2)")
         r = _safe(run, "delong", child, "ratio_delong",
                   {"ns": cfg["delong_ns"], "fast_only": cfg["delong_fast_only"], "budget_s": cfg["delong_budget_s"]})

@@ -672,3 +672,57 @@ def make_book(profile: str, cold: bool) -> dict[str, Any]:
             "n_skipped": sum(r["status"] == "skipped" for r in steps),
             "html_pages": len(list(html.rglob("*.html"))) if html.exists() else 0,
             "cohort_disk_mb": _du_mb(root / "data" / "synthetic"), "log": str(log)}
+
+
+def ratio_cpu_inference_modes(base: str, tag: str, n_patients: int = 25) -> dict[str, Any]:
+    """What would make inference faster on this CPU: the book's setting (fp32, contiguous NCHW, the book's thread
+    count) against channels_last, bf16 autocast and every CPU thread, on the same slices and the same network.
+
+    Also reports whether the alternatives give the same tumour masks (probability >= 0.5) as the book's setting.
+    """
+    import torch
+
+    from hcc_utils import preprocess as pp
+    from hcc_utils import segmentation as seg
+    from hcc_utils.segmentation import MAX_THREADS
+
+    _threads()
+    book_threads = torch.get_num_threads()
+    prof = bench_profile(base, tag)
+    model = seg.load_model(prof, "PP", "cpu")
+    df = pp.load_manifest(prof.manifest)
+    cases = pp.prepare_cohort(df, prof, "PP", progress=False)
+    imgs = [np.asarray(c.image, dtype=np.float32) for c in list(cases.values())[:n_patients]]
+    n = sum(len(i) for i in imgs)
+    bs = seg.inference_batch_size(prof)
+
+    def run(bf16=False, cl=False):
+        m = model.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
+        masks = []
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            for im in imgs:
+                for s in range(0, len(im), bs):
+                    x = torch.from_numpy(im[s:s + bs])[:, None]
+                    if cl:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                        y = m(x)
+                    masks.append((y.float().softmax(1)[:, 1] >= 0.5).numpy())
+        return n / (time.perf_counter() - t0), np.concatenate(masks)
+
+    out: dict[str, Any] = {"n_slices": n, "book_threads": book_threads, "all_threads": MAX_THREADS, "rows": []}
+    ref = None
+    for threads in dict.fromkeys([book_threads, MAX_THREADS]):
+        torch.set_num_threads(threads)
+        run()  # warm-up
+        for name, kw in (("fp32", {}), ("fp32 channels_last", {"cl": True}), ("bf16 autocast", {"bf16": True})):
+            rate, mk = run(**kw)
+            if ref is None:
+                ref = mk
+            out["rows"].append({"mode": name, "threads": threads, "slices_per_s": rate,
+                                "mask_pixels_differing": int((mk != ref).sum()), "mask_pixels": int(ref.size)})
+    base_rate = out["rows"][0]["slices_per_s"]
+    for r in out["rows"]:
+        r["speedup"] = r["slices_per_s"] / base_rate
+    return out
