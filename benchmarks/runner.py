@@ -243,8 +243,8 @@ def run_all(mode: str = "full", sizes: list[int] | None = None, only: list[str] 
         _print("[ratios] inference on this CPU: fp32 vs channels_last vs bf16, book threads vs all")
         r = _safe(run, "cpu inference modes", child, "ratio_cpu_inference_modes", {"base": base, "tag": tag0})
         rows = (r or {}).get("rows", [])
+        b0 = rows[0] if rows else None
         for row in rows[1:]:
-            b0 = rows[0]
             run.add("ratio", f"inference: {row['mode']}, {row['threads']} thread(s) vs the book's fp32, "
                     f"{b0['threads']} thread(s)", "time ratio (book / this)", row["speedup"], "x",
                     f"{r['n_slices']} slices; masks differ in {row['mask_pixels_differing']} of "

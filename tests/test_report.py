@@ -177,20 +177,25 @@ def _isolated_root(tmp_path, ci_manifest):
     return root
 
 
+def _run_ci_notebook(name: str, root: Path, tmp_path: Path, monkeypatch) -> Path:
+    """Execute ``notebooks/<name>.ipynb`` with papermill on the ci profile inside the isolated ``root``."""
+    import papermill as pm
+
+    monkeypatch.setenv("HCC_ROOT", str(root))
+    out = tmp_path / f"{name}.ipynb"
+    pm.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(out), parameters={"profile": "ci"},
+                        kernel_name=_kernel(), cwd=str(NOTEBOOKS), progress_bar=False)
+    return out
+
+
 @pytest.mark.slow
 def test_notebook_01_on_ci_cohort(tmp_path, ci_manifest, monkeypatch):
     import json
 
-    import papermill as pm
-
     from hcc_utils.manifest import load_patient_table
 
     root = _isolated_root(tmp_path, ci_manifest)
-    monkeypatch.setenv("HCC_ROOT", str(root))
-    nb_dir = NOTEBOOKS
-    out = tmp_path / "01.ipynb"
-    pm.execute_notebook(str(nb_dir / "01_cohort_table.ipynb"), str(out), parameters={"profile": "ci"},
-                        kernel_name=_kernel(), cwd=str(nb_dir), progress_bar=False)
+    out = _run_ci_notebook("01_cohort_table", root, tmp_path, monkeypatch)
     cohort = root / "outputs" / "ci" / "cohort"
     for f in ("table1.csv", "table1_full.csv", "summary.json", "figures/cases.png", "figures/cases.svg"):
         assert (cohort / f).exists(), f
@@ -208,8 +213,6 @@ def test_notebook_04_on_planted_features(tmp_path, ci_manifest, monkeypatch):
     """Notebook 04 end to end on feature tables that carry the planted latent: outputs written, truth check run."""
     import json
 
-    import papermill as pm
-
     root = _isolated_root(tmp_path, ci_manifest)
     truth = pd.read_csv(Path(ci_manifest).parent / "truth.csv").set_index("patient_id")
     rng = np.random.default_rng(0)
@@ -220,11 +223,7 @@ def test_notebook_04_on_planted_features(tmp_path, ci_manifest, monkeypatch):
         F[:, :3] += (0.5 + k) * truth["latent"].to_numpy()[:, None]
         pd.DataFrame(F, index=pd.Index(truth.index, name="patient_id"),
                      columns=[f"dec1_c{j}" for j in range(12)]).to_parquet(fdir / f"{ph}.parquet")
-    monkeypatch.setenv("HCC_ROOT", str(root))
-    nb_dir = NOTEBOOKS
-    out = tmp_path / "04.ipynb"
-    pm.execute_notebook(str(nb_dir / "04_model_comparison.ipynb"), str(out), parameters={"profile": "ci"},
-                        kernel_name=_kernel(), cwd=str(nb_dir), progress_bar=False)
+    out = _run_ci_notebook("04_model_comparison", root, tmp_path, monkeypatch)
     mdir = root / "outputs" / "ci" / "models"
     for f in ("predictions.csv", "table2.csv", "table2_formatted.csv", "dsfr_weights.csv", "signature.csv",
               "results.json", "models.joblib", "figure1_roc.png", "figure1_roc.svg", "ground_truth.json"):
