@@ -681,7 +681,12 @@ def main(argv=None) -> int:
     else:
         from hcc_utils.config import load_profile
 
-        path = load_profile(args.profile or "demo").manifest
+        prof = load_profile(args.profile or "demo")
+        path = prof.manifest
+        if not (prof.cohort_root / "stamp.json").exists():
+            print(f"the synthetic {prof.name} cohort described by {path} has not been generated (or its generation "
+                  f"was interrupted): run `make cohort PROFILE={prof.name}` or `make book PROFILE={prof.name}` first")
+            return 1
     report = validate(path, check_images=not args.no_images, progress=not args.no_progress)
     print(report)
     return 0 if report.ok else 1

@@ -770,7 +770,24 @@ def vendor_assets(root: Path | None = None, cache: Path | None = None, log: Call
 # the whole run
 # --------------------------------------------------------------------------------------------------------------------
 def prepare_manifest(profile: Profile, manifest: Path | None, log: Callable[[str], None] = print) -> Path:
-    """Generate the synthetic cohort when no manifest was given and it is missing; validate the manifest.
+    """Without a manifest, make sure the profile's synthetic cohort is complete (generate it if not); validate.
+
+    Whether the cohort is there is decided from the cohort itself (its ``stamp.json`` and a complete set of files,
+    :func:`hcc_utils.synthetic.is_complete`), not from the manifest's existence: the demo manifest is committed, so
+    a fresh clone has the manifest but no images, and an interrupted generation leaves no stamp.
+
+    Parameters
+    ----------
+    profile : hcc_utils.config.Profile
+    manifest : path or None
+        A user's manifest (validated as it is), or None for the profile's synthetic cohort.
+    log : callable
+        Receives progress lines.
+
+    Returns
+    -------
+    Path
+        The validated manifest.
 
     Raises
     ------
@@ -778,11 +795,12 @@ def prepare_manifest(profile: Profile, manifest: Path | None, log: Callable[[str
         With the validation report when the manifest has errors.
     """
     if manifest is None:
-        manifest = profile.manifest
-        if not manifest.exists():
-            from hcc_utils import synthetic
+        from hcc_utils import synthetic
 
-            log(f"generating the synthetic {profile.name} cohort ({manifest} is missing)")
+        spec, root, manifest = synthetic.cohort_spec(profile)
+        if not synthetic.is_complete(spec, root, manifest):
+            why = "is incomplete" if root.exists() else "is missing"
+            log(f"generating the synthetic {profile.name} cohort ({spec.n} patients): {root} {why}")
             t0 = time.perf_counter()
             manifest = Path(synthetic.generate_cohort(profile))
             log(f"synthetic cohort written in {time.perf_counter() - t0:.1f} s: {manifest}")

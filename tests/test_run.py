@@ -398,3 +398,57 @@ def test_book_copy_names_the_phase_in_the_title(tmp_path):
     assert "hide-input" in out.cells[0].metadata["tags"]
     gse = run.Step(name="05_gse", notebook="05_survival_nomogram", params={"chapter": "gse14520"})
     assert run._title_suffix(gse) == " (GSE14520)"
+
+
+def _fresh_clone_profile(tmp_path):
+    """The demo profile laid out as a fresh clone has it: the committed manifest (what the generator writes), no
+    cohort. Small sizes keep it quick; the manifest sits where the demo profile's does (the repository root)."""
+    import shutil
+
+    from hcc_utils import synthetic
+
+    shutil.copy(Path(run.__file__).resolve().parents[1] / "profiles.yaml", tmp_path / "profiles.yaml")
+    prof = load_profile("demo", overrides={"cohort": {"n_development": 6, "n_validation": 3, "n_annotated": 3}},
+                        path=tmp_path / "profiles.yaml")
+    (tmp_path / "data_manifest.csv").write_text(synthetic.manifest_text(prof))
+    return prof
+
+
+def test_fresh_clone_generates_cohort_although_manifest_is_committed(tmp_path):
+    prof = _fresh_clone_profile(tmp_path)
+    committed = (tmp_path / "data_manifest.csv").read_text()
+    assert not (tmp_path / "data" / "synthetic").exists()
+    lines: list[str] = []
+    manifest = run.prepare_manifest(prof, None, log=lines.append)
+    assert manifest == (tmp_path / "data_manifest.csv").resolve()
+    assert any("generating the synthetic demo cohort" in s and "is missing" in s for s in lines)
+    assert (tmp_path / "data" / "synthetic" / "stamp.json").exists()
+    assert manifest.read_text() == committed  # the generator rewrites exactly the committed file
+    # a second preparation finds the complete cohort and generates nothing
+    lines.clear()
+    run.prepare_manifest(prof, None, log=lines.append)
+    assert not any("generating" in s for s in lines)
+
+
+@pytest.mark.parametrize("damage", ["stamp", "image"])
+def test_interrupted_cohort_is_regenerated_not_used(tmp_path, damage):
+    """An interrupted generation (no stamp: it is removed first and written last) or a lost file is completed."""
+    prof = _fresh_clone_profile(tmp_path)
+    run.prepare_manifest(prof, None, log=lambda s: None)
+    root = tmp_path / "data" / "synthetic"
+    lost = root / "stamp.json" if damage == "stamp" else root / "images" / "VAL002_PP.nii.gz"
+    lost.unlink()
+    lines: list[str] = []
+    run.prepare_manifest(prof, None, log=lines.append)
+    assert any("is incomplete" in s for s in lines)
+    assert (root / "stamp.json").exists() and (root / "images" / "VAL002_PP.nii.gz").exists()
+
+
+def test_check_on_committed_manifest_without_cohort_says_what_to_run(tmp_path, monkeypatch, capsys):
+    from hcc_utils import manifest as mf
+
+    _fresh_clone_profile(tmp_path)
+    monkeypatch.setenv("HCC_ROOT", str(tmp_path))
+    assert mf.main(["check", "--profile", "demo"]) == 1
+    out = capsys.readouterr().out
+    assert "make cohort PROFILE=demo" in out and "file not found" not in out
