@@ -11,10 +11,10 @@ ARGS ?=
 # Text is UTF-8 whatever the machine's locale (CI may run without LANG).
 export PYTHONUTF8 := 1
 
-.PHONY: env book cohort check test test-fast lab bench bench-book assets clean-outputs help
+.PHONY: env book cohort check test test-fast lab bench bench-book stability assets clean-outputs help
 
 help:
-	@echo "make book [PROFILE=ci|demo|paper]  |  make test  |  make cohort  |  make check  |  make lab  |  make bench  |  make bench-book"
+	@echo "make book [PROFILE=ci|demo|paper]  |  make test  |  make cohort  |  make check  |  make lab  |  make bench  |  make bench-book  |  make stability"
 
 # The environment: plain pip into .venv (uv/poetry would not use the machine's local torch wheels).
 $(STAMP): requirements.txt pyproject.toml
@@ -75,6 +75,11 @@ bench: env
 # `make book` cold and warm on the demo profile, in an isolated root (~11 min on 2 CPUs): its own run and JSON
 bench-book: env
 	$(PY) -m benchmarks --only book $(ARGS)
+
+# The demo book on three synthetic cohorts (generator seeds), each in its own root: mean and range of every Table 2 /
+# Table 4 AUC and the Dice per phase (about 15 min a seed on 2 CPUs)
+stability: env $(VENDOR)
+	$(PY) -m benchmarks.stability $(ARGS)
 
 clean-outputs:
 	rm -rf outputs/$(PROFILE) book/_build .cache/$(PROFILE)

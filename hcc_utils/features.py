@@ -162,11 +162,13 @@ def layer_channels(model, layers, size: int) -> list[tuple[str, int]]:
 
 @torch.inference_mode()
 def case_features(model, case: pp.CaseCache, layers, mask: str = "predicted", batch_size: int = 32,
-                  device="auto", slices: list[int] | None = None) -> tuple[np.ndarray, list[int], list[float], str]:
+                  device="auto", slices: list[int] | None = None,
+                  postprocess: str = "none") -> tuple[np.ndarray, list[int], list[float], str]:
     """Per-slice pooled features of one cached case.
 
     ``slices`` restricts the forward passes (``mask="predicted"``) to these z indices (default: all slices); the
-    fallback then looks among them.
+    fallback then looks among them. ``postprocess`` is applied to the predicted mask of those slices
+    (:func:`hcc_utils.segmentation.postprocess_mask`, the same rule as the stored predicted masks).
 
     Returns
     -------
@@ -183,44 +185,32 @@ def case_features(model, case: pp.CaseCache, layers, mask: str = "predicted", ba
         if gt is None or not case.tumour_slices:
             raise ValueError(f"patient {case.patient_id} {case.phase}: mask='manual' but the manifest has no "
                              f"(non-empty) mask_{case.phase.lower()}")
-        zs = [z for z in range(case.n_slices) if np.asarray(gt[z]).any()]
+        keep = [z for z in range(case.n_slices) if np.asarray(gt[z]).any()]
+        m = np.asarray(gt[keep], dtype=bool)
         source = "manual"
-    else:
-        zs = list(range(case.n_slices)) if slices is None else [int(z) for z in slices]
+    else:  # first pass: the predicted mask; the second pass pools only on its tumour slices (memory stays small)
+        zs = sorted(range(case.n_slices) if slices is None else {int(z) for z in slices})
         source = "predicted"
-    feats, keep, areas, maxprob = [], [], [], []
-    fb = None
+        prob = seg.predict_volume(model, img[zs], batch_size) if zs else np.zeros((0,) + img.shape[1:], np.float32)
+        m = seg.postprocess_mask(prob >= 0.5, postprocess)
+        keep = [z for z, mz in zip(zs, m) if mz.any()]
+        m = m[[i for i, mz in enumerate(m) if mz.any()]]
+        if not keep:
+            i = int(np.argmax(prob.reshape(len(zs), -1).max(1)))
+            warnings.warn(f"patient {case.patient_id} {case.phase}: the network predicts no tumour on any slice; "
+                          f"falling back to slice {zs[i]} (largest predicted probability {prob[i].max():.3f}), "
+                          "region = connected pixels with probability >= half that maximum", UserWarning, stacklevel=2)
+            keep, m = [zs[i]], fallback_region(torch.from_numpy(prob[i])).numpy()[None]
+            source = "fallback_max_prob"
+    feats = []
     with Hooks(model, layers) as h:
-        for s in range(0, len(zs), batch_size):
-            zb = zs[s:s + batch_size]
-            x = torch.from_numpy(np.asarray(img[zb], dtype=np.float32))[:, None].to(dev)
+        for s in range(0, len(keep), batch_size):
+            x = torch.from_numpy(np.asarray(img[keep[s:s + batch_size]], dtype=np.float32))[:, None].to(dev)
             with seg._autocast(dev):
-                logits = model(x)
-            prob = torch.as_tensor(logits).float().softmax(1)[:, 1]
-            if mask == "manual":
-                m = torch.from_numpy(np.asarray(case.mask[zb], dtype=np.float32)).to(dev)
-            else:
-                m = (prob >= 0.5).float()
-                pm = prob.flatten(1).max(1).values
-                for i, z in enumerate(zb):
-                    maxprob.append((float(pm[i]), z))
-                    if fb is None or pm[i] > fb[0]:
-                        fb = (float(pm[i]), z, {n: h.out[n][i:i + 1].float() for n in layers}, prob[i:i + 1])
-            has = m.flatten(1).sum(1) > 0
-            if has.any():
-                idx = torch.nonzero(has)[:, 0]
-                pooled = [pool_feature_map(h.out[n][idx].float(), m[idx]) for n in layers]
-                feats.append(torch.cat(pooled, 1).cpu().numpy())
-                keep += [zb[i] for i in idx.tolist()]
-                areas += m[idx].flatten(1).sum(1).tolist()
-    if not keep:
-        warnings.warn(f"patient {case.patient_id} {case.phase}: the network predicts no tumour on any slice; "
-                      f"falling back to slice {fb[1]} (largest predicted probability {fb[0]:.3f}), region = "
-                      "connected pixels with probability >= half that maximum", UserWarning, stacklevel=2)
-        m = fallback_region(fb[3][0])[None].float()
-        pooled = [pool_feature_map(fb[2][n], m) for n in layers]
-        feats = [torch.cat(pooled, 1).cpu().numpy()]
-        keep, areas, source = [fb[1]], [float(m.sum())], "fallback_max_prob"
+                model(x.contiguous(memory_format=torch.channels_last))
+            mb = torch.from_numpy(m[s:s + batch_size].astype(np.float32)).to(dev)
+            feats.append(torch.cat([pool_feature_map(h.out[n].float(), mb) for n in layers], 1).cpu().numpy())
+    areas = m.reshape(len(keep), -1).sum(1).astype(float).tolist()
     return np.concatenate(feats, 0).astype(np.float32), keep, areas, source
 
 
@@ -254,6 +244,7 @@ def extract_phase(manifest, profile, phase: str, mask: str | None = None, device
     df = pp.load_manifest(manifest)
     bs = seg.inference_batch_size(profile)
     visit = _slices_to_visit(profile, phase) if mask == "predicted" else None
+    post = seg.postprocess_mode(profile)
     vecs, qc, slice_frames = [], [], []
     tracemalloc.start()
     t0 = time.perf_counter()
@@ -261,7 +252,7 @@ def extract_phase(manifest, profile, phase: str, mask: str | None = None, device
     for row in pp._progress(rows, progress, f"features {phase}"):
         case = pp.prepare_case(row, phase, profile)
         f, zs, areas, source = case_features(model, case, layers, mask, bs, dev,
-                                             None if visit is None else visit.get(case.patient_id))
+                                             None if visit is None else visit.get(case.patient_id), post)
         vecs.append(f.mean(0))
         qc.append({"patient_id": case.patient_id, "mask_source": source, "n_tumour_slices": len(zs),
                    "tumour_area_px": float(np.sum(areas))})

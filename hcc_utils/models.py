@@ -740,27 +740,35 @@ def save_comparison(comp: Comparison, out_dir: Path, seed: int, grid: dict[str, 
 # Synthetic ground truth (only the book's ground-truth check reads truth.csv)
 # ----------------------------------------------------------------------------------------------------------------
 def ground_truth_check(truth: pd.DataFrame, patients: pd.DataFrame, signature: pd.DataFrame, grid: dict[str, list],
-                       n_folds: int, seed: int, latent_col: str | None = None) -> dict[str, Any]:
-    """Compare the DSFR signature with the synthetic cohort's planted latent aggressiveness.
+                       n_folds: int, seed: int, latent_col: str | None = None,
+                       phenotype: list[str] | None = None) -> dict[str, Any]:
+    """Compare the DSFR signature with the synthetic cohort's planted truth, and fit the planted ceilings.
 
     Parameters
     ----------
     truth : DataFrame
-        ``truth.csv`` of the synthetic cohort (patient_id and the latent value).
+        ``truth.csv`` of the synthetic cohort (patient_id, the latent value, the true image parameters).
     patients : DataFrame
         Patient table (index patient_id).
     signature : DataFrame
         ``signature.csv`` (patient_id, cohort, dsfr_signature).
+    grid, n_folds, seed
+        The book's nested procedure (:func:`fit_nested`), so that ceilings and models are fitted alike.
     latent_col : str, optional
         Column of ``truth`` holding the latent; by default the first column whose name contains ``latent``.
+    phenotype : list of str, optional
+        Columns of the true image phenotype (default :data:`hcc_utils.synthetic.IMAGE_PHENOTYPE`, those present).
 
     Returns
     -------
     dict
-        Spearman correlation of signature and latent per cohort, and the AUC (development: nested CV; validation:
-        refit) of the same logistic procedure on the true latent + clinical variables: the ceiling the images allow.
+        ``spearman``: signature vs latent per cohort; ``ceilings``: AUC per cohort (development nested CV,
+        validation refit) of the same procedure on the latent, the image phenotype (what a perfect reader of the
+        images knows) and the image phenotype + clinical variables; ``ceiling_auc``: that of latent + clinical.
     """
     from scipy.stats import spearmanr
+
+    from hcc_utils.synthetic import IMAGE_PHENOTYPE
 
     truth = truth.copy()
     if "patient_id" in truth.columns:
@@ -771,19 +779,29 @@ def ground_truth_check(truth: pd.DataFrame, patients: pd.DataFrame, signature: p
         if not cands:
             raise ValueError(f"truth table has no latent column (columns: {list(truth.columns)})")
         latent_col = cands[0]
+    phenotype = [c for c in (phenotype or IMAGE_PHENOTYPE) if c in truth.columns]
     sig = signature.set_index(signature["patient_id"].astype(str))
-    out: dict[str, Any] = {"latent_column": latent_col, "spearman": {}, "ceiling_auc": {}}
+    out: dict[str, Any] = {"latent_column": latent_col, "phenotype_columns": phenotype, "spearman": {},
+                           "ceilings": {}}
     for c in COHORTS:
         ids = sig.index[sig["cohort"] == c]
         if len(ids) > 2:
             r = spearmanr(sig.loc[ids, "dsfr_signature"], truth.loc[ids, latent_col])
             out["spearman"][c] = {"rho": float(r.statistic), "p": float(r.pvalue), "n": int(len(ids))}
-    X = pd.concat([truth.loc[patients.index.astype(str), [latent_col]].set_axis(patients.index),
-                   clinical_design(patients)], axis=1)
+    t = truth.loc[patients.index.astype(str)].set_axis(patients.index)
+    if "diameter_mm" in t:
+        t["diameter_mm"] = np.log(t["diameter_mm"].astype(float))
+    clin = clinical_design(patients)
+    sets = {"latent": t[[latent_col]], "latent + clinical": pd.concat([t[[latent_col]], clin], axis=1)}
+    if phenotype:
+        sets["image phenotype"] = t[phenotype].astype(float)
+        sets["image phenotype + clinical"] = pd.concat([t[phenotype].astype(float), clin], axis=1)
     dev = patients.cohort == "development"
-    f = fit_nested("truth ceiling", X[dev], patients.loc[dev, "er"].astype(int), X[~dev], grid, n_folds, seed,
-                   allow_missing=True)
-    out["ceiling_auc"]["development"] = _auc(patients.loc[dev, "er"], f.cv_prob)
+    y = patients.loc[dev, "er"].astype(int)
     yv = patients.loc[~dev, "er"].astype(int)
-    out["ceiling_auc"]["validation"] = _auc(yv, f.val_prob) if yv.nunique() == 2 else None
+    for name, X in sets.items():
+        f = fit_nested(f"ceiling ({name})", X[dev], y, X[~dev], grid, n_folds, seed, allow_missing=True)
+        out["ceilings"][name] = {"development": _auc(patients.loc[dev, "er"], f.cv_prob),
+                                 "validation": _auc(yv, f.val_prob) if yv.nunique() == 2 else None}
+    out["ceiling_auc"] = out["ceilings"]["latent + clinical"]
     return out

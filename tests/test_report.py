@@ -235,3 +235,41 @@ def test_notebook_04_on_planted_features(tmp_path, ci_manifest, monkeypatch):
     assert g["dsfr_val_auc"] == repr(f"{r.auc:.3f} (95% CI {r.auc_lower:.3f}-{r.auc_upper:.3f})")
     gt = json.loads((mdir / "ground_truth.json").read_text())
     assert gt["latent_column"] == "latent" and "development" in gt["spearman"]
+
+
+@pytest.mark.slow
+def test_table2_does_not_read_truth(tmp_path, ci_manifest, monkeypatch):
+    """No model, feature or selection step reads truth.csv: with truth.csv replaced by noise, notebook 04 writes the
+    same Table 2, predictions and signature byte for byte, while its ground-truth check (the one reader) changes."""
+    import shutil
+
+    root = tmp_path / "root"
+    root.mkdir()
+    shutil.copy(NOTEBOOKS.parent / "profiles.yaml", root / "profiles.yaml")
+    cohort = root / "data" / "synthetic-ci"
+    cohort.mkdir(parents=True)
+    for f in Path(ci_manifest).parent.iterdir():  # the cohort, with a private copy of truth.csv
+        (cohort / f.name).symlink_to(f) if f.name != "truth.csv" else shutil.copy(f, cohort / f.name)
+    truth = pd.read_csv(cohort / "truth.csv")
+    rng = np.random.default_rng(1)
+    fdir = root / "outputs" / "ci" / "features"
+    fdir.mkdir(parents=True)
+    for ph in ("AP", "PP"):
+        F = rng.normal(size=(len(truth), 10))
+        F[:, :2] += truth["latent"].to_numpy()[:, None]
+        pd.DataFrame(F, index=pd.Index(truth["patient_id"], name="patient_id"),
+                     columns=[f"dec1_c{j}" for j in range(10)]).to_parquet(fdir / f"{ph}.parquet")
+    mdir = root / "outputs" / "ci" / "models"
+    files = ("table2.csv", "predictions.csv", "signature.csv", "dsfr_weights.csv", "results.json")
+    runs = []
+    for k in range(2):
+        if k == 1:  # every column but the id replaced by noise
+            noise = truth.copy()
+            for c in noise.columns.drop("patient_id"):
+                noise[c] = rng.normal(size=len(noise)) if noise[c].dtype.kind in "fi" else rng.permutation(noise[c])
+            noise.to_csv(cohort / "truth.csv", index=False)
+        _run_ci_notebook("04_model_comparison", root, tmp_path, monkeypatch)
+        runs.append({f: (mdir / f).read_bytes() for f in (*files, "ground_truth.json")})
+    for f in files:
+        assert runs[0][f] == runs[1][f], f
+    assert runs[0]["ground_truth.json"] != runs[1]["ground_truth.json"]

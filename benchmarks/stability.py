@@ -1,0 +1,106 @@
+"""Stability of the demo book's results across synthetic cohorts: ``make stability`` (not part of ``make test``).
+
+For each generator seed, the whole demo book runs in its own ``$HCC_ROOT`` (``outputs/bench/stability-<seed>/``, a
+copy of ``profiles.yaml`` whose ``demo.cohort.seed`` is that seed), so the user's outputs are never touched. Then
+every Table 2 AUC, every Table 4 C-index and tdAUC, the held-out and validation-centre Dice per phase, and the
+signature's Spearman correlation with the latent are collected, and their mean and range over the seeds written to
+``benchmarks/results/stability-<stamp>.json`` and printed as a table.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS = (2022, 2023, 2024)
+
+
+def seed_root(seed: int, profile: str = "demo") -> Path:
+    return ROOT / "outputs" / "bench" / f"stability-{profile}-{seed}"
+
+
+def run_seed(seed: int, profile: str = "demo", force: bool = False) -> Path:
+    """Run the book of ``profile`` on the cohort of generator seed ``seed`` in its own root; return the outputs."""
+    root = seed_root(seed, profile)
+    root.mkdir(parents=True, exist_ok=True)
+    prof = yaml.safe_load((ROOT / "profiles.yaml").read_text())
+    prof[profile]["cohort"] = {**prof["defaults"]["cohort"], **prof[profile].get("cohort", {}), "seed": int(seed)}
+    (root / "profiles.yaml").write_text(yaml.safe_dump(prof, sort_keys=False))
+    env = {**os.environ, "HCC_ROOT": str(root), "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "hcc_utils.run", "book", "--profile", profile] + (["--force"] if force else [])
+    log = root / "book.log"
+    t0 = time.perf_counter()
+    with open(log, "w") as fh:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        tail = "\n  ".join(log.read_text().strip().splitlines()[-10:])
+        raise RuntimeError(f"seed {seed}: the book failed (exit {proc.returncode}); log {log}:\n  {tail}")
+    print(f"seed {seed}: book in {time.perf_counter() - t0:.0f} s ({root})", flush=True)
+    return root / "outputs" / profile
+
+
+def collect(out: Path) -> dict[str, float]:
+    """The figures of one run (name -> value) from its stored outputs."""
+    res: dict[str, float] = {}
+    t2 = pd.read_csv(out / "models" / "table2.csv")
+    for r in t2.itertuples():
+        res[f"Table 2 AUC | {r.model} | {r.cohort}"] = float(r.auc)
+    dsfr = json.loads((out / "models" / "results.json").read_text())["dsfr_model"]
+    for r in t2[t2.model == dsfr].itertuples():
+        res[f"Table 2 AUC | DSFR (chosen: {dsfr}) | {r.cohort}"] = float(r.auc)
+    t4 = out / "survival" / "synthetic" / "table4_discrimination.csv"
+    if t4.exists():
+        for r in pd.read_csv(t4).itertuples():
+            res[f"Table 4 C-index | {r.model} | {r.cohort}"] = float(r.c_index)
+            if hasattr(r, "tdauc"):
+                res[f"Table 4 tdAUC | {r.model} | {r.cohort}"] = float(r.tdauc)
+    for ph in ("AP", "PP"):
+        m = json.loads((out / "segmentation" / ph / "metrics.json").read_text())
+        for g in m.get("dsc_by_group", []):
+            res[f"Dice | {ph} | {g['group']}"] = float(g["mean"])
+    gt = out / "models" / "ground_truth.json"
+    if gt.exists():
+        for c, v in json.loads(gt.read_text()).get("spearman", {}).items():
+            res[f"Spearman signature vs latent | {c}"] = float(v["rho"])
+    return res
+
+
+def summarise(per_seed: dict[int, dict[str, float]]) -> pd.DataFrame:
+    """Mean, min, max and the per-seed values of every figure."""
+    df = pd.DataFrame(per_seed)
+    df.columns = [f"seed {s}" for s in df.columns]
+    out = pd.DataFrame({"mean": df.mean(1), "min": df.min(1), "max": df.max(1)}).join(df)
+    return out.sort_index()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.stability", description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    ap.add_argument("--profile", default="demo")
+    ap.add_argument("--force", action="store_true", help="rerun every step (default: unchanged steps are skipped)")
+    a = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    per_seed = {s: collect(run_seed(s, a.profile, a.force)) for s in a.seeds}
+    table = summarise(per_seed)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    dest = ROOT / "benchmarks" / "results" / f"stability-{stamp}.json"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps({"profile": a.profile, "seeds": a.seeds, "seconds": time.perf_counter() - t0,
+                                "figures": table.reset_index(names="figure").to_dict(orient="records")}, indent=1))
+    with pd.option_context("display.width", 200, "display.max_rows", 500, "display.max_colwidth", 70):
+        print(table.round(3).to_string())
+    print(f"written: {dest}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
