@@ -14,7 +14,8 @@ Which slices
 The cache holds **all** axial slices of a volume, with the tumour mask when the manifest has one. Consumers choose:
 
 * training (:func:`training_slices`) takes the slices whose ground-truth mask contains tumour plus
-  ``context_slices`` slices above and below (tumour-free context teaches the network to answer "no tumour");
+  ``context_slices`` slices above and below and ``negative_slices`` tumour-free slices from the rest of the volume
+  (tumour-free slices teach the network to answer "no tumour", also far from the tumour);
 * inference and feature extraction run on **all** slices, because neither a liver mask nor the tumour's position is
   known for an unannotated case. On a synthetic or cropped abdominal volume this costs little; the predicted masks
   written back are full volumes on the image grid.
@@ -292,14 +293,22 @@ def prepare_cohort(manifest, profile, phase: str, patients: Iterable[str] | None
     return out
 
 
-def training_slices(case: CaseCache, context: int) -> list[int]:
-    """Slice indices used for training: ground-truth tumour slices plus ``context`` slices either side."""
+def training_slices(case: CaseCache, context: int, negatives: int = 0, seed: int = 0) -> list[int]:
+    """Slice indices used for training: ground-truth tumour slices plus ``context`` slices either side, plus
+    ``negatives`` tumour-free slices drawn (seeded by ``seed`` and the patient) from the rest of the volume, so that
+    the network also sees the anatomy far from the tumour it will meet at inference."""
     tz = case.tumour_slices
     if not tz:
         return []
     keep: set[int] = set()
     for z in tz:
         keep.update(range(max(0, z - context), min(case.n_slices, z + context + 1)))
+    rest = [z for z in range(case.n_slices) if z not in keep]
+    if negatives > 0 and rest:
+        import zlib
+
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), zlib.crc32(case.patient_id.encode())]))
+        keep.update(int(z) for z in rng.choice(rest, size=min(negatives, len(rest)), replace=False))
     return sorted(keep)
 
 

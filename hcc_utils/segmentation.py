@@ -318,6 +318,46 @@ def _augment_callback(seed: int):
     return Augment()
 
 
+def _patient_dice_metric(patient_of_item: list[str]):
+    from fastai.metrics import Metric
+
+    class PatientDice(Metric):
+        """Validation Dice per patient (pooled over that patient's slices), averaged over the patients.
+
+        The paper reports DSC per case; a Dice pooled over all validation slices would let one large tumour decide
+        which epoch is kept. Items arrive in the order of ``patient_of_item`` (the validation loader is not
+        shuffled).
+        """
+
+        def __init__(self):
+            self.pids = np.asarray(patient_of_item)
+
+        def reset(self):
+            self.i, self.inter, self.total = 0, {}, {}
+
+        def accumulate(self, learn):
+            pred = learn.pred.argmax(1) == 1
+            targ = learn.yb[0] == 1
+            n = pred.shape[0]
+            inter = (pred & targ).flatten(1).sum(1).tolist()
+            total = (pred.flatten(1).sum(1) + targ.flatten(1).sum(1)).tolist()
+            for p, a, b in zip(self.pids[self.i:self.i + n], inter, total):
+                self.inter[p] = self.inter.get(p, 0) + a
+                self.total[p] = self.total.get(p, 0) + b
+            self.i += n
+
+        @property
+        def value(self):
+            d = [2 * self.inter[p] / self.total[p] for p in self.total if self.total[p] > 0]
+            return float(np.mean(d)) if d else 0.0
+
+        @property
+        def name(self):
+            return "dice"
+
+    return PatientDice()
+
+
 def _channels_last_callback():
     from fastai.callback.core import Callback
 
@@ -361,7 +401,7 @@ def phase_dir(profile, phase: str) -> Path:
 
 def train_phase(manifest, profile, phase: str, seed: int | None = None, device="auto", progress: bool = True,
                 out_dir: Path | None = None) -> dict:
-    """Train the U-Net of one phase and keep the best-by-validation-Dice checkpoint.
+    """Train the U-Net of one phase and keep the checkpoint of best validation Dice (mean per validation patient).
 
     Parameters
     ----------
@@ -385,7 +425,6 @@ def train_phase(manifest, profile, phase: str, seed: int | None = None, device="
     from fastai.data.core import DataLoaders
     from fastai.data.load import DataLoader
     from fastai.learner import Learner
-    from fastai.metrics import Dice
 
     seed = profile.seed if seed is None else int(seed)
     dev = resolve_device(device)
@@ -399,9 +438,10 @@ def train_phase(manifest, profile, phase: str, seed: int | None = None, device="
     train_ids, valid_ids = split_patients(ann, float(cfg.get("valid_fraction", 0.2)), seed)
     cases = pp.prepare_cohort(df, profile, phase, patients=ann, progress=progress)
     ctx = int(profile["preprocess"].get("context_slices", 0))
+    neg = int(profile["preprocess"].get("negative_slices", 0))
 
     def items(ids):
-        out = [(cases[p], z) for p in ids for z in pp.training_slices(cases[p], ctx)]
+        out = [(cases[p], z) for p in ids for z in pp.training_slices(cases[p], ctx, neg, seed)]
         if not out:
             raise ValueError(f"{phase}: no tumour slices among patients {ids[:5]}...; check mask_{phase.lower()}")
         return out
@@ -417,7 +457,8 @@ def train_phase(manifest, profile, phase: str, seed: int | None = None, device="
     torch.manual_seed(seed)
     model = build_model(profile).to(memory_format=torch.channels_last)
     timer = _timer_callback()
-    learn = Learner(dls, model, loss_func=DiceCELoss(), metrics=[Dice()], path=out_dir, model_dir=".",
+    learn = Learner(dls, model, loss_func=DiceCELoss(), metrics=[_patient_dice_metric([c.patient_id for c, _ in va_items])],
+                    path=out_dir, model_dir=".",
                     cbs=[_augment_callback(seed), _channels_last_callback(), timer,
                          SaveModelCallback(monitor="dice", comp=np.greater, fname="model", with_opt=False)])
     if dev.type == "cuda":

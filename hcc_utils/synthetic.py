@@ -57,7 +57,7 @@ censors about 6 % earlier. Times are floored to 0.01 month (coarser rounding cre
 estimates), so an event always has ``rfs_months < 24`` (early recurrence = recurrence).
 
 How z shows in the images (:data:`LATENT_LOADINGS`): mostly in continuous degrees that a binary read does not
-capture, arterial enhancement (HU above the liver) and, in the 85 % of tumours that wash out, portal washout (HU below
+capture, arterial enhancement (HU above the liver) and, in the 90 % of tumours that wash out, portal washout (HU below
 the liver, 14-70 HU; the others only 4-10 HU); less in margin irregularity (lobulation of several
 millimetres), heterogeneity and necrosis, peritumoral arterial enhancement and capsule completeness; slightly in
 size. The arterial phase is harder: a fixed arterial delay catches 20 % of patients early (enhancement x 0.35-0.7,
@@ -111,7 +111,7 @@ TRUE_HR = {"hbsag": 3.65, "afp_ge400": 2.36, "ggt": 1.006}
 BETA_LATENT = 1.0
 #: How strongly z shows in each image parameter (logit or HU per SD of z; see :func:`simulate_tables`).
 LATENT_LOADINGS = {"irregularity": 0.5, "heterogeneity": 0.45, "peritumoral": 0.7, "capsule": 0.55,
-                   "ap_enhancement": 8.0, "pp_washout_hu": 10.0}
+                   "ap_enhancement": 6.0, "pp_washout_hu": 12.0}
 TRUE_LOG_HR = {**{k: math.log(v) for k, v in TRUE_HR.items()}, "latent": BETA_LATENT}
 #: Weibull baseline: h0(t) = WEIBULL_SHAPE / WEIBULL_SCALE * (t / WEIBULL_SCALE) ** (WEIBULL_SHAPE - 1) (months),
 #: scale calibrated so that about 63 % recur within 24 months.
@@ -196,8 +196,8 @@ def simulate_tables(n: int, seed: int, centre: np.ndarray | None = None) -> pd.D
     df["capsule"] = np.round(cap, 3)
     # continuous degrees that a binary read does not capture: arterial enhancement (HU above the liver) and, in the
     # tumours that wash out, the washout (HU below the liver), both stronger in aggressive tumours
-    df["ap_enhancement"] = np.round(np.clip(32.0 + L["ap_enhancement"] * z + rng.normal(0, 7.0, n), 8.0, 80.0), 1)
-    df["washout"] = (rng.random(n) < 0.85).astype(int)
+    df["ap_enhancement"] = np.round(np.clip(32.0 + L["ap_enhancement"] * z + rng.normal(0, 8.0, n), 8.0, 80.0), 1)
+    df["washout"] = (rng.random(n) < 0.90).astype(int)
     # (a tumour without washout is only 4-10 HU darker than the liver in PP)
     wo = np.clip(34.0 + L["pp_washout_hu"] * z + rng.normal(0, 5.0, n), 14.0, 70.0)
     df["pp_washout_hu"] = np.round(np.where(df["washout"] == 1, wo, rng.uniform(4.0, 10.0, n)), 1)

@@ -174,7 +174,7 @@ def test_visual_reads_follow_image_parameters_with_reader_noise(big):
     assert d.loc[d["diameter_mm"] > 70, "vis_size_gt5cm"].mean() > 0.95
     assert np.corrcoef(d["latent"], d["irregularity"])[0, 1] > 0.4
     # the continuous degrees carry z, the binary reads of them only partly
-    assert np.corrcoef(d["latent"], d["ap_enhancement"])[0, 1] > 0.6
+    assert np.corrcoef(d["latent"], d["ap_enhancement"])[0, 1] > 0.5
     wo = d["washout"] == 1
     assert np.corrcoef(d.loc[wo, "latent"], d.loc[wo, "pp_washout_hu"])[0, 1] > 0.7
     assert abs(np.corrcoef(d["latent"], d["vis_washout"])[0, 1]) < 0.1
