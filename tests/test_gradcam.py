@@ -141,13 +141,14 @@ def test_run_gradcam_end_to_end(tmp_path):
         seg.predict_cohort(manifest, prof, ph, progress=False)
         fe.extract_phase(manifest, prof, ph, progress=False)
     dp = fe.write_dp(prof)
-    w = pd.DataFrame({"feature": ["age", dp.columns[3], dp.columns[-2], dp.columns[40], dp.columns[41]],
+    k = len(dp.columns) // 2 + 2
+    w = pd.DataFrame({"feature": ["age", dp.columns[3], dp.columns[-2], dp.columns[k], dp.columns[k + 1]],
                       "weight": [9.0, 0.5, -0.9, 0.1, 0.7]})
     (prof.outputs / "models").mkdir(parents=True)
     w.to_csv(prof.outputs / "models" / "dsfr_weights.csv", index=False)
     table, panels = gc.run_gradcam(prof, manifest)
     assert len(table) == 3 * 2 and len(panels) == 6
-    assert table["feature"].unique().tolist() == [dp.columns[-2], dp.columns[41], dp.columns[3]]
+    assert table["feature"].unique().tolist() == [dp.columns[-2], dp.columns[k + 1], dp.columns[3]]
     np.testing.assert_allclose(table["target"], table["stored_feature"], rtol=1e-4, atol=1e-5)
     assert set(table["location"]) <= {"tumour", "ring", "both", "elsewhere", "none"}
     assert (prof.outputs / "gradcam" / "locations.csv").exists() and (prof.outputs / "gradcam" / "summary.csv").exists()
