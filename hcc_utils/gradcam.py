@@ -270,7 +270,8 @@ def run_gradcam(profile, manifest, weights=None, n_features: int | None = None, 
 
 
 def _feature_mask(model, img: np.ndarray, case, z: int, mask_mode: str) -> np.ndarray:
-    """The region features were pooled over on slice ``z`` (same rules as :func:`features.case_features`)."""
+    """The region features were pooled over on slice ``z`` (the rules of :func:`features.case_features` on one slice:
+    the single-tumour post-processing, which needs the whole volume, is not applied here)."""
     if mask_mode == "manual":
         return np.asarray(case.mask[z], dtype=np.float32)
     prob = seg.predict_volume(model, img[None], 1)[0]
