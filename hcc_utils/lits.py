@@ -1,4 +1,4 @@
-"""A real liver-tumour CT (one LiTS case) through the book's own segmentation and feature code (issue 6, part 2).
+"""A real liver-tumour CT (one LiTS case) through the book's own segmentation and feature code.
 
 The data
 --------

@@ -1,4 +1,4 @@
-"""Benchmarks (issue 7): the runner's tiny mode writes a valid results JSON and a results page; nothing is timed here.
+"""Benchmarks: the runner's tiny mode writes a valid results JSON and a results page; nothing is timed here.
 
 Speed is measured by ``make bench``, never asserted in tests: these tests only check that every benchmark path runs
 and records what it says it records.

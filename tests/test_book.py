@@ -48,7 +48,7 @@ STEPS = ["01_cohort_table", "02_unet_training_AP", "02_unet_training_PP", "03_fe
          "03_feature_extraction_PP", "04_model_comparison", "05_survival_nomogram", "06_gradcam"]
 OPTIONAL = ["05_survival_nomogram_gse14520", "07_lits_segmentation"]
 
-#: Output files every ci run must produce (relative to outputs/ci/); the shared contracts of the brief.
+#: Output files every ci run must produce (relative to outputs/ci/); the shared contracts of the stages.
 EXPECTED = [
     *[f"segmentation/{ph}/{f}" for ph in ("AP", "PP")
       for f in ("model.pth", "metrics.json", "history.csv", "dsc_per_patient.csv")],

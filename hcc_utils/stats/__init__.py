@@ -1,6 +1,6 @@
 """Clinical statistics for the book, verified against R on public data (tests/r/).
 
-Public API (contract, issue 4)
+Public API (contract)
 ------------------------------
 roc_auc_ci(y, score, level=0.95)              -> .auc .lower .upper (.se)      DeLong, as pROC ci.auc
 delong_test(y, score_a, score_b)              -> .auc_a .auc_b .z .p           paired, as pROC roc.test
