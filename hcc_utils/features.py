@@ -25,8 +25,9 @@ tumour slice never yields an empty region. See :func:`pool_feature_map`.
 
 Which mask
 ----------
-``mask="predicted"`` (default, fully automatic): the network's own prediction from the same forward pass
-(argmax at network size). ``mask="manual"``: the manifest's ground-truth mask. A case whose prediction contains no
+``mask="predicted"`` (default, fully automatic): the network's own prediction (argmax at network size) after the
+profile's ``unet.postprocess`` (for single HCC the largest 3D component, as in the stored predicted masks); a first
+forward pass finds it, a second pools the maps on its tumour slices. ``mask="manual"``: the manifest's ground-truth mask. A case whose prediction contains no
 tumour on any slice triggers a :class:`UserWarning` and the **fallback**: the slice with the largest predicted tumour
 probability, region = the connected component of pixels with probability >= half its maximum that holds the most
 probable pixel (:func:`fallback_region`). The case is flagged in the
