@@ -56,7 +56,8 @@ def collect(out: Path) -> dict[str, float]:
         res[f"Table 2 AUC | {r.model} | {r.cohort}"] = float(r.auc)
     dsfr = json.loads((out / "models" / "results.json").read_text())["dsfr_model"]
     for r in t2[t2.model == dsfr].itertuples():
-        res[f"Table 2 AUC | DSFR (chosen: {dsfr}) | {r.cohort}"] = float(r.auc)
+        res[f"Table 2 AUC | DSFR (the phase chosen by development CV) | {r.cohort}"] = float(r.auc)
+    res["DSFR phase chosen is PP (1) or not (0)"] = float(dsfr == "DSFR-PP")
     t4 = out / "survival" / "synthetic" / "table4_discrimination.csv"
     if t4.exists():
         for r in pd.read_csv(t4).itertuples():
