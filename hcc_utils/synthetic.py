@@ -101,7 +101,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hcc_utils.manifest import CLINICAL_VARIABLES, MANIFEST_COLUMNS, VISUAL_FEATURES
+from hcc_utils.manifest import CLINICAL_VARIABLES, MANIFEST_COLUMNS, VISUAL_FEATURES, early_recurrence
 
 # --- the planted model ----------------------------------------------------------------------------------------------
 
@@ -276,7 +276,7 @@ def population_targets(n: int = 20_000, seed: int = 2022) -> pd.DataFrame:
 
     d = simulate_tables(n, seed)
     d["diameter_mm"] = np.log(d["diameter_mm"])
-    er = ((d["recurrence"] == 1) & (d["rfs_months"] < LANDMARK)).astype(int).to_numpy()
+    er = np.asarray(early_recurrence(d["rfs_months"], d["recurrence"], LANDMARK), dtype=int)
     rows = {}
     for name, (cols, paper) in TARGET_SETS.items():
         X = StandardScaler().fit_transform(d[cols].to_numpy(float))

@@ -1,4 +1,4 @@
-"""LiTS chapter (issue 6 part 2): fetching, geometry, slab split, and the chapter run on the ci profile.
+"""LiTS chapter: fetching, geometry, slab split, and the chapter run on the ci profile.
 
 Tests that need the real CT are skipped, with the reason, where the registry cannot be reached.
 """
