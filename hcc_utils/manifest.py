@@ -400,6 +400,26 @@ def _read_table_file(file: str, sheet: str | None) -> pd.DataFrame:
     return df.where(df.notna() & (df != ""), np.nan)
 
 
+def read_table(spec: str | Path, sheet: str | None = None) -> pd.DataFrame:
+    """A CSV/TSV/Excel table as text, read as the manifest check reads it.
+
+    Parameters
+    ----------
+    spec : str or Path
+        File, optionally with ``#Sheet`` for a workbook.
+    sheet : str, optional
+        Sheet name (overrides the one in ``spec``).
+
+    Returns
+    -------
+    DataFrame
+        Every cell a ``str`` (blanks ``""``); column names lower case and values stripped.
+    """
+    file, in_spec = _split_sheet(str(spec))
+    df = _read_table_file(file, sheet if sheet is not None else in_spec)
+    return df.fillna("").astype(str)
+
+
 class _TableCache:
     """Reads each table (file + sheet) once; remembers the error when it cannot be read."""
 

@@ -1,17 +1,14 @@
-"""Live nomogram for JupyterLab (ipywidgets).
+"""Live nomogram for JupyterLab (ipywidgets): one slider or dropdown per variable of the final model.
 
-One slider (continuous) or dropdown (binary/categorical) per variable of the final model; every change recomputes
-each variable's points, the total points, the predicted RFS at the landmark and the risk group with
-:meth:`hcc_utils.survival.Nomogram.predict` (the same arithmetic as the static JS calculator).
-
-In a static HTML page no kernel runs, so the book shows the JS calculator (:func:`hcc_utils.survival.nomogram_html`)
-next to this widget.
+It reads the same spec as the static JavaScript calculator (:class:`hcc_utils.stats.NomogramCalculator`) and
+recomputes points, total, predicted RFS and risk group with its :meth:`~hcc_utils.stats.NomogramCalculator.predict`.
+In a static HTML page no kernel runs: the book shows the JS calculator (:func:`hcc_utils.survival.nomogram_html`).
 """
 from __future__ import annotations
 
 import html
 
-from hcc_utils.survival import Nomogram
+from hcc_utils.stats import NomogramCalculator
 
 
 class NomogramWidget:
@@ -19,8 +16,8 @@ class NomogramWidget:
 
     Parameters
     ----------
-    nomogram : Nomogram or dict
-        A :class:`~hcc_utils.survival.Nomogram` or its :meth:`~hcc_utils.survival.Nomogram.to_dict` export.
+    nomogram : NomogramCalculator or dict
+        A :class:`~hcc_utils.stats.NomogramCalculator` or its spec (:meth:`~hcc_utils.stats.NomogramCalculator.to_dict`).
 
     Attributes
     ----------
@@ -29,13 +26,14 @@ class NomogramWidget:
     output : ipywidgets.HTML
         The result panel.
     result : dict
-        The last :meth:`Nomogram.predict` result.
+        The last :meth:`NomogramCalculator.predict` result.
     """
 
-    def __init__(self, nomogram: Nomogram | dict):
+    def __init__(self, nomogram: NomogramCalculator | dict):
         import ipywidgets as w
 
-        self.nomogram = nomogram if isinstance(nomogram, Nomogram) else Nomogram.from_dict(nomogram)
+        self.nomogram = (nomogram if isinstance(nomogram, NomogramCalculator)
+                         else NomogramCalculator.from_dict(nomogram))
         self.controls = {}
         self.points = {}
         rows = []
@@ -60,14 +58,26 @@ class NomogramWidget:
         self.update()
 
     def values(self) -> dict:
-        """Current input values by variable name."""
+        """Current input values.
+
+        Returns
+        -------
+        dict
+            Variable name -> value.
+        """
         return {k: c.value for k, c in self.controls.items()}
 
     def _on_change(self, _change):
         self.update()
 
     def update(self) -> dict:
-        """Recompute and redraw; returns the :meth:`Nomogram.predict` result."""
+        """Recompute and redraw.
+
+        Returns
+        -------
+        dict
+            The :meth:`NomogramCalculator.predict` result.
+        """
         r = self.nomogram.predict(self.values())
         for k, lab in self.points.items():
             lab.value = f"<span data-points-for='{k}'>{r['points'][k]:.1f} points</span>"
@@ -87,6 +97,15 @@ class NomogramWidget:
         display(self.box)
 
 
-def nomogram_widget(nomogram: Nomogram | dict) -> NomogramWidget:
-    """Build the live nomogram widget (display it as the last expression of a cell)."""
+def nomogram_widget(nomogram: NomogramCalculator | dict) -> NomogramWidget:
+    """Build the live nomogram widget (display it as the last expression of a cell).
+
+    Parameters
+    ----------
+    nomogram : NomogramCalculator or dict
+
+    Returns
+    -------
+    NomogramWidget
+    """
     return NomogramWidget(nomogram)

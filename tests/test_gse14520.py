@@ -6,13 +6,14 @@ import pandas as pd
 import pytest
 
 from hcc_utils import survival as sv
+from hcc_utils.manifest import read_table
 
 pytestmark = pytest.mark.realdata
 
 
 def _run(shared_data, seed=2022):
     path = shared_data / "gse14520" / "clinical.tsv"
-    raw = sv.read_table(path)
+    raw = read_table(path)
     prep = sv.prepare_table(raw, sv.GSE14520_MAPPING)
     prep = sv.split_cohorts(prep, sv.GSE14520_SPLIT, seed=seed, raw=raw)
     return raw, sv.run_survival(prep, landmark=24, n_bootstrap=20, seed=seed, progress=False)

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from hcc_utils import survival as sv
-from hcc_utils.survival import ASSETS, Nomogram
+from hcc_utils import stats
+from hcc_utils.stats import NomogramCalculator as Nomogram
+from hcc_utils.survival import ASSETS
 
 from test_survival import MAPPING, make_table
 
@@ -22,7 +24,7 @@ def fitted():
     dev = prep.data[prep.data["cohort"] == "development"]
     terms = [prep.var(n) for n in ("signature", "age", "male", "stage")]
     sub = dev.dropna(subset=[v["name"] for v in terms])
-    fit = sv.fit_cox(sub, terms)
+    fit = stats.cox_model(sub, terms)
     nomo = Nomogram.from_cox(fit, 24.0, risk_threshold=0.5, threshold_rule="test")
     return prep, sub, fit, nomo
 

@@ -1,7 +1,7 @@
 """End to end: the static nomogram calculator in headless Chromium (Playwright driving the system browser).
 
 Opens an HTML page holding the calculator, changes inputs and reads the new probability from ``#nomo-prob``; the
-values must equal :meth:`hcc_utils.survival.Nomogram.predict`. The book helper runs the same check on the built page
+values must equal :meth:`hcc_utils.stats.NomogramCalculator.predict`. The book helper runs the same check on the built page
 through :func:`check_calculator_page`.
 """
 from __future__ import annotations
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from hcc_utils import stats
 from hcc_utils import survival as sv
 
 from test_survival import MAPPING, make_table
@@ -30,7 +31,7 @@ def _skip_reason():
     return None
 
 
-def check_calculator_page(url: str, nomo: sv.Nomogram, changes: list[dict],
+def check_calculator_page(url: str, nomo: stats.NomogramCalculator, changes: list[dict],
                           offline: bool = True) -> list[tuple[float, float]]:
     """Open ``url`` in headless Chromium, apply each dict of input changes, and return (shown, expected) RFS pairs.
 
@@ -93,7 +94,7 @@ def test_calculator_in_headless_chromium(tmp_path):
     dev = prep.data[prep.data["cohort"] == "development"]
     terms = [prep.var(n) for n in ("signature", "age", "stage", "afp_high")]
     sub = dev.dropna(subset=[v["name"] for v in terms])
-    nomo = sv.Nomogram.from_cox(sv.fit_cox(sub, terms), 24.0, risk_threshold=0.6, threshold_rule="test")
+    nomo = stats.NomogramCalculator.from_cox(stats.cox_model(sub, terms), 24.0, risk_threshold=0.6, threshold_rule="test")
     page = tmp_path / "calculator.html"
     page.write_text(sv.nomogram_html(nomo.to_dict(), standalone=True))
     changes = [{"stage": "III"}, {"signature": 0.9}, {"age": 70}, {"afp_high": "high", "stage": "I"},

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hcc_utils import stats
 from hcc_utils import survival as sv
 
 
@@ -158,14 +159,14 @@ def test_stepwise_matches_exhaustive_search_on_aic(table):
     """Both-direction stepwise from the full model reaches a local AIC optimum: no single add/drop improves."""
     prep = sv.split_cohorts(sv.prepare_table(table, MAPPING), "Arm", seed=0, raw=table)
     dev = prep.data[prep.data["cohort"] == "development"]
-    sel, trace = sv.stepwise_aic(dev, prep.variables, keep=("signature",))
+    sel, trace = sv.select_terms(dev, prep.variables, keep=("signature",))
     names = [v["name"] for v in sel]
     assert "signature" in names and "stage" in names  # the planted effects
     assert trace["aic"].is_monotonic_decreasing and trace["action"].iloc[0] == "start"
     sub = dev.dropna(subset=[v["name"] for v in prep.variables])
 
     def aic(terms):
-        f = sv.fit_cox(sub, [prep.var(t) for t in terms])
+        f = stats.cox_model(sub, [prep.var(t) for t in terms])
         return -2 * f.loglik + 2 * len(f.params)
 
     best = aic(names)
@@ -176,7 +177,7 @@ def test_stepwise_matches_exhaustive_search_on_aic(table):
         alt = [n for n in names if n != v["name"]] if v["name"] in names else names + [v["name"]]
         assert aic(alt) >= best - 1e-9
     # with an empty lower scope the signature may go; with keep it stays
-    free, _ = sv.stepwise_aic(dev, prep.variables, keep=())
+    free, _ = sv.select_terms(dev, prep.variables, keep=())
     assert {v["name"] for v in free} <= {v["name"] for v in prep.variables}
 
 

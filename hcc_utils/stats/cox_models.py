@@ -14,9 +14,179 @@ import pandas as pd
 from scipy import stats as sps
 
 from ._validate import as_event, as_time
-from .survival import cox_fit, cox_table
+from .survival import cox_fit, cox_fit_table, cox_table
 
-__all__ = ["cox_null_loglik", "cox_univariable_screen", "cox_multivariable", "stepwise_aic", "StepwiseResult"]
+__all__ = ["cox_null_loglik", "cox_univariable_screen", "cox_multivariable", "stepwise_aic", "StepwiseResult",
+           "term_columns", "term_frame", "CoxModel", "cox_model"]
+
+
+# ------------------------------------------------------------------------------------------- models of term specs
+def term_columns(term: dict) -> list[str]:
+    """Design columns of one term spec: ``name``, or ``name[level]`` per non-reference level of a categorical term.
+
+    Parameters
+    ----------
+    term : dict
+        ``name``, ``type`` (continuous, binary or categorical) and, when categorical, ``levels`` (reference first).
+
+    Returns
+    -------
+    list of str
+    """
+    if term["type"] == "categorical":
+        return [f"{term['name']}[{lv}]" for lv in term["levels"][1:]]
+    return [term["name"]]
+
+
+def term_frame(data: pd.DataFrame, terms, duration_col: str = "time", event_col: str = "event"
+               ) -> tuple[pd.DataFrame, dict]:
+    """The complete cases of ``terms`` as a model frame for :func:`cox_fit` / :func:`stepwise_aic`.
+
+    Parameters
+    ----------
+    data : DataFrame
+        One column per term ``name`` plus the duration and event columns.
+    terms : list of dict
+        Term specs: ``name``, ``type``; ``per`` (continuous: the model uses ``value / per``); ``levels`` and
+        ``reference`` (categorical; binary terms are coded 0/1 already).
+    duration_col, event_col : str
+
+    Returns
+    -------
+    frame : DataFrame
+        Duration, event and one column per term (continuous scaled, binary float, categorical ``Categorical``).
+    reference : dict
+        Reference level per categorical term.
+    """
+    names = [t["name"] for t in terms]
+    sub = data[[duration_col, event_col] + names].dropna()
+    frame = sub[[duration_col, event_col]].copy()
+    reference = {}
+    for t in terms:
+        x = sub[t["name"]]
+        if t["type"] == "continuous":
+            frame[t["name"]] = x.astype(float) / t["per"]
+        elif t["type"] == "binary":
+            frame[t["name"]] = x.astype(float)
+        else:
+            frame[t["name"]] = pd.Categorical(x, categories=t["levels"])
+            reference[t["name"]] = t["reference"]
+    return frame, reference
+
+
+@dataclass
+class CoxModel:
+    """A Cox model of term specs (Efron ties, as R ``coxph``) on the complete cases of its terms.
+
+    Attributes
+    ----------
+    terms : list of dict
+        The term specs.
+    table : DataFrame
+        :func:`cox_table` of the fit (index = design column).
+    X : DataFrame
+        Design matrix of the complete cases (index = patient id).
+    time, event : ndarray
+    loglik : float
+        Log partial likelihood.
+    """
+
+    terms: list
+    table: pd.DataFrame
+    X: pd.DataFrame
+    time: np.ndarray
+    event: np.ndarray
+    loglik: float
+
+    @property
+    def params(self) -> pd.Series:
+        """Coefficients by design column."""
+        return self.table["coef"]
+
+    @property
+    def n(self) -> int:
+        """Patients in the fit."""
+        return len(self.X)
+
+    @property
+    def events(self) -> int:
+        """Events in the fit."""
+        return int(self.event.sum())
+
+    @property
+    def centre(self) -> float:
+        """sum(mean(design) * beta): the linear predictor is centred at the covariate means (R ``coxph``/rms)."""
+        return float(self.X.mean().to_numpy() @ self.params.to_numpy())
+
+    def lp(self, X: pd.DataFrame | None = None) -> np.ndarray:
+        """Centred linear predictor.
+
+        Parameters
+        ----------
+        X : DataFrame, optional
+            A design matrix with the model's columns (default: the fitted patients).
+
+        Returns
+        -------
+        ndarray
+        """
+        X = self.X if X is None else X[self.X.columns]
+        return X.to_numpy(float) @ self.params.to_numpy() - self.centre
+
+    def baseline_survival(self, t: float) -> float:
+        """S0(t) at the covariate means (:func:`cox_baseline_survival`, as R ``survfit.coxph``).
+
+        Parameters
+        ----------
+        t : float
+
+        Returns
+        -------
+        float
+        """
+        from .nomogram import cox_baseline_survival
+
+        return float(cox_baseline_survival(self.time, self.event, self.lp(), float(t)))
+
+
+def cox_model(data: pd.DataFrame, terms, duration_col: str = "time", event_col: str = "event",
+              level: float = 0.95) -> CoxModel:
+    """Fit a Cox model of term specs on their complete cases (:func:`term_frame`, :func:`cox_fit`).
+
+    Hazard ratios are per ``per`` units of a continuous term and per level against the reference.
+
+    Parameters
+    ----------
+    data : DataFrame
+    terms : list of dict
+        Term specs (:func:`term_frame`).
+    duration_col, event_col : str
+    level : float
+        Confidence level of the hazard-ratio intervals.
+
+    Returns
+    -------
+    CoxModel
+
+    Raises
+    ------
+    ValueError
+        When a design column is constant among the complete cases or the fit does not converge.
+    """
+    frame, reference = term_frame(data, terms, duration_col, event_col)
+    const = []
+    for t in terms:
+        x = frame[t["name"]]
+        if t["type"] == "categorical":
+            const += [c for c, lv in zip(term_columns(t), t["levels"][1:]) if (x == lv).nunique() < 2]
+        elif x.nunique() < 2:
+            const.append(t["name"])
+    if const:
+        raise ValueError(f"Cox model: column(s) {const} are constant in the {len(frame)} complete cases")
+    fit, X = cox_fit(frame, duration_col, event_col, [t["name"] for t in terms], reference)
+    tab = cox_fit_table(fit, X, frame[event_col], level)
+    return CoxModel(terms=list(terms), table=tab, X=X, time=frame[duration_col].to_numpy(float),
+                    event=frame[event_col].to_numpy(int), loglik=float(tab.attrs["loglik"]))
 
 
 def cox_null_loglik(time, event) -> float:

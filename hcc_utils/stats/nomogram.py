@@ -11,14 +11,17 @@ rms 6.5 on survival's ``lung`` (tests/r/references.json).  Own code: no Python l
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from .survival import cox_fit
 
-__all__ = ["NomogramAxis", "Nomogram", "cox_baseline_survival", "default_axis_range"]
+__all__ = ["NomogramAxis", "Nomogram", "NomogramCalculator", "cox_baseline_survival", "default_axis_range"]
 
 
 def cox_baseline_survival(time, event, lp_centred, t: float) -> float:
@@ -258,6 +261,43 @@ class Nomogram:
         json.dumps(d)  # guarantees JSON-ability
         return d
 
+    def calculator_spec(self, inputs: list, *, title: str = "Nomogram", risk_threshold: float | None = None,
+                        threshold_rule: str = "", n: int | None = None, events: int | None = None) -> dict:
+        """The spec the calculators read (format ``hcc-dsfr-nomogram``, see :class:`NomogramCalculator`).
+
+        Parameters
+        ----------
+        inputs : list of dict
+            One input per axis, in axis order: ``name, label, type, axis_label`` and, for a continuous input,
+            ``beta`` (per model unit), ``per``, ``min``, ``max``, ``step``, ``default``; otherwise ``levels``,
+            ``lp`` (beta per level, reference 0) and ``default``. ``lp_min`` / ``lp_max`` are added from the axes.
+        title : str
+        risk_threshold : float, optional
+        threshold_rule : str
+        n, events : int, optional
+            Size of the fitted data.
+
+        Returns
+        -------
+        dict
+        """
+        variables = []
+        for item, ax in zip(inputs, self.axes):
+            item = dict(item)
+            item["lp_min"] = float(ax.min_bx)
+            item["lp_max"] = float(ax.min_bx + max(ax.points) / self.scale)
+            variables.append(item)
+        return {
+            "format": CALCULATOR_FORMAT, "version": 1, "title": title,
+            "landmark": float(self.t), "time_unit": self.time_unit,
+            "baseline_survival": self.baseline_survival, "centre": self.centre, "scale": self.scale,
+            "lp_offset": float(sum(v["lp_min"] for v in variables)),
+            "variables": variables,
+            "risk_threshold": None if risk_threshold is None else float(risk_threshold),
+            "risk_threshold_rule": threshold_rule,
+            "n": n, "events": events,
+        }
+
     @classmethod
     def from_dict(cls, d: dict) -> "Nomogram":
         return cls(axes=[NomogramAxis(**a) for a in d["axes"]], scale=d["scale"], centre=d["centre"],
@@ -270,3 +310,255 @@ def _axis_bx(a: NomogramAxis) -> list:
         b = a.beta[a.variable]
         return [b * float(v) for v in a.values]
     return [a.beta.get(f"{a.variable}[{v}]", 0.0) for v in a.values]
+
+
+# ------------------------------------------------------------------------------------------- calculator export
+CALCULATOR_FORMAT = "hcc-dsfr-nomogram"
+
+
+def _axis_label(label: str) -> str:
+    """Variable label without a trailing "per k" (axes and inputs show values in the table's units)."""
+    return re.sub(r"(,\s*per\s+[0-9.]+|\s*\(per\s+[0-9.]+[^)]*\))\s*$", "", label).strip() or label
+
+
+def _calculator_input(term: dict, beta: pd.Series, X: pd.DataFrame) -> tuple[dict, dict, dict]:
+    """One calculator input of a fitted term: its spec item, coefficients per table unit, and its rms axis."""
+    item = {"name": term["name"], "label": term["label"], "type": term["type"],
+            "axis_label": term.get("axis_label") or _axis_label(term["label"])}
+    if term["type"] == "continuous":
+        x = X[term["name"]].astype(float) * term["per"]  # back to the table's units
+        lo, hi = default_axis_range(x)
+        b = float(beta[term["name"]])
+        per = float(term["per"])
+        span = hi - lo
+        step = 10 ** math.floor(math.log10(span / 100)) if span > 0 else 1.0
+        lo, hi = math.floor(lo / step) * step, math.ceil(hi / step) * step
+        default = lo + round((float(np.median(x)) - lo) / step) * step  # on the slider's grid
+        item.update(beta=b, per=per, min=float(round(lo, 12)), max=float(round(hi, 12)), step=step,
+                    default=float(round(default, 12)))
+        return item, {term["name"]: b / per}, {"kind": "continuous", "values": [item["min"], item["max"]]}
+    levels = list(term["levels"])
+    if term["type"] == "binary":
+        lp_levels = [0.0, float(beta[term["name"]])]
+        counts = X[term["name"]].value_counts()
+        default = levels[int(counts.idxmax())]
+    else:
+        lp_levels = [0.0] + [float(beta[f"{term['name']}[{lv}]"]) for lv in levels[1:]]
+        dummies = X[[f"{term['name']}[{lv}]" for lv in levels[1:]]].to_numpy()
+        counts = [int((dummies.sum(1) == 0).sum())] + [int(c) for c in dummies.sum(0)]
+        default = levels[int(np.argmax(counts))]
+    item.update(levels=levels, lp=lp_levels, default=default)
+    coefs = {f"{term['name']}[{lv}]": b for lv, b in zip(levels[1:], lp_levels[1:])}
+    return item, coefs, {"kind": "categorical", "values": levels}
+
+
+class NomogramCalculator:
+    """The calculator spec of a nomogram: what ``assets/nomogram.js`` and the ipywidgets nomogram read.
+
+    Built from a :class:`Nomogram` (:meth:`from_cox`); :meth:`predict` runs the arithmetic of ``nomogram.js``:
+    points = (beta * x / per - lp_min) * scale, LP = total / scale + lp_offset, RFS = S0 ** exp(LP - centre).
+
+    Parameters
+    ----------
+    spec : dict
+        A spec of format ``hcc-dsfr-nomogram`` (:meth:`to_dict`).
+    """
+
+    def __init__(self, spec: dict):
+        self.spec = spec
+
+    @classmethod
+    def from_cox(cls, model, landmark: float, risk_threshold: float | None = None, threshold_rule: str = "",
+                 title: str = "Nomogram") -> "NomogramCalculator":
+        """Build from a :class:`~hcc_utils.stats.cox_models.CoxModel` of term specs.
+
+        Continuous axes span the rms ``datadist`` display range of the fitted patients (:func:`default_axis_range`),
+        on a slider grid; categorical inputs default to their most frequent level.
+
+        Parameters
+        ----------
+        model : CoxModel
+        landmark : float
+            Time of the predicted RFS.
+        risk_threshold : float, optional
+            Predicted probability of recurrence from which a patient is high risk.
+        threshold_rule : str
+            How the threshold was chosen (shown by the calculators).
+        title : str
+
+        Returns
+        -------
+        NomogramCalculator
+
+        Raises
+        ------
+        ValueError
+            When every coefficient is zero.
+        """
+        s0 = model.baseline_survival(landmark)
+        items, coefs, axes = [], {}, {}
+        for term in model.terms:
+            item, c, ax = _calculator_input(term, model.params, model.X)
+            items.append(item)
+            coefs.update(c)
+            axes[term["name"]] = ax
+        try:
+            nom = Nomogram.from_coefficients(coefs, model.centre, s0, landmark, axes)
+        except ValueError as exc:
+            raise ValueError(f"nomogram: all coefficients are zero ({exc})") from exc
+        return cls(nom.calculator_spec(items, title=title, risk_threshold=risk_threshold,
+                                       threshold_rule=threshold_rule, n=model.n, events=model.events))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "NomogramCalculator":
+        """Read a spec (:meth:`to_dict`).
+
+        Parameters
+        ----------
+        d : dict
+
+        Returns
+        -------
+        NomogramCalculator
+
+        Raises
+        ------
+        ValueError
+            When ``d`` is not a calculator spec.
+        """
+        if d.get("format") != CALCULATOR_FORMAT:
+            raise ValueError(f"not a nomogram export (format != {CALCULATOR_FORMAT!r})")
+        return cls(json.loads(json.dumps(d)))
+
+    def to_dict(self) -> dict:
+        """A copy of the spec.
+
+        Returns
+        -------
+        dict
+        """
+        return json.loads(json.dumps(self.spec))
+
+    def to_json(self, path) -> Path:
+        """Write the spec as indented JSON.
+
+        Parameters
+        ----------
+        path : str or Path
+
+        Returns
+        -------
+        Path
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.spec, indent=2))
+        return path
+
+    @property
+    def variables(self) -> list[dict]:
+        """The inputs, in model order."""
+        return self.spec["variables"]
+
+    def defaults(self) -> dict:
+        """Default value of each input.
+
+        Returns
+        -------
+        dict
+        """
+        return {v["name"]: v["default"] for v in self.variables}
+
+    def term_lp(self, var: dict, value) -> float:
+        """Linear predictor of one input value (uncentred).
+
+        Parameters
+        ----------
+        var : dict
+            An item of :attr:`variables`.
+        value : float, str or int
+            A number (continuous), a level, or 0/1 (binary).
+
+        Returns
+        -------
+        float
+        """
+        if var["type"] == "continuous":
+            return var["beta"] * (float(value) / var["per"])
+        levels = var["levels"]
+        key = value
+        if var["type"] == "binary" and not isinstance(value, str):
+            key = levels[int(value)]
+        key = str(key)
+        if key not in levels:
+            raise ValueError(f"nomogram: {var['name']} = {value!r} is not one of {levels}")
+        return var["lp"][levels.index(key)]
+
+    def points(self, var: dict, value) -> float:
+        """Points of one input value.
+
+        Parameters
+        ----------
+        var : dict
+        value : float, str or int
+
+        Returns
+        -------
+        float
+        """
+        return (self.term_lp(var, value) - var["lp_min"]) * self.spec["scale"]
+
+    def predict(self, values: dict) -> dict:
+        """Points per variable, total points, linear predictor, RFS and ER probability at the landmark, risk group.
+
+        Parameters
+        ----------
+        values : dict
+            Variable name -> number (continuous), level string, or 0/1 (binary).
+
+        Returns
+        -------
+        dict
+            ``points``, ``total_points``, ``lp``, ``rfs``, ``er_prob``, ``risk_group`` (None without a threshold).
+        """
+        pts = {}
+        total = 0.0
+        for v in self.variables:
+            if v["name"] not in values:
+                raise ValueError(f"nomogram: no value for {v['name']!r}")
+            p = self.points(v, values[v["name"]])
+            pts[v["name"]] = p
+            total += p
+        lp = total / self.spec["scale"] + self.spec["lp_offset"]
+        rfs = self.spec["baseline_survival"] ** math.exp(lp - self.spec["centre"])
+        er = 1.0 - rfs
+        thr = self.spec.get("risk_threshold")
+        group = None if thr is None else ("high" if er >= thr else "low")
+        return {"points": pts, "total_points": total, "lp": lp, "rfs": rfs, "er_prob": er, "risk_group": group}
+
+    def predict_frame(self, data: pd.DataFrame) -> pd.DataFrame:
+        """:meth:`predict` for each row of an analysis table (binary columns 0/1; NaN rows give NaN).
+
+        Parameters
+        ----------
+        data : DataFrame
+            One column per input name; index = patient id.
+
+        Returns
+        -------
+        DataFrame
+            ``total_points, lp, rfs, er_prob`` by patient id.
+        """
+        rows = []
+        for pid, r in data.iterrows():
+            vals = {}
+            for v in self.variables:
+                x = r[v["name"]]
+                vals[v["name"]] = x if v["type"] != "binary" else (np.nan if pd.isna(x) else int(x))
+            if any(pd.isna(x) if not isinstance(x, str) else False for x in vals.values()):
+                rows.append({"patient_id": pid, "total_points": np.nan, "lp": np.nan, "rfs": np.nan, "er_prob": np.nan})
+                continue
+            p = self.predict(vals)
+            rows.append({"patient_id": pid, "total_points": p["total_points"], "lp": p["lp"], "rfs": p["rfs"],
+                         "er_prob": p["er_prob"]})
+        return pd.DataFrame(rows).set_index("patient_id")

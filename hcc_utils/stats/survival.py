@@ -26,7 +26,7 @@ from scipy import stats as sps
 from ._validate import as_event, as_float, as_time, same_length
 
 __all__ = ["KMMedian", "LogRankResult", "CIndexResult", "TdAUCResult", "kaplan_meier", "km_median", "logrank",
-           "cox_design", "cox_fit", "cox_table", "harrell_c", "time_dependent_auc", "td_auc_influence"]
+           "cox_design", "cox_fit", "cox_fit_table", "cox_table", "harrell_c", "time_dependent_auc", "td_auc_influence"]
 
 
 @dataclass(frozen=True)
@@ -282,12 +282,33 @@ def cox_table(df: pd.DataFrame, duration_col: str, event_col: str, covariates, l
         index = design column, columns ``coef, se, hr, hr_lower, hr_upper, z, p``.
     """
     fit, X = cox_fit(df, duration_col, event_col, covariates, reference)
+    return cox_fit_table(fit, X, df[event_col], level)
+
+
+def cox_fit_table(fit, X: pd.DataFrame, event, level: float = 0.95) -> pd.DataFrame:
+    """The :func:`cox_table` of a fit returned by :func:`cox_fit`.
+
+    Parameters
+    ----------
+    fit : statsmodels PHRegResults
+    X : DataFrame
+        The design matrix of the fit.
+    event : array-like
+        Event indicators of the fitted rows.
+    level : float
+        Confidence level of the Wald interval.
+
+    Returns
+    -------
+    DataFrame
+        As :func:`cox_table`.
+    """
     z = sps.norm.ppf(0.5 + level / 2)
     coef, se = np.asarray(fit.params), np.asarray(fit.bse)
     tab = pd.DataFrame({"coef": coef, "se": se, "hr": np.exp(coef), "hr_lower": np.exp(coef - z * se),
                         "hr_upper": np.exp(coef + z * se), "z": coef / se,
                         "p": 2 * sps.norm.sf(np.abs(coef / se))}, index=pd.Index(X.columns, name="covariate"))
-    tab.attrs.update(n=len(df), events=int(np.asarray(df[event_col]).astype(int).sum()), loglik=float(fit.llf))
+    tab.attrs.update(n=len(X), events=int(np.asarray(event).astype(int).sum()), loglik=float(fit.llf))
     return tab
 
 
