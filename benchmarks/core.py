@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hcc_utils.files import json_text
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SCHEMA = 1
@@ -172,42 +174,6 @@ def run_child(task: str, args: dict[str, Any], timeout: float, log_dir: Path | N
     return res
 
 
-def child_main(task: str, args_path: str, out_path: str) -> int:
-    """Entry point of a child process (see :func:`run_child`)."""
-    rss0 = rss_mb()
-    from benchmarks import tasks
-
-    fn = getattr(tasks, task, None)
-    if fn is None or task.startswith("_"):
-        raise SystemExit(f"unknown benchmark task {task!r}")
-    args = json.loads(Path(args_path).read_text())
-    rss_imports = rss_mb()
-    t0 = time.perf_counter()
-    res = fn(**args) or {}
-    task_s = time.perf_counter() - t0
-    peak = peak_rss_mb()
-    res.update({"task_s": task_s, "peak_rss_self_mb": peak["self"], "peak_rss_children_mb": peak["children"],
-                "peak_rss_mb": max(peak["self"], peak["children"]), "rss_start_mb": rss0,
-                "rss_after_imports_mb": rss_imports})
-    Path(out_path).write_text(json.dumps(res, default=_json_default))
-    return 0
-
-
-def _json_default(o):
-    try:
-        import numpy as np
-
-        if isinstance(o, np.generic):
-            return o.item()
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-    except ImportError:
-        pass
-    if isinstance(o, Path):
-        return str(o)
-    return str(o)
-
-
 class Run:
     """Collects figures and writes ``benchmarks/results/<timestamp>.json``."""
 
@@ -240,5 +206,5 @@ class Run:
         folder.mkdir(parents=True, exist_ok=True)
         self.data["total_s"] = self.elapsed()
         path = folder / f"{self.stamp}.json"
-        path.write_text(json.dumps(self.data, indent=1, default=_json_default))
+        path.write_text(json_text(self.data, indent=1, fallback=str))
         return path

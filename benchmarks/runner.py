@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.core import RESULTS, ROOT, ChildError, Run, run_child
+from benchmarks.core import RESULTS, ROOT, ChildError, Run, peak_rss_mb, rss_mb, run_child
+from hcc_utils.files import json_text
 
 FULL = {
     "profile": "demo", "tag": "demo", "n": None, "sizes": [50, 100, 200, 400], "budget_s": 1140,
@@ -373,6 +374,27 @@ def latest_result(folder: Path = RESULTS, mode: str | None = "full", group: str 
     return None
 
 
+def child_main(task: str, args_path: str, out_path: str) -> int:
+    """Entry point of a child process (see :func:`run_child`)."""
+    rss0 = rss_mb()
+    from benchmarks import tasks
+
+    fn = getattr(tasks, task, None)
+    if fn is None or task.startswith("_"):
+        raise SystemExit(f"unknown benchmark task {task!r}")
+    args = json.loads(Path(args_path).read_text())
+    rss_imports = rss_mb()
+    t0 = time.perf_counter()
+    res = fn(**args) or {}
+    task_s = time.perf_counter() - t0
+    peak = peak_rss_mb()
+    res.update({"task_s": task_s, "peak_rss_self_mb": peak["self"], "peak_rss_children_mb": peak["children"],
+                "peak_rss_mb": max(peak["self"], peak["children"]), "rss_start_mb": rss0,
+                "rss_after_imports_mb": rss_imports})
+    Path(out_path).write_text(json_text(res, indent=None, fallback=str))
+    return 0
+
+
 def main_cli(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -394,8 +416,6 @@ def main_cli(argv: list[str] | None = None) -> int:
     c.add_argument("out")
     a = ap.parse_args(argv)
     if a.cmd == "child":
-        from benchmarks.core import child_main
-
         return child_main(a.task, a.args, a.out)
     if a.cmd == "report":
         page = refresh_report(main=a.json)

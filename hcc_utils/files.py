@@ -1,13 +1,13 @@
-"""Files every stage writes or checks: results JSON (one NaN rule) and content hashes. Imports no project module."""
+"""Files every stage writes or checks: results JSON (one NaN rule), figures, content hashes. Imports no project module."""
 from __future__ import annotations
 
 import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-__all__ = ["to_json_value", "json_text", "write_json", "file_sha256"]
+__all__ = ["to_json_value", "json_text", "write_json", "file_sha256", "save_figure"]
 
 
 def to_json_value(o: Any, fallback=None) -> Any:
@@ -104,3 +104,28 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def save_figure(fig, path: Path, formats: Sequence[str] = ("png", "svg"), dpi: int = 150) -> list[Path]:
+    """Save a figure as PNG and SVG beside each other.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    path : str or Path
+        Without or with any suffix (the formats replace it).
+    formats : sequence of str
+    dpi : int
+
+    Returns
+    -------
+    list of Path
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = []
+    for fmt in formats:
+        p = path.with_suffix(f".{fmt}")
+        fig.savefig(p, dpi=dpi, bbox_inches="tight")
+        out.append(p)
+    return out

@@ -416,8 +416,9 @@ def read_table(spec: str | Path, sheet: str | None = None) -> pd.DataFrame:
         Every cell a ``str`` (blanks ``""``); column names lower case and values stripped.
     """
     file, in_spec = _split_sheet(str(spec))
-    df = _read_table_file(file, sheet if sheet is not None else in_spec)
-    return df.fillna("").astype(str)
+    df = _read_table_file(file, sheet if sheet is not None else in_spec).fillna("").astype(str)
+    df.attrs["source"] = str(spec)
+    return df
 
 
 class _TableCache:

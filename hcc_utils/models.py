@@ -42,6 +42,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from hcc_utils.manifest import CLINICAL_VARIABLES, COHORTS, VISUAL_FEATURES
+from hcc_utils.stats import format_p
 
 DSFR_PHASES = ("AP", "PP", "DP")
 MODEL_ORDER = ("DSFR-AP", "DSFR-PP", "DSFR-DP", "DSFR-C", "Visual")
@@ -628,11 +629,7 @@ def table2(comp: Comparison) -> pd.DataFrame:
 def format_table2(t2: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     """Table 2 for display: ``AUC (95% CI)``, ACC, SEN, SPEC, DeLong p versus DSFR ("ref" on the DSFR row)."""
     def pfmt(p, is_ref):
-        if is_ref:
-            return "ref"
-        if not np.isfinite(p):
-            return ""
-        return "<0.001" if p < 0.001 else f"{p:.3f}"
+        return "ref" if is_ref else format_p(p)
 
     out = pd.DataFrame({
         "Cohort": t2["cohort"].str.capitalize(),

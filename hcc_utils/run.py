@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hcc_utils.config import PROFILES, Profile, load_profile, repo_root
+from hcc_utils.files import file_sha256
 
 #: Folder holding the code (this package, notebooks, book sources); may differ from ``repo_root()``.
 CODE_ROOT = Path(__file__).resolve().parents[1]
@@ -231,13 +232,7 @@ def _sha(data: bytes) -> str:
 def file_digest(path: Path) -> str:
     """SHA-256 of a file's content (``missing`` when it does not exist)."""
     path = Path(path)
-    if not path.is_file():
-        return "missing"
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_sha256(path) if path.is_file() else "missing"
 
 
 def manifest_digest(manifest: Path | None) -> str:

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hcc_utils import preprocess as pp
+from hcc_utils.files import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -491,17 +492,6 @@ def train_phase(manifest, profile, phase: str, seed: int | None = None, device="
     }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     return metrics
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file (identifies the checkpoint that made a set of predictions)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_model(profile, phase: str, device="auto", path: Path | None = None) -> nn.Module:

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from hcc_utils import report, stats
+from hcc_utils import cohort_table, report, stats
+from hcc_utils import files as hfiles
 from hcc_utils.manifest import CLINICAL_VARIABLES, VISUAL_FEATURES
 
 import _tables
@@ -21,7 +22,7 @@ def patient_table(n_dev=60, n_val=30, seed=0):
 
 def test_table_one_uses_paper_tests_and_order():
     pt = patient_table()
-    t1 = report.table_one(pt)
+    t1 = cohort_table.table_one(pt)
     names = list(dict.fromkeys(t1["name"]))
     assert names == [v.name for v in (*CLINICAL_VARIABLES, *VISUAL_FEATURES)]
     first = t1.groupby("name", sort=False).first()
@@ -35,12 +36,12 @@ def test_table_one_uses_paper_tests_and_order():
     dev, val = pt[pt.cohort == "development"], pt[pt.cohort == "validation"]
     assert first.loc["age", "p"] == pytest.approx(ttest_ind(dev.age, val.age).pvalue)
     assert first.loc["age", "p"] < 0.05
-    fmt = report.format_table_one(t1)
+    fmt = cohort_table.format_table_one(t1)
     assert list(fmt.columns) == ["Variable", "Development (n = 60)", "Validation (n = 30)", "p", "Test"]
     hb = fmt[fmt.Variable == "HBsAg positive"].iloc[0]
     k = int(dev.hbsag.sum())
     assert hb["Development (n = 60)"] == f"{k} ({100 * k / 60:.1f}%)"
-    legend = report.table_one_legend(t1)
+    legend = cohort_table.table_one_legend(t1)
     assert "Student's t" in legend and "Mann-Whitney" in legend
 
 
@@ -48,13 +49,13 @@ def test_table_one_without_visual_reads():
     pt = patient_table()
     for v in VISUAL_FEATURES:
         pt[v.name] = np.nan
-    t1 = report.table_one(pt)
+    t1 = cohort_table.table_one(pt)
     assert not any(n.startswith("vis_") for n in t1["name"])
 
 
 def test_cohort_summary_matches_stats():
     pt = patient_table()
-    s = report.cohort_summary(pt)
+    s = cohort_table.cohort_summary(pt)
     dev = pt[pt.cohort == "development"]
     km = stats.km_median(dev.rfs_months, dev.recurrence)
     c = s["cohorts"]["development"]
@@ -62,7 +63,7 @@ def test_cohort_summary_matches_stats():
     assert c["er"] == int(dev.er.sum()) and c["er_rate"] == pytest.approx(dev.er.mean())
     lr = stats.logrank(pt.rfs_months, pt.recurrence, pt.cohort)
     assert s["logrank"]["p"] == pytest.approx(lr.p)
-    tab = report.summary_table(s)
+    tab = cohort_table.summary_table(s)
     assert len(tab) == 2 and "Median RFS, months (95% CI)" in tab.columns
 
 
@@ -90,17 +91,17 @@ def test_case_figure_writes_png_and_svg(tmp_path):
     rng = np.random.default_rng(0)
     man = pd.DataFrame([_write_case(tmp_path, pid, rng) for pid in ("R000", "R070")])
     pt = patient_table()
-    ids = report.pick_cases(pt, n=2, seed=1)
+    ids = cohort_table.pick_cases(pt, n=2, seed=1)
     assert len(ids) == 2 and len(set(ids)) == 2
-    assert report.pick_cases(pt, n=2, seed=1) == ids
+    assert cohort_table.pick_cases(pt, n=2, seed=1) == ids
     windows = {"AP": {"level": 70, "width": 150}, "PP": {"level": 100, "width": 200}}
-    fig = report.case_figure(man, ["R000", "R070"], windows, patients=pt)
+    fig = cohort_table.case_figure(man, ["R000", "R070"], windows, patients=pt)
     assert len(fig.axes) == 4
     assert "slice 6" in fig.axes[0].get_title()  # the largest tumour cross-section
-    files = report.save_figure(fig, tmp_path / "fig" / "cases")
+    files = hfiles.save_figure(fig, tmp_path / "fig" / "cases")
     assert [p.suffix for p in files] == [".png", ".svg"] and all(p.stat().st_size > 1000 for p in files)
     with pytest.raises(ValueError, match="R999"):
-        report.case_figure(man, ["R999"], windows)
+        cohort_table.case_figure(man, ["R999"], windows)
 
 
 def test_roc_figure_legend_from_table2(tmp_path):
@@ -122,16 +123,23 @@ def test_roc_figure_legend_from_table2(tmp_path):
     texts = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
     r = t2[(t2.model == "Visual") & (t2.cohort == "validation")].iloc[0]
     assert f"Visual: AUC {r.auc:.3f} ({r.auc_lower:.3f}-{r.auc_upper:.3f})" in texts
-    files = report.save_figure(fig, tmp_path / "figure1.png")
+    files = hfiles.save_figure(fig, tmp_path / "figure1.png")
     assert all(p.exists() for p in files)
     with pytest.raises(ValueError, match="no predictions of model 'DSFR-AP'"):
         report.roc_figure(pred, t2, ["DSFR-AP"])
 
 
 def test_write_json(tmp_path):
-    p = report.write_json({"a": np.int64(3), "b": np.float64(0.5)}, tmp_path / "x" / "s.json")
+    p = hfiles.write_json({"a": np.int64(3), "b": np.float64(0.5)}, tmp_path / "x" / "s.json")
     assert p.read_text().count("3") == 1
-    assert report.fmt_p(0.0001) == "<0.001" and report.fmt_p(0.0123) == "0.012"
+    assert stats.format_p(0.0001) == "<0.001" and stats.format_p(0.0123) == "0.012"
+    assert stats.format_p(float("nan")) == "" and stats.format_p(None, missing="NA") == "NA"
+    assert stats.format_p(0.0123, prefix=True) == "p = 0.012" and stats.format_p(1e-5, prefix=True) == "p < 0.001"
+    # one NaN rule: NaN and inf become null, numpy values plain JSON
+    q = hfiles.write_json({"x": float("nan"), "y": np.float64("inf"), "z": [np.nan, np.int64(2)]}, tmp_path / "n.json")
+    import json
+
+    assert json.loads(q.read_text()) == {"x": None, "y": None, "z": [None, 2]}
 
 
 # ----------------------------------------------------------------------------------------------------------------

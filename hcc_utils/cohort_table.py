@@ -1,0 +1,268 @@
+"""The cohort chapter (notebook 01): Table 1, the outcome summary and the case figure.
+
+Table 1 comes from :func:`hcc_utils.stats.table_one`, each variable's test chosen by its ``table1`` kind in
+:data:`hcc_utils.manifest.CLINICAL_VARIABLES` / :data:`~hcc_utils.manifest.VISUAL_FEATURES`; medians of RFS with R's
+log CI (:func:`hcc_utils.stats.km_median`) and the log-rank test between cohorts.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+
+from hcc_utils import io, stats
+from hcc_utils.manifest import CLINICAL_VARIABLES, COHORTS, VISUAL_FEATURES
+
+TABLE1_VARIABLES = [*CLINICAL_VARIABLES, *VISUAL_FEATURES]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Table 1
+# ----------------------------------------------------------------------------------------------------------------
+def table_one(patients: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
+    """Table 1 (development vs validation) with the paper's tests.
+
+    Parameters
+    ----------
+    patients : DataFrame
+        :func:`hcc_utils.manifest.load_patient_table` output.
+    digits : int
+        Rounding of the formatted cells.
+
+    Returns
+    -------
+    DataFrame
+        :func:`hcc_utils.stats.table_one` output (columns ``variable, level, development, validation, Overall,
+        missing, p, p_formatted, test, statistic``) plus ``name`` (the variable's column name) and ``kind``.
+        Variables whose reads are all missing (no visual file) are left out.
+    """
+    if "cohort" not in patients.columns:
+        raise ValueError("patient table has no 'cohort' column")
+    present = [v for v in TABLE1_VARIABLES if v.name in patients.columns and patients[v.name].notna().any()]
+    df = patients[[v.name for v in present]].copy()
+    df["cohort"] = pd.Categorical(patients["cohort"], categories=[c for c in COHORTS if (patients.cohort == c).any()])
+    kinds = {k: [v.name for v in present if v.table1 == k] for k in ("normal", "skewed", "categorical")}
+    for name in kinds["categorical"]:
+        var = next(v for v in present if v.name == name)
+        levels = list(var.levels) if var.kind == "categorical" else [0, 1]
+        x = df[name]
+        if var.kind == "binary":
+            x = pd.to_numeric(x).astype("Int64")
+        df[name] = pd.Categorical(x, categories=levels)
+    t = stats.table_one(df, "cohort", normal=kinds["normal"], skewed=kinds["skewed"],
+                        categorical=kinds["categorical"], digits=digits)
+    # stats.table_one keeps the variable name in ``variable`` when no labels are given
+    t.insert(0, "name", t["variable"])
+    bykey = {v.name: v for v in present}
+    t["variable"] = t["name"].map(lambda n: bykey[n].label)
+    t["kind"] = t["name"].map(lambda n: bykey[n].kind)
+    # rows in the paper's (manifest's) variable order, level rows kept under their heading
+    order = {v.name: i for i, v in enumerate(present)}
+    attrs = dict(t.attrs)
+    t = t.iloc[np.argsort(t["name"].map(order).to_numpy(), kind="stable")].reset_index(drop=True)
+    t.attrs.update(attrs)
+    return t
+
+
+def format_table_one(t1: pd.DataFrame) -> pd.DataFrame:
+    """Table 1 for display and CSV: one row per continuous or binary variable, level rows for categoricals.
+
+    Binary 0/1 variables are shown as one row (n (%) with the value 1); categorical variables keep a row per level
+    under a heading row carrying the p value. Column headers carry each cohort's n.
+    """
+    n = t1.attrs.get("n", {})
+    groups = [c for c in COHORTS if c in t1.columns]
+    head = {g: f"{g.capitalize()} (n = {n[g]})" if g in n else g.capitalize() for g in groups}
+    rows = []
+    for name, block in t1.groupby("name", sort=False):
+        first = block.iloc[0]
+        if first["kind"] == "binary":
+            lvl = block[block["level"] == "1"]
+            src = lvl.iloc[0] if len(lvl) else first
+            r = {"Variable": first["variable"], **{head[g]: src[g] for g in groups}}
+            r.update({"p": first["p_formatted"], "Test": first["test"]})
+            rows.append(r)
+        elif first["kind"] == "categorical":
+            rows.append({"Variable": first["variable"], **{head[g]: "" for g in groups},
+                         "p": first["p_formatted"], "Test": first["test"]})
+            for _, lv in block.iloc[1:].iterrows():
+                rows.append({"Variable": f"    {lv['level']}", **{head[g]: lv[g] for g in groups}, "p": "",
+                             "Test": ""})
+        else:
+            rows.append({"Variable": first["variable"], **{head[g]: first[g] for g in groups},
+                         "p": first["p_formatted"], "Test": first["test"]})
+    return pd.DataFrame(rows)
+
+
+def table_one_legend(t1: pd.DataFrame) -> str:
+    """A sentence naming the tests that were actually used (read from the table)."""
+    used = [t for t in dict.fromkeys(t1["test"]) if isinstance(t, str) and t]
+    what = {
+        "Student's t": "Student's t-test (mean (SD))",
+        "Mann-Whitney U": "Mann-Whitney U test with continuity correction (median (IQR))",
+    }
+    parts = [what.get(t, t) for t in used]
+    return "Tests: " + "; ".join(parts) + "." if parts else ""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Outcome summary
+# ----------------------------------------------------------------------------------------------------------------
+def cohort_summary(patients: pd.DataFrame, landmark: float = 24.0) -> dict[str, Any]:
+    """Median RFS with 95% CI per cohort, log-rank between cohorts, recurrence and early-recurrence rates.
+
+    Parameters
+    ----------
+    patients : DataFrame
+        Patient table with ``cohort``, ``rfs_months``, ``recurrence``, ``er``.
+    landmark : float
+        Months defining early recurrence (for the text only; ``er`` is already computed).
+
+    Returns
+    -------
+    dict
+        ``{"n": ..., "landmark_months": ..., "cohorts": {cohort: {n, recurrences, recurrence_rate, er, er_rate,
+        median_rfs, median_rfs_lower, median_rfs_upper, median_follow_up}}, "logrank": {chisq, p, df}}``. A median
+        that is not reached is ``None``.
+    """
+    for col in ("cohort", "rfs_months", "recurrence", "er"):
+        if col not in patients.columns:
+            raise ValueError(f"patient table has no {col!r} column")
+    out: dict[str, Any] = {"n": int(len(patients)), "landmark_months": float(landmark), "cohorts": {}}
+    for c in COHORTS:
+        d = patients[patients.cohort == c]
+        if d.empty:
+            continue
+        km = stats.km_median(d["rfs_months"].to_numpy(float), d["recurrence"].to_numpy(int))
+        # reverse Kaplan-Meier median follow-up (censoring as the event)
+        fu = stats.km_median(d["rfs_months"].to_numpy(float), 1 - d["recurrence"].to_numpy(int))
+        out["cohorts"][c] = {
+            "n": int(len(d)),
+            "recurrences": int(d["recurrence"].sum()),
+            "recurrence_rate": float(d["recurrence"].mean()),
+            "er": int(d["er"].sum()),
+            "er_rate": float(d["er"].mean()),
+            "median_rfs": _num(km.median),
+            "median_rfs_lower": _num(km.lower),
+            "median_rfs_upper": _num(km.upper),
+            "median_follow_up": _num(fu.median),
+        }
+    if len(out["cohorts"]) == 2:
+        lr = stats.logrank(patients["rfs_months"].to_numpy(float), patients["recurrence"].to_numpy(int),
+                           patients["cohort"].to_numpy())
+        out["logrank"] = {"chisq": float(lr.chisq), "p": float(lr.p), "df": int(lr.df)}
+    return out
+
+
+def summary_table(summary: dict[str, Any], digits: int = 1) -> pd.DataFrame:
+    """The outcome summary as a small display table (one row per cohort)."""
+    def ci(c):
+        if c["median_rfs"] is None:
+            return "not reached"
+        lo = "NA" if c["median_rfs_lower"] is None else f"{c['median_rfs_lower']:.{digits}f}"
+        hi = "NA" if c["median_rfs_upper"] is None else f"{c['median_rfs_upper']:.{digits}f}"
+        return f"{c['median_rfs']:.{digits}f} ({lo}-{hi})"
+
+    rows = []
+    for name, c in summary["cohorts"].items():
+        rows.append({"Cohort": name.capitalize(), "n": c["n"],
+                     "Recurrence, n (%)": f"{c['recurrences']} ({100 * c['recurrence_rate']:.{digits}f}%)",
+                     f"ER (< {summary['landmark_months']:g} months), n (%)":
+                         f"{c['er']} ({100 * c['er_rate']:.{digits}f}%)",
+                     "Median RFS, months (95% CI)": ci(c)})
+    return pd.DataFrame(rows)
+
+
+def _num(v) -> float | None:
+    v = float(v)
+    return v if np.isfinite(v) else None
+
+
+def pick_cases(patients: pd.DataFrame, n: int = 3, seed: int = 0) -> list[str]:
+    """A few patients to show: alternately with and without early recurrence, both cohorts, reproducibly."""
+    rng = np.random.default_rng(seed)
+    groups = []
+    for c in COHORTS:
+        for er in (1, 0):
+            ids = patients.index[(patients.cohort == c) & (patients.er == er)].tolist()
+            if ids:
+                groups.append(list(rng.permutation(ids)))
+    out: list[str] = []
+    while len(out) < n and any(groups):
+        for g in groups:
+            if g and len(out) < n:
+                out.append(str(g.pop(0)))
+    return out
+
+
+def _axial_slice(image, mask=None):
+    arr = sitk.GetArrayFromImage(image).astype(float)  # z, y, x
+    m = None
+    if mask is not None:
+        m = sitk.GetArrayFromImage(mask) > 0
+        if m.shape != arr.shape:
+            raise ValueError(f"mask shape {m.shape} differs from image shape {arr.shape}")
+        area = m.sum(axis=(1, 2))
+        z = int(np.argmax(area)) if area.max() > 0 else arr.shape[0] // 2
+    else:
+        z = arr.shape[0] // 2
+    sx, sy = image.GetSpacing()[:2]
+    return arr[z], (m[z] if m is not None else None), z, (sx, sy)
+
+
+def case_figure(manifest: pd.DataFrame, patient_ids: Sequence[str], windows: dict[str, dict], patients=None):
+    """AP and PP axial slices through the largest tumour cross-section, with the mask outline.
+
+    Parameters
+    ----------
+    manifest : DataFrame
+        :func:`hcc_utils.manifest.read_manifest` output (absolute paths).
+    patient_ids : list of str
+        Patients to show (one row each).
+    windows : dict
+        ``profile["windows"]``: ``{"AP": {"level", "width"}, "PP": {...}}`` in HU.
+    patients : DataFrame, optional
+        Patient table; when given, the row titles add cohort and ER status.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    m = manifest.set_index("patient_id") if "patient_id" in manifest.columns else manifest
+    missing = [p for p in patient_ids if p not in m.index]
+    if missing:
+        raise ValueError(f"patient(s) {missing} not in the manifest")
+    fig, axes = plt.subplots(len(patient_ids), 2, figsize=(6.4, 3.2 * len(patient_ids)), squeeze=False)
+    for i, pid in enumerate(patient_ids):
+        row = m.loc[pid]
+        for j, ph in enumerate(("AP", "PP")):
+            ax = axes[i, j]
+            ct, uid, mk = row.get(f"ct_{ph.lower()}"), row.get(f"series_uid_{ph.lower()}"), row.get(f"mask_{ph.lower()}")
+            uid = None if uid is None or (isinstance(uid, float) and np.isnan(uid)) or uid == "" else str(uid)
+            try:
+                img = io.read_image(ct, uid)
+            except Exception as exc:  # noqa: BLE001 - name the patient and file
+                raise ValueError(f"patient {pid}: cannot read ct_{ph.lower()} {ct}: {exc}") from exc
+            mask = None
+            if isinstance(mk, (str, Path)) and str(mk) not in ("", "nan"):
+                mask = io.read_image(mk)
+            sl, ms, z, (sx, sy) = _axial_slice(img, mask)
+            w = windows[ph]
+            lo, hi = w["level"] - w["width"] / 2, w["level"] + w["width"] / 2
+            extent = (0, sl.shape[1] * sx, sl.shape[0] * sy, 0)
+            ax.imshow(sl, cmap="gray", vmin=lo, vmax=hi, extent=extent, interpolation="nearest")
+            if ms is not None and ms.any():
+                ys = (np.arange(sl.shape[0]) + 0.5) * sy
+                xs = (np.arange(sl.shape[1]) + 0.5) * sx
+                ax.contour(xs, ys, ms.astype(float), levels=[0.5], colors=["#ff3b30"], linewidths=1.0)
+            title = f"{pid} {ph} (slice {z})"
+            if patients is not None and pid in patients.index:
+                title += f"\n{patients.loc[pid, 'cohort']}, ER={int(patients.loc[pid, 'er'])}"
+            ax.set_title(title, fontsize=8)
+            ax.set_axis_off()
+    fig.tight_layout()
+    return fig
