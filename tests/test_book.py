@@ -25,7 +25,7 @@ import pytest
 
 from hcc_utils import io, run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]  # the ci book run takes longer than one test
 
 #: Fake identifying DICOM tags written into every series of the privacy cohort.
 FAKE_PHI = {

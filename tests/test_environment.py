@@ -80,7 +80,14 @@ def test_overrides_merge_recursively():
     assert p["unet"]["epochs"] == 3 and p["unet"]["arch"] == "classic"
 
 
-def test_ci_script_runs_the_readme_test_command():
+def test_ci_script_runs_a_make_target_that_exists():
+    import re
+    import subprocess
+
     ci = (ROOT / ".ci" / "run").read_text()
-    readme = (ROOT / "README.md").read_text()
-    assert "make test" in ci and "make test" in readme and "make book" in readme
+    targets = set(re.findall(r"^([A-Za-z][\w-]*):", (ROOT / "Makefile").read_text(), flags=re.M))
+    used = set(re.findall(r"\bmake\s+([A-Za-z][\w-]*)", ci))
+    assert used and used <= targets
+    # make parses the Makefile and knows how to build the target (dry run: nothing is executed)
+    for t in used:
+        assert subprocess.run(["make", "-n", "-C", str(ROOT), t], capture_output=True).returncode == 0
