@@ -1,7 +1,8 @@
 """hcc_utils: the thin helper package behind the hcc-dsfr-book notebooks.
 
-Stages (data flow in one direction; a stage imports only earlier stages):
-config -> manifest + io -> synthetic -> preprocess -> segmentation -> features -> models -> stats -> report -> run
+A module imports only modules of earlier layers (README, Layout; tests/test_layering.py):
+config, files, io, stats -> manifest -> synthetic, preprocess -> segmentation -> features -> gradcam, lits
+-> cohort_table, models, report, survival, nomogram_widget -> run
 """
 
 __version__ = "0.1.0"
