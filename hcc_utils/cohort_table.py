@@ -73,6 +73,15 @@ def format_table_one(t1: pd.DataFrame) -> pd.DataFrame:
 
     Binary 0/1 variables are shown as one row (n (%) with the value 1); categorical variables keep a row per level
     under a heading row carrying the p value. Column headers carry each cohort's n.
+
+    Parameters
+    ----------
+    t1 : DataFrame
+        :func:`table_one` output.
+
+    Returns
+    -------
+    DataFrame
     """
     n = t1.attrs.get("n", {})
     groups = [c for c in COHORTS if c in t1.columns]
@@ -99,7 +108,17 @@ def format_table_one(t1: pd.DataFrame) -> pd.DataFrame:
 
 
 def table_one_legend(t1: pd.DataFrame) -> str:
-    """A sentence naming the tests that were actually used (read from the table)."""
+    """A sentence naming the tests that were actually used (read from the table).
+
+    Parameters
+    ----------
+    t1 : DataFrame
+        :func:`table_one` output.
+
+    Returns
+    -------
+    str
+    """
     used = [t for t in dict.fromkeys(t1["test"]) if isinstance(t, str) and t]
     what = {
         "Student's t": "Student's t-test (mean (SD))",
@@ -159,7 +178,18 @@ def cohort_summary(patients: pd.DataFrame, landmark: float = 24.0) -> dict[str, 
 
 
 def summary_table(summary: dict[str, Any], digits: int = 1) -> pd.DataFrame:
-    """The outcome summary as a small display table (one row per cohort)."""
+    """The outcome summary as a small display table (one row per cohort).
+
+    Parameters
+    ----------
+    summary : dict
+        :func:`cohort_summary` output.
+    digits : int
+
+    Returns
+    -------
+    DataFrame
+    """
     def ci(c):
         if c["median_rfs"] is None:
             return "not reached"
@@ -183,7 +213,20 @@ def _num(v) -> float | None:
 
 
 def pick_cases(patients: pd.DataFrame, n: int = 3, seed: int = 0) -> list[str]:
-    """A few patients to show: alternately with and without early recurrence, both cohorts, reproducibly."""
+    """A few patients to show: alternately with and without early recurrence, both cohorts, reproducibly.
+
+    Parameters
+    ----------
+    patients : DataFrame
+        Patient table with ``cohort`` and ``er``.
+    n : int
+    seed : int
+
+    Returns
+    -------
+    list of str
+        Patient ids.
+    """
     rng = np.random.default_rng(seed)
     groups = []
     for c in COHORTS:

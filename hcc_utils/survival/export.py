@@ -25,6 +25,15 @@ def ground_truth_table(res: SurvivalResult) -> pd.DataFrame:
     For each planted clinical effect: the true HR per the mapping's unit, the univariable and final-model estimates
     with 95% CI, and whether the final model kept the variable and its CI covers the truth. The latent aggressiveness
     has no column (the images carry it; the DSFR signature is its proxy), so it is listed without an estimate.
+
+    Parameters
+    ----------
+    res : SurvivalResult
+        :func:`~hcc_utils.survival.analysis.run_survival` output.
+
+    Returns
+    -------
+    DataFrame
     """
     uni = res.univariable.set_index("column")
     fin = res.final.set_index("column")
@@ -61,7 +70,17 @@ def _ci(x, lo, hi, d=2, unit=False):
 
 
 def format_table3(res: SurvivalResult) -> pd.DataFrame:
-    """Table 3 for display: HR (95% CI) and p, univariable / multivariable / final model."""
+    """Table 3 for display: HR (95% CI) and p, univariable / multivariable / final model.
+
+    Parameters
+    ----------
+    res : SurvivalResult
+        :func:`~hcc_utils.survival.analysis.run_survival` output.
+
+    Returns
+    -------
+    DataFrame
+    """
     t = res.table3
     out = pd.DataFrame({
         "Variable": t["label"], "Level": t["level"],
@@ -78,7 +97,17 @@ def format_table3(res: SurvivalResult) -> pd.DataFrame:
 
 
 def format_table_s1(res: SurvivalResult) -> pd.DataFrame:
-    """Table S1 for display: univariable HR (95% CI), p, and the term's screening p."""
+    """Table S1 for display: univariable HR (95% CI), p, and the term's screening p.
+
+    Parameters
+    ----------
+    res : SurvivalResult
+        :func:`~hcc_utils.survival.analysis.run_survival` output.
+
+    Returns
+    -------
+    DataFrame
+    """
     t = res.univariable
     return pd.DataFrame({"Variable": t["label"], "Level": t["level"], "n": t["n"], "Events": t["events"],
                          "HR (95% CI)": [_ci(a, b, c) for a, b, c in zip(t["hr"], t["hr_lower"], t["hr_upper"])],
@@ -86,7 +115,17 @@ def format_table_s1(res: SurvivalResult) -> pd.DataFrame:
 
 
 def format_table4(res: SurvivalResult) -> pd.DataFrame:
-    """Table 4 for display: C-index and tdAUC at the landmark with 95% CI; p versus the nomogram."""
+    """Table 4 for display: C-index and tdAUC at the landmark with 95% CI; p versus the nomogram.
+
+    Parameters
+    ----------
+    res : SurvivalResult
+        :func:`~hcc_utils.survival.analysis.run_survival` output.
+
+    Returns
+    -------
+    DataFrame
+    """
     t = res.table4
     lm = f"{res.landmark:g}"
     return pd.DataFrame({
@@ -101,7 +140,18 @@ def format_table4(res: SurvivalResult) -> pd.DataFrame:
 
 
 def glue_values(res: SurvivalResult) -> dict[str, str]:
-    """Formatted numbers the narrative quotes (myst-nb glue keys -> text), all read from the results."""
+    """Formatted numbers the narrative quotes (myst-nb glue keys -> text), all read from the results.
+
+    Parameters
+    ----------
+    res : SurvivalResult
+        :func:`~hcc_utils.survival.analysis.run_survival` output.
+
+    Returns
+    -------
+    dict
+        Glue key -> text.
+    """
     r = res.results
     g: dict[str, str] = {
         "n_raw": str(r["n_raw"]), "n": str(r["n"]), "events": str(r["events"]), "n_er": str(r["n_er"]),
@@ -143,6 +193,18 @@ def save_results(res: SurvivalResult, out_dir: str | Path, figures: bool = True)
     """Write tables (CSV), figures (PNG), ``results.json``, ``nomogram.json`` and ``nomogram.html`` to ``out_dir``.
 
     Existing files of an earlier run are replaced (the folder belongs to this notebook and chapter).
+
+    Parameters
+    ----------
+    res : SurvivalResult
+    out_dir : str or Path
+    figures : bool
+        Also draw and save the PNG figures.
+
+    Returns
+    -------
+    dict
+        File name -> path.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -197,6 +259,10 @@ def nomogram_html(spec: dict, standalone: bool = False) -> str:
         :meth:`Nomogram.to_dict`.
     standalone : bool
         Wrap in a full HTML document (``assets/nomogram_template.html``); otherwise a fragment for a notebook output.
+
+    Returns
+    -------
+    str
     """
     js = (ASSETS / "nomogram.js").read_text()
     payload = json.dumps(spec).replace("</", "<\\/")

@@ -20,7 +20,17 @@ COLORS = {"high": "#c0392b", "low": "#2471a3", "Nomogram": "#c0392b", "Signature
 
 
 def plot_km(res: SurvivalResult):
-    """Figure 3: KM curves of high/low risk per cohort with log-rank p and numbers at risk."""
+    """Figure 3: KM curves of high/low risk per cohort with log-rank p and numbers at risk.
+
+    Parameters
+    ----------
+    res : SurvivalResult
+        :func:`~hcc_utils.survival.analysis.run_survival` output.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     d = res.prep.data
     cohorts = ["development", "validation"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
@@ -56,7 +66,16 @@ def plot_km(res: SurvivalResult):
 
 
 def plot_nomogram(res_or_nomo):
-    """Figure 4a: the nomogram (points, variable axes, total points, predicted RFS at the landmark)."""
+    """Figure 4a: the nomogram (points, variable axes, total points, predicted RFS at the landmark).
+
+    Parameters
+    ----------
+    res_or_nomo : SurvivalResult or NomogramCalculator
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     nomo = res_or_nomo.nomogram if isinstance(res_or_nomo, SurvivalResult) else res_or_nomo
     spec = nomo.spec
     sc = spec["scale"]
@@ -131,7 +150,17 @@ def _nice_ticks(lo, hi, n=6, extend=False):
 
 
 def plot_calibration(res: SurvivalResult):
-    """Figures 4b,c: calibration at the landmark, development (apparent and bias-corrected) and validation."""
+    """Figures 4b,c: calibration at the landmark, development (apparent and bias-corrected) and validation.
+
+    Parameters
+    ----------
+    res : SurvivalResult
+        :func:`~hcc_utils.survival.analysis.run_survival` output.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     cal = res.calibration
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
     for ax, coh, tag in zip(axes, ("development", "validation"), ("b", "c")):
@@ -157,7 +186,17 @@ def plot_calibration(res: SurvivalResult):
 
 
 def plot_decision_curves(res: SurvivalResult):
-    """Figures 4d,e: decision curves at the landmark per cohort."""
+    """Figures 4d,e: decision curves at the landmark per cohort.
+
+    Parameters
+    ----------
+    res : SurvivalResult
+        :func:`~hcc_utils.survival.analysis.run_survival` output.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     dca = res.decision
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
     for ax, coh, tag in zip(axes, ("development", "validation"), ("d", "e")):
@@ -177,7 +216,17 @@ def plot_decision_curves(res: SurvivalResult):
 
 
 def plot_tdauc(res: SurvivalResult):
-    """Figure S1: tdAUC over time per cohort for nomogram and signature."""
+    """Figure S1: tdAUC over time per cohort for nomogram and signature.
+
+    Parameters
+    ----------
+    res : SurvivalResult
+        :func:`~hcc_utils.survival.analysis.run_survival` output.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
     t = res.tdauc_time
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, coh in zip(axes, ("development", "validation")):
