@@ -120,6 +120,9 @@ def file_integrity(path: str | Path) -> str | None:
     name = path.name.lower()
     try:
         if name.endswith(".gz"):
+            with open(path, "rb") as fh:
+                if fh.read(2) != b"\x1f\x8b":
+                    return "not a gzip file although its name ends in .gz"
             try:
                 n, head = _gunzip_size(path, keep=544)
             except (OSError, EOFError, zlib.error) as exc:
@@ -417,7 +420,7 @@ def patient_image_checks(row, report, seen: dict) -> None:
             if not ct_path.exists():
                 report.add(pid, ct, ct_col, "image file or DICOM folder not found")
             elif ct_path.is_file() and (bad := file_integrity(ct_path)):
-                report.add(pid, ct, ct_col, bad, check="integrity")
+                report.add(pid, ct, ct_col, f"unreadable image: {bad}", check="integrity")
             else:
                 if ct_path.is_file() and not _blank(uid):
                     report.add(pid, ct, uid_col, f"{uid_col} is set but {ct_col} is a file, not a DICOM folder; "
@@ -452,7 +455,7 @@ def patient_image_checks(row, report, seen: dict) -> None:
             report.add(pid, mask, mask_col, "mask file not found")
             continue
         if Path(mask).is_file() and (bad := file_integrity(mask)):
-            report.add(pid, mask, mask_col, bad, check="integrity")
+            report.add(pid, mask, mask_col, f"unreadable mask: {bad}", check="integrity")
             continue
         try:
             mimg = io.read_image(mask)
