@@ -198,7 +198,7 @@ def intensity_problems(hu: np.ndarray) -> list[tuple[str, str, str]]:
     a = hu.astype(np.float32, copy=False)
     lo, hi = float(a.min()), float(a.max())
     p50 = float(np.median(a))
-    if hi - lo < 1:
+    if hi == lo:
         return [("error", "constant_image", f"every voxel is {lo:g}: not a CT image")]
     if lo >= -1.0 and hi <= 1.0:
         out.append(("error", "not_hu", f"values lie in [{lo:g}, {hi:g}]: scaled or normalised, not HU; export the "
@@ -232,7 +232,7 @@ def geometry_problems(img) -> list[tuple[str, str, str]]:
                                                "m instead of mm?"))
     normal = np.asarray(img.GetDirection(), float).reshape(3, 3)[:, 2]
     if abs(normal[2]) < 0.9:
-        out.append(("warning", "not_axial", f"the slices are not axial (slice normal {tuple(np.round(normal, 2))}): "
+        out.append(("warning", "not_axial", f"the slices are not axial (slice normal {tuple(round(float(v), 2) + 0.0 for v in normal)}): "
                                             "the 2-D pipeline works on axial slices; resample to an axial volume"))
     if img.GetSize()[2] < 3:
         out.append(("error", "too_few_slices", f"only {img.GetSize()[2]} slice(s): a CT volume is expected"))
@@ -323,15 +323,16 @@ def cohort_checks(table: pd.DataFrame, manifest_df: pd.DataFrame, report, mf: st
             report.add("(all)", mf, "seg_train", f"{n} case(s) with seg_train = 1 and a {col}: the segmentation "
                                                  f"network of phase {ph} needs at least 2 (one to train, one to "
                                                  "choose the checkpoint)", check="seg_train_count")
+    ofile = _table_files(manifest_df, "outcome_file") or mf
     if not dev.empty and dev["er"].notna().all():
         counts = dev["er"].astype(int).value_counts()
         for cls, label in ((1, "early recurrence"), (0, "no early recurrence")):
             if counts.get(cls, 0) < 2:
-                report.add(_patients_label(dev.index), mf, "recurrence",
+                report.add(_patients_label(dev.index), ofile, "recurrence",
                            f"{counts.get(cls, 0)} development patient(s) with {label}: the classifiers need both "
                            "outcome classes (at least 2 of each)", check="outcome_classes")
         if dev["recurrence"].sum() == 0:
-            report.add(_patients_label(dev.index), mf, "recurrence", "no recurrence event in development: the Cox "
+            report.add(_patients_label(dev.index), ofile, "recurrence", "no recurrence event in development: the Cox "
                                                                      "model cannot be fitted", check="no_events")
     vis = [c for c in table.columns if c.startswith("vis_")]
     lacking = table.index[table[vis].isna().any(axis=1)] if vis else table.index
@@ -346,9 +347,16 @@ def cohort_checks(table: pd.DataFrame, manifest_df: pd.DataFrame, report, mf: st
     for var, (test, message) in UNIT_HINTS.items():
         x = pd.to_numeric(table.get(var), errors="coerce").dropna() if var in table else pd.Series(dtype=float)
         if len(x) >= 3 and test(float(x.median()), float(x.max())):
-            report.add(_patients_label(table.index), mf, var, message.format(med=float(x.median()),
-                                                                             mx=float(x.max())),
-                       "warning", check="unit")
+            source = _table_files(manifest_df, "outcome_file" if var == "rfs_months" else "clinical_file") or mf
+            report.add(_patients_label(table.index), source, var,
+                       message.format(med=float(x.median()), mx=float(x.max())), "warning", check="unit")
+
+
+def _table_files(manifest_df: pd.DataFrame, column: str) -> str:
+    """The table file(s) a manifest column names, for messages."""
+    if column not in manifest_df:
+        return ""
+    return ", ".join(sorted({str(v) for v in manifest_df[column].dropna()}))
 
 
 # --- accepting warnings ---------------------------------------------------------------------------------------------

@@ -143,6 +143,8 @@ def read_table(spec: str | Path, sheet: str | None = None) -> pd.DataFrame:
         comma = False
     else:
         text = _decode(raw_bytes)
+        if not text.strip():
+            raise TableError("the file is empty")
         sep = _separator(text, suffix)
         try:
             raw = pd.read_csv(StringIO(text), sep=sep, header=None, dtype=str, keep_default_na=False,
