@@ -5,7 +5,7 @@ Three kinds, each reported as a :class:`hcc_utils.manifest.Problem` naming the p
 * **Integrity** (:func:`file_integrity`): every image file is read to its end; a truncated or corrupted compressed file
   (gzip CRC or length of ``.nii.gz``, zlib stream of ``.mha``/``.nrrd``) or a file shorter than its header says is an
   error. SimpleITK would read such a file without complaint and fill the missing part with zeros or garbage.
-* **Plausibility** of images (:func:`image_checks`): intensities that are not HU (stored values HU + 1024, values
+* **Plausibility** of images (:func:`patient_image_checks`): intensities that are not HU (stored values HU + 1024, values
   scaled to [0, 1], a constant image, saturated or all-zero slices), spacing that looks like the wrong unit, slices
   that are not axial, a mask that lies mostly on air, the same image used for two patients or for both phases, a
   DICOM series whose slices disagree (size, spacing, orientation, image type, positions).
@@ -232,8 +232,9 @@ def geometry_problems(img) -> list[tuple[str, str, str]]:
                                                "m instead of mm?"))
     normal = np.asarray(img.GetDirection(), float).reshape(3, 3)[:, 2]
     if abs(normal[2]) < 0.9:
-        out.append(("warning", "not_axial", f"the slices are not axial (slice normal {tuple(round(float(v), 2) + 0.0 for v in normal)}): "
-                                            "the 2-D pipeline works on axial slices; resample to an axial volume"))
+        shown = tuple(round(float(v), 2) + 0.0 for v in normal)
+        out.append(("warning", "not_axial", f"the slices are not axial (slice normal {shown}): the 2-D pipeline "
+                                            "works on axial slices; resample to an axial volume"))
     if img.GetSize()[2] < 3:
         out.append(("error", "too_few_slices", f"only {img.GetSize()[2]} slice(s): a CT volume is expected"))
     return out
@@ -263,7 +264,7 @@ def dicom_series_problems(files) -> list[tuple[str, str, str]]:
         try:
             r.ReadImageInformation()
         except RuntimeError as exc:
-            return [("error", "dicom_slice", f"slice {Path(f).name} is unreadable: {str(exc).strip()[-200:]}")]
+            return [("error", "dicom_slices", f"slice {Path(f).name} is unreadable: {str(exc).strip()[-200:]}")]
         itype = r.GetMetaData("0008|0008").strip() if r.HasMetaDataKey("0008|0008") else ""
         rows.append((Path(f).name, tuple(r.GetSize()[:2]), tuple(round(v, 4) for v in r.GetSpacing()[:2]),
                      tuple(round(v, 4) for v in r.GetDirection()), itype, np.asarray(r.GetOrigin(), float)))

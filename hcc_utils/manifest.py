@@ -23,7 +23,10 @@ Tables: the clinical table has ``patient_id`` and the columns of :data:`CLINICAL
 (0/1). Several patients usually share one table; each is read once. Column names are case-insensitive.
 
 Use :func:`read_manifest` (the manifest alone), :func:`load_patient_table` (one row per patient with the clinical,
-visual and outcome data) and :func:`validate` (everything, images included, all problems reported together). From the
+visual and outcome data), :func:`validate` (everything, images included, all problems reported together),
+:func:`read_table` (any table as text: the one reader every stage uses, from :mod:`hcc_utils.tables`) and
+:func:`safe_name` (a patient_id as a file name). The image, plausibility and cohort checks live in
+:mod:`hcc_utils.checks`. From the
 shell: ``python -m hcc_utils.manifest check data_manifest.csv`` (or ``--profile ci``) prints the report and exits 1
 when there are errors.
 """
@@ -582,8 +585,11 @@ def validate(path: str | Path, check_images: bool = True, progress: bool = True)
     values of the wrong type or out of range, missing or negative survival times, events not 0/1); with
     ``check_images``, every CT (file exists and is readable as a 3-D image, DICOM folders resolve to exactly one
     series: several series with no UID, or an unknown UID, list the series found) and every mask (readable, on its
-    image's grid: size, spacing, origin, direction; binary 0/1; not empty; present when ``seg_train`` is 1).
-    CT files are checked from their headers only (``ImageFileReader.ReadImageInformation``); masks need pixels.
+    image's grid: size, spacing, origin, direction; binary 0/1; not empty; present when ``seg_train`` is 1); and
+    the checks of :mod:`hcc_utils.checks`: every image file read to its end (truncated or corrupted files), CT
+    intensities, geometry, masks on air, the same pixels twice, DICOM slices that disagree, and the cohort-level
+    preconditions of every later stage. Warnings listed in ``accepted_warnings.csv`` beside the manifest are marked
+    accepted.
 
     Parameters
     ----------
@@ -597,7 +603,8 @@ def validate(path: str | Path, check_images: bool = True, progress: bool = True)
     Returns
     -------
     ValidationReport
-        ``.ok``, ``.errors``, ``.warnings``, ``.raise_if_errors()``; ``str()`` lists every problem.
+        ``.ok``, ``.errors``, ``.warnings``, ``.accepted``, ``.blocking`` (what stops the book),
+        ``.raise_if_errors()``; ``str()`` lists every problem.
     """
     path = Path(path)
     report = ValidationReport(str(path), images_checked=check_images)

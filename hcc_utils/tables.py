@@ -127,7 +127,8 @@ def read_table(spec: str | Path, sheet: str | None = None) -> pd.DataFrame:
         raise FileNotFoundError(f"{file}: file not found")
     suffix = file.suffix.lower()
     raw_bytes = file.read_bytes()
-    if suffix in EXCEL_SUFFIXES or raw_bytes[:4] == b"PK\x03\x04" or raw_bytes[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":
+    workbook = raw_bytes[:4] == b"PK\x03\x04" or raw_bytes[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # xlsx / xls
+    if suffix in EXCEL_SUFFIXES or workbook:
         if suffix not in EXCEL_SUFFIXES:
             raise TableError(f"this file is an Excel workbook saved with the suffix {suffix or '(none)'}: rename it "
                              f"to {file.stem}.xlsx, or save it from Excel as 'CSV UTF-8'")
