@@ -23,7 +23,10 @@ Tables: the clinical table has ``patient_id`` and the columns of :data:`CLINICAL
 (0/1). Several patients usually share one table; each is read once. Column names are case-insensitive.
 
 Use :func:`read_manifest` (the manifest alone), :func:`load_patient_table` (one row per patient with the clinical,
-visual and outcome data) and :func:`validate` (everything, images included, all problems reported together). From the
+visual and outcome data), :func:`validate` (everything, images included, all problems reported together),
+:func:`read_table` (any table as text: the one reader every stage uses, from :mod:`hcc_utils.tables`) and
+:func:`safe_name` (a patient_id as a file name). The image, plausibility and cohort checks live in
+:mod:`hcc_utils.checks`. From the
 shell: ``python -m hcc_utils.manifest check data_manifest.csv`` (or ``--profile ci``) prints the report and exits 1
 when there are errors.
 """
@@ -34,11 +37,12 @@ import re
 import sys
 import warnings
 from dataclasses import dataclass, field
-from io import StringIO as _StringIO
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from hcc_utils.tables import TableError, read_table, split_spec
 
 COHORTS = ("development", "validation")
 PHASES = ("AP", "PP")
@@ -143,7 +147,11 @@ class Problem:
     column : str
         The manifest or table column at fault.
     message : str
-    severity : {'error', 'warning'}
+    severity : {'error', 'warning', 'accepted'}
+        ``accepted``: a warning listed in ``accepted_warnings.csv`` beside the manifest.
+    check : str
+        Code of the plausibility check that found it ('' for the basic checks); what ``accepted_warnings.csv``
+        names.
     """
 
     patient_id: str
@@ -151,6 +159,7 @@ class Problem:
     column: str
     message: str
     severity: str = "error"
+    check: str = ""
 
     def __str__(self) -> str:
         return f"{self.severity.upper()}: patient {self.patient_id} | file {self.file} | column {self.column}: " \
@@ -184,12 +193,21 @@ class ValidationReport:
         return [p for p in self.problems if p.severity == "warning"]
 
     @property
+    def accepted(self) -> list:
+        return [p for p in self.problems if p.severity == "accepted"]
+
+    @property
+    def blocking(self) -> list:
+        """Errors, and plausibility warnings (those with a ``check`` code) that have not been accepted."""
+        return self.errors + [p for p in self.warnings if p.check]
+
+    @property
     def ok(self) -> bool:
         """True when there is no error (warnings allowed)."""
         return not self.errors
 
-    def add(self, patient_id, file, column, message, severity="error") -> None:
-        self.problems.append(Problem(str(patient_id), str(file), str(column), message, severity))
+    def add(self, patient_id, file, column, message, severity="error", check="") -> None:
+        self.problems.append(Problem(str(patient_id), str(file), str(column), message, severity, check))
 
     def raise_if_errors(self) -> "ValidationReport":
         """Raise :class:`ManifestError` listing every error; return the report otherwise."""
@@ -198,9 +216,9 @@ class ValidationReport:
         return self
 
     def to_frame(self) -> pd.DataFrame:
-        """The problems as a table (patient_id, file, column, message, severity)."""
+        """The problems as a table (patient_id, file, column, message, severity, check)."""
         return pd.DataFrame([p.__dict__ for p in self.problems],
-                            columns=["patient_id", "file", "column", "message", "severity"])
+                            columns=["patient_id", "file", "column", "message", "severity", "check"])
 
     def __iter__(self):
         return iter(self.problems)
@@ -209,15 +227,15 @@ class ValidationReport:
         return len(self.problems)
 
     def __str__(self) -> str:
-        n_err, n_warn = len(self.errors), len(self.warnings)
+        n_err, n_warn, n_acc = len(self.errors), len(self.warnings), len(self.accepted)
         head = (f"Manifest {self.manifest}: {self.n_patients} patients, {n_err} error{'s' * (n_err != 1)}, "
-                f"{n_warn} warning{'s' * (n_warn != 1)}"
+                f"{n_warn} warning{'s' * (n_warn != 1)}" + (f", {n_acc} accepted" if n_acc else "")
                 + ("" if self.images_checked else " (images not checked)"))
         if not self.problems:
             return head + ": OK"
         lines = [head + ":"]
-        for p in self.errors + self.warnings:
-            lines.append("  " + str(p).replace("\n", "\n    "))
+        for p in self.errors + self.warnings + self.accepted:
+            lines.append("  " + str(p).replace("\n", "\n    ") + (f" [check {p.check}]" if p.check else ""))
         return "\n".join(lines)
 
 
@@ -230,31 +248,45 @@ def _patients_label(ids) -> str:
     return f"{ids[0]}, {ids[1]}, ... ({len(ids)} patients)"
 
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10))}
+
+
+def safe_name(patient_id) -> str:
+    """The form of a ``patient_id`` used in file and folder names (caches, predicted masks).
+
+    Parameters
+    ----------
+    patient_id : object
+        The id as the manifest holds it.
+
+    Returns
+    -------
+    str
+        The id itself when it is made of letters, digits, ``.``, ``_`` and ``-`` only (and not a reserved or
+        dot-leading name); otherwise those characters with every other run replaced by ``_``, shortened to 80
+        characters, plus ``-`` and 8 hex digits of the id's SHA-1, so that two different ids never share a name
+        (``2019/DEV001`` -> ``2019_DEV001-1f0c...``, ``../../x`` -> ``x-...``). Never empty, never contains a path
+        separator, so ``folder / safe_name(pid)`` stays inside ``folder``. The id itself is kept in every table.
+    """
+    import hashlib
+
+    pid = str(patient_id)
+    name = _UNSAFE.sub("_", pid).strip("._")[:80]
+    if name and name == pid and name.split(".")[0].upper() not in _RESERVED:
+        return name
+    return f"{name or 'id'}-{hashlib.sha1(pid.encode('utf-8')).hexdigest()[:8]}"
+
+
 # --- reading the manifest -------------------------------------------------------------------------------------------
 
 def _blank(value) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() in ("", "nan", "NaN")
 
 
-def _read_csv(path, sep: str | None = None) -> pd.DataFrame:
-    """A CSV as strings: UTF-8 (with or without the BOM Excel writes) or Latin-1; ``,``, ``;`` or tab separated."""
-    raw = Path(path).read_bytes()
-    for encoding in ("utf-8-sig", "latin-1"):
-        try:
-            text = raw.decode(encoding)
-            break
-        except UnicodeDecodeError:
-            continue
-    if sep is None:
-        header = text.split("\n", 1)[0]
-        sep = "\t" if "\t" in header and "," not in header else ";" if ";" in header and "," not in header else ","
-    return pd.read_csv(_StringIO(text), sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True)
-
-
 def _read_raw(path: Path) -> pd.DataFrame:
-    df = _read_csv(path)
-    df.columns = [str(c).strip().lower() for c in df.columns]
-    df = df.apply(lambda s: s.str.strip()).astype(object)
+    """The manifest through :func:`read_table`, blanks as NaN (the manifest's own convention)."""
+    df = read_table(path).astype(object)
     return df.where(df != "", np.nan)
 
 
@@ -279,6 +311,14 @@ def _structure_problems(df: pd.DataFrame, manifest: Path, report: ValidationRepo
     for pid, rows in dup.groupby(dup).groups.items():
         lines = ", ".join(str(int(i) + 2) for i in rows)
         report.add(pid, mf, "patient_id", f"duplicate patient_id (manifest lines {lines})")
+    by_name: dict[str, list[str]] = {}
+    for pid in dict.fromkeys(all_ids):
+        by_name.setdefault(safe_name(pid).lower(), []).append(str(pid))
+    for names in by_name.values():
+        if len(names) > 1:  # differ only by case: one file name on Windows and macOS disks
+            for pid in names:
+                report.add(pid, mf, "patient_id", f"patient ids {', '.join(map(repr, names))} differ only in "
+                                                  "upper/lower case; file names could not tell them apart")
     for i, row in df.iterrows():
         pid = row.get("patient_id")
         if _blank(pid):
@@ -317,11 +357,11 @@ def _resolve(value, base: Path, table: bool = False):
     if _blank(value):
         return np.nan
     value = str(value)
-    sheet = ""
-    if table and "#" in value:
-        value, sheet = value.split("#", 1)
-        sheet = "#" + sheet
-    return str((base / Path(value).expanduser()).resolve()) + sheet
+    full = (base / Path(value).expanduser()).resolve()
+    if not table or full.exists():
+        return str(full)
+    file, sheet = split_spec(str(base / Path(value).expanduser()))
+    return str(file.resolve()) + ("" if sheet is None else "#" + sheet)
 
 
 def _finish(df: pd.DataFrame, manifest: Path) -> pd.DataFrame:
@@ -368,9 +408,8 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     report = ValidationReport(str(path))
     try:
         df = _read_raw(path)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise ManifestError(
-            f"patient (all) | file {path} | column (all): cannot read the manifest as CSV: {exc}") from exc
+    except TableError as exc:
+        raise ManifestError(f"patient (all) | file {path} | column (all): cannot read the manifest: {exc}") from exc
     report.n_patients = len(df)
     _structure_problems(df, path, report)
     report.raise_if_errors()
@@ -380,45 +419,14 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
 # --- clinical, visual and outcome tables ----------------------------------------------------------------------------
 
 def _split_sheet(spec: str) -> tuple[str, str | None]:
-    if "#" in spec:
-        file, sheet = spec.split("#", 1)
-        return file, sheet or None
-    return spec, None
+    file, sheet = split_spec(spec)
+    return str(file), sheet
 
 
 def _read_table_file(file: str, sheet: str | None) -> pd.DataFrame:
-    """Read a CSV/TSV/Excel table as strings (one call per file and sheet; see :class:`_TableCache`)."""
-    suffix = Path(file).suffix.lower()
-    if suffix in (".xlsx", ".xlsm", ".xls"):
-        df = pd.read_excel(file, sheet_name=sheet if sheet is not None else 0, dtype=str)
-    elif suffix in (".tsv", ".tab"):
-        df = _read_csv(file, sep="\t")
-    else:
-        df = _read_csv(file)
-    df.columns = [str(c).strip().lower() for c in df.columns]
-    df = df.apply(lambda s: s.astype("string").str.strip()).astype(object)
-    return df.where(df.notna() & (df != ""), np.nan)
-
-
-def read_table(spec: str | Path, sheet: str | None = None) -> pd.DataFrame:
-    """A CSV/TSV/Excel table as text, read as the manifest check reads it.
-
-    Parameters
-    ----------
-    spec : str or Path
-        File, optionally with ``#Sheet`` for a workbook.
-    sheet : str, optional
-        Sheet name (overrides the one in ``spec``).
-
-    Returns
-    -------
-    DataFrame
-        Every cell a ``str`` (blanks ``""``); column names lower case and values stripped.
-    """
-    file, in_spec = _split_sheet(str(spec))
-    df = _read_table_file(file, sheet if sheet is not None else in_spec).fillna("").astype(str)
-    df.attrs["source"] = str(spec)
-    return df
+    """A clinical/visual/outcome table through :func:`read_table`, blanks as NaN (one call per file and sheet)."""
+    df = read_table(file, sheet).astype(object)
+    return df.where(df != "", np.nan)
 
 
 class _TableCache:
@@ -440,10 +448,8 @@ class _TableCache:
             return None, "file not found"
         try:
             df = _read_table_file(file, sheet)
-        except ValueError as exc:
-            if sheet is not None and "not found" in str(exc).lower():
-                return None, f"sheet {sheet!r} not found in the workbook"
-            return None, f"cannot read the table: {exc}"
+        except TableError as exc:
+            return None, str(exc)
         except Exception as exc:  # noqa: BLE001 - any reader failure is reported, with its type
             return None, f"cannot read the table: {type(exc).__name__}: {exc}"
         if "patient_id" not in df.columns:
@@ -568,64 +574,6 @@ def load_patient_table(manifest: str | Path | pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-# --- images ---------------------------------------------------------------------------------------------------------
-
-def _short(exc: Exception) -> str:
-    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-    for ln in lines:  # ITK messages carry a file:line prefix; keep the human part
-        if "Description:" in ln:
-            return ln.split("Description:", 1)[1].strip()
-    return lines[-1] if lines else type(exc).__name__
-
-
-def _check_patient_images(row, report: ValidationReport) -> None:
-    from hcc_utils import io
-
-    pid = row["patient_id"]
-    for phase in PHASES:
-        ph = phase.lower()
-        ct_col, uid_col, mask_col = f"ct_{ph}", f"series_uid_{ph}", f"mask_{ph}"
-        ct, uid, mask = row.get(ct_col), row.get(uid_col), row.get(mask_col)
-        info = None
-        if not _blank(ct):
-            ct_path = Path(ct)
-            if not ct_path.exists():
-                report.add(pid, ct, ct_col, "image file or DICOM folder not found")
-            else:
-                if ct_path.is_file() and not _blank(uid):
-                    report.add(pid, ct, uid_col, f"{uid_col} is set but {ct_col} is a file, not a DICOM folder; "
-                                                 "the UID is ignored", "warning")
-                try:
-                    info = io.read_image_information(ct_path, None if _blank(uid) or ct_path.is_file() else uid)
-                except io.DicomSeriesError as exc:
-                    report.add(pid, ct, uid_col, str(exc).split(": ", 1)[-1])
-                except (RuntimeError, OSError) as exc:
-                    report.add(pid, ct, ct_col, f"unreadable image: {_short(exc)}")
-                if info is not None and info.GetDimension() != 3:
-                    report.add(pid, ct, ct_col, f"image is {info.GetDimension()}-D; a 3-D CT volume is expected")
-                    info = None
-        if _blank(mask):
-            continue  # a missing mask of a seg_train case is reported by the structure check
-        if not Path(mask).exists():
-            report.add(pid, mask, mask_col, "mask file not found")
-            continue
-        try:
-            mimg = io.read_image(mask)
-        except (RuntimeError, OSError, ValueError) as exc:
-            report.add(pid, mask, mask_col, f"unreadable mask: {_short(exc)}")
-            continue
-        if info is not None:
-            for diff in io.check_same_grid(info, mimg):
-                report.add(pid, mask, mask_col, f"mask is not on its image's grid ({ct_col}): {diff}")
-        arr = np.asarray(io.sitk.GetArrayViewFromImage(mimg))
-        values = np.unique(arr)
-        if not np.isin(values, (0, 1)).all():
-            shown = ", ".join(f"{v:g}" for v in values[:6]) + (", ..." if len(values) > 6 else "")
-            report.add(pid, mask, mask_col, f"mask is not binary 0/1 (values {shown})")
-        elif not (arr == 1).any():
-            report.add(pid, mask, mask_col, "mask is empty (no tumour voxel)")
-
-
 # --- validation -----------------------------------------------------------------------------------------------------
 
 def validate(path: str | Path, check_images: bool = True, progress: bool = True) -> ValidationReport:
@@ -637,8 +585,11 @@ def validate(path: str | Path, check_images: bool = True, progress: bool = True)
     values of the wrong type or out of range, missing or negative survival times, events not 0/1); with
     ``check_images``, every CT (file exists and is readable as a 3-D image, DICOM folders resolve to exactly one
     series: several series with no UID, or an unknown UID, list the series found) and every mask (readable, on its
-    image's grid: size, spacing, origin, direction; binary 0/1; not empty; present when ``seg_train`` is 1).
-    CT files are checked from their headers only (``ImageFileReader.ReadImageInformation``); masks need pixels.
+    image's grid: size, spacing, origin, direction; binary 0/1; not empty; present when ``seg_train`` is 1); and
+    the checks of :mod:`hcc_utils.checks`: every image file read to its end (truncated or corrupted files), CT
+    intensities, geometry, masks on air, the same pixels twice, DICOM slices that disagree, and the cohort-level
+    preconditions of every later stage. Warnings listed in ``accepted_warnings.csv`` beside the manifest are marked
+    accepted.
 
     Parameters
     ----------
@@ -652,7 +603,8 @@ def validate(path: str | Path, check_images: bool = True, progress: bool = True)
     Returns
     -------
     ValidationReport
-        ``.ok``, ``.errors``, ``.warnings``, ``.raise_if_errors()``; ``str()`` lists every problem.
+        ``.ok``, ``.errors``, ``.warnings``, ``.accepted``, ``.blocking`` (what stops the book),
+        ``.raise_if_errors()``; ``str()`` lists every problem.
     """
     path = Path(path)
     report = ValidationReport(str(path), images_checked=check_images)
@@ -661,8 +613,8 @@ def validate(path: str | Path, check_images: bool = True, progress: bool = True)
         return report
     try:
         df = _read_raw(path)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        report.add("(all)", path, "(all)", f"cannot read the manifest as CSV: {exc}")
+    except TableError as exc:
+        report.add("(all)", path, "(all)", f"cannot read the manifest: {exc}")
         return report
     report.n_patients = len(df)
     usable = _structure_problems(df, path, report)
@@ -673,13 +625,20 @@ def validate(path: str | Path, check_images: bool = True, progress: bool = True)
     seg_ok = pd.to_numeric(df["seg_train"], errors="coerce").isin((0, 1))
     keep = [i for i in keep if seg_ok[i]]
     good = _finish(df.loc[keep], path)
-    _patient_table(good, report)
+    from hcc_utils import checks
+
+    table = _patient_table(good, report)
+    if len(good) == len(df):  # cohort-level preconditions only when every row could be read
+        checks.cohort_checks(table, good, report, str(path))
     if check_images:
         from tqdm.auto import tqdm
 
+        seen: dict = {}
         for _, row in tqdm(good.iterrows(), total=len(good), desc="checking images", unit="patient",
                            disable=not progress, file=sys.stderr):
-            _check_patient_images(row, report)
+            checks.patient_image_checks(row, report, seen)
+        checks.duplicate_images(seen, report)
+    checks.apply_accepted(report, path)
     return report
 
 

@@ -22,7 +22,8 @@ The cache holds **all** axial slices of a volume, with the tumour mask when the 
 
 The cache
 ---------
-``<profile.cache>/<PHASE>/<patient_id>-<key>/`` holds ``image.npy`` (float16, Z x S x S), ``mask.npy`` (uint8, or
+``<profile.cache>/<PHASE>/<name>-<key>/`` (``name`` = :func:`hcc_utils.manifest.safe_name` of the patient_id)
+holds ``image.npy`` (float16, Z x S x S), ``mask.npy`` (uint8, or
 absent), and ``meta.json`` (the original grid: size, spacing, origin, direction; tumour slice indices; the key's
 inputs). ``key`` is a SHA-256 digest of the manifest row's content for this phase (image and mask paths with their
 file size and mtime, series UID), the phase, and the preprocessing settings (window, size, normalisation, version).
@@ -249,18 +250,28 @@ def prepare_case(row: pd.Series, phase: str, profile, cache_root: Path | None = 
     """Return the cache entry of one manifest row and phase, building it when missing or stale."""
     settings = preprocess_settings(profile, phase)
     root = Path(cache_root or profile.cache) / phase
+    from hcc_utils.manifest import safe_name
+
     pid = str(row["patient_id"])
     key = cache_key(row, phase, settings)
-    dest = root / f"{pid}-{key}"
+    name = safe_name(pid)  # never a path separator: the entry stays inside ``root`` whatever the id holds
+    dest = root / f"{name}-{key}"
     if not (dest / "meta.json").exists():
         root.mkdir(parents=True, exist_ok=True)
-        for stale in root.glob(f"{pid}-*"):
-            if stale.name.rsplit("-", 1)[0] == pid and stale != dest:
+        for stale in root.glob(f"{glob_escape(name)}-*"):
+            if stale.name.rsplit("-", 1)[0] == name and stale != dest:
                 log.info("cache: %s %s inputs or settings changed; removing stale %s", pid, phase, stale.name)
                 shutil.rmtree(stale, ignore_errors=True)
         _build_entry(row, phase, settings, dest)
     meta = json.loads((dest / "meta.json").read_text())
     return CaseCache(pid, phase, dest, meta)
+
+
+def glob_escape(text: str) -> str:
+    """``text`` with the glob wildcards ``*?[`` quoted."""
+    import glob
+
+    return glob.escape(text)
 
 
 def prepare_cohort(manifest, profile, phase: str, patients: Iterable[str] | None = None,

@@ -4,11 +4,14 @@
 (once per CT phase where a notebook takes a phase) into executed copies under ``outputs/<profile>/executed/``, copies
 them to ``book/executed/`` and builds the HTML book into ``book/_build/html``.
 
-* A step is skipped when its inputs have not changed: a SHA-256 over the manifest and the tables it points to, the
+* A step is skipped when its inputs have not changed: a SHA-256 over the manifest, the tables and images it points to, the
   step's parameters, the resolved profile settings, the content of the ``hcc_utils`` sources, the notebook's cell
   sources and the hashes of the upstream steps. Hashes live in ``outputs/<profile>/run_state.json``; ``--force``
   redoes every step.
 * A failed notebook stops the run; its executed copy (with the error) stays and is named; earlier outputs stay.
+* A notebook is executed into ``executed/.running/`` and moved into place when it has finished; its state is
+  ``running`` (and its downstream steps' ``stale``) while it runs, so an interrupted run (also with ``--force`` or
+  ``--only``) leaves nothing that a later run skips or publishes.
 * Optional real-data chapters (GSE14520 survival, LiTS segmentation) run only when their data are present; otherwise a
   page saying why takes their place in the book.
 * ``python -m hcc_utils.run assets`` vendors require.js, the Jupyter widgets HTML manager and MathJax from npm into
@@ -236,35 +239,41 @@ def file_digest(path: Path) -> str:
 
 
 def manifest_digest(manifest: Path | None) -> str:
-    """Hash of the manifest file, of the clinical/visual/outcome tables it names, and of the size and modification
-    time of every image and mask file (images are not read: a regenerated or replaced image changes its stamp)."""
+    """Hash of everything a manifest describes: the manifest file, the content of the clinical/visual/outcome tables
+    it names and the content of every image and mask file (every file of a DICOM folder).
+
+    The manifest is read with :func:`hcc_utils.manifest.read_table`, the reader validation uses, so every variant the
+    check accepts (``;`` or tab separators, BOM, CRLF, case and spaces in headers, an Excel manifest) is hashed the
+    same way; a manifest that cannot be read hashes as its bytes alone (validation then reports why).
+    """
     if manifest is None:
         return "none"
     manifest = Path(manifest)
     parts = [file_digest(manifest)]
     if manifest.is_file():
-        import csv
+        from hcc_utils.tables import TableError, read_table, split_spec
 
+        try:
+            df = read_table(manifest)
+        except (TableError, OSError):
+            return _sha("\n".join(parts).encode())
+        base = manifest.resolve().parent
         tables: set[str] = set()
         images: set[str] = set()
-        with open(manifest, newline="") as fh:
-            for row in csv.DictReader(fh):
-                for col, val in row.items():
-                    val = (val or "").strip()
-                    if not val or col is None:
-                        continue
-                    if col in ("clinical_file", "visual_file", "outcome_file"):
-                        tables.add(val.split("#", 1)[0])
-                    elif col.startswith(("ct_", "mask_")):
-                        images.add(val)
+        for col in df.columns:
+            values = {v for v in df[col] if v}
+            if col in ("clinical_file", "visual_file", "outcome_file"):
+                tables |= values
+            elif col.startswith(("ct_", "mask_")):
+                images |= values
         for t in sorted(tables):
-            parts.append(f"{t}:{file_digest(manifest.parent / t)}")
+            whole = base / t
+            file = whole if whole.exists() else split_spec(str(whole))[0]
+            parts.append(f"{t}:{file_digest(file)}")
         for im in sorted(images):
-            p = manifest.parent / im
+            p = base / im
             files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
-            for f in files:
-                st = f.stat() if f.exists() else None
-                parts.append(f"{f}:{st.st_size}:{st.st_mtime_ns}" if st else f"{f}:missing")
+            parts.extend(f"{f}:{file_digest(f)}" for f in files)
     return _sha("\n".join(parts).encode())
 
 
@@ -530,11 +539,20 @@ def run_steps(steps: list[Step], *, notebooks_dir: Path, executed_dir: Path, sta
             continue
         shown = json.dumps(s.params, default=str)
         log(f"{tag}: running {src.name} with {shown if len(shown) <= 240 else shown[:236] + ' ...}'}")
+        # Until it ends, neither this step nor any step downstream of it is trusted (also after an interrupt).
+        state["steps"][s.name] = {"status": "running", "hash": None, "started": _now()}
+        for d in _downstream(steps, s.name):
+            if state["steps"].get(d, {}).get("status") == "ok":
+                state["steps"][d] = {**state["steps"][d], "status": "stale", "hash": None}
+        _save_state(state_path, state)
+        tmp = executed_dir / ".running" / dst.name  # same name, so the notebook's page title is unchanged
         t0 = time.perf_counter()
         try:
-            execute_notebook(src, dst, s.params, kernel=kernel, cwd=notebooks_dir, progress=progress)
+            execute_notebook(src, tmp, s.params, kernel=kernel, cwd=notebooks_dir, progress=progress)
         except Exception as exc:  # noqa: BLE001 - any failure stops the run and is recorded
             dt = time.perf_counter() - t0
+            if tmp.exists():
+                tmp.replace(dst)
             state["steps"][s.name] = {"status": "failed", "hash": None, "seconds": round(dt, 2),
                                       "finished": _now(), "executed": str(dst)}
             _save_state(state_path, state)
@@ -547,12 +565,24 @@ def run_steps(steps: list[Step], *, notebooks_dir: Path, executed_dir: Path, sta
                 results,
             ) from exc
         dt = time.perf_counter() - t0
+        tmp.replace(dst)
         state["steps"][s.name] = {"status": "ok", "hash": h, "seconds": round(dt, 2), "finished": _now(),
                                   "executed": str(dst)}
         _save_state(state_path, state)
         results.append(StepResult(s.name, "ran", dt, str(dst), hash=h))
         log(f"{tag}: done in {dt:.1f} s")
     return results
+
+
+def _downstream(steps: list[Step], name: str) -> list[str]:
+    """Names of the steps that depend on ``name``, directly or through other steps."""
+    out: list[str] = []
+    frontier = {name}
+    for st in steps:  # plan order: a step comes after its upstream steps
+        if frontier & set(st.deps):
+            out.append(st.name)
+            frontier.add(st.name)
+    return out
 
 
 def _now() -> str:
@@ -586,22 +616,38 @@ def stage_book_sources(root: Path) -> None:
             shutil.copy2(src, dst)
 
 
-def sync_executed(steps: list[Step], results: list[StepResult], executed_dir: Path, book_executed: Path) -> None:
-    """Refresh ``book/executed/`` with this profile's executed notebooks and the pages of left-out chapters."""
+def sync_executed(steps: list[Step], results: list[StepResult], executed_dir: Path, book_executed: Path,
+                  state: dict | None = None) -> None:
+    """Refresh ``book/executed/`` with this profile's executed notebooks and the pages of left-out chapters.
+
+    The folder is assembled under a temporary name and then swapped in. With ``state`` (the run state), a step that
+    did not run now and whose recorded state is not ``ok`` (interrupted, failed, stale) gets a page saying so
+    instead of an old executed copy.
+    """
     book_executed = Path(book_executed)
-    if book_executed.exists():
-        shutil.rmtree(book_executed)
-    book_executed.mkdir(parents=True)
+    work = book_executed.with_name(book_executed.name + ".tmp")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
     by_name = {r.name: r for r in results}
+    recorded = (state or {}).get("steps", {})
     for s in steps:
         r = by_name.get(s.name)
         nb = Path(executed_dir) / f"{s.name}.ipynb"
+        untrusted = (state is not None and (r is None or r.status not in ("ran", "skipped"))
+                     and recorded.get(s.name, {}).get("status") not in (None, "ok", "unavailable", "missing"))
         if r is not None and r.status in ("unavailable", "missing"):
-            (book_executed / f"{s.name}.md").write_text(_fallback_page(s, r.reason))
+            (work / f"{s.name}.md").write_text(_fallback_page(s, r.reason))
+        elif untrusted:
+            status = recorded[s.name].get("status")
+            (work / f"{s.name}.md").write_text(_fallback_page(
+                s, f"its last run did not complete or its inputs changed since (state: {status}); rerun it"))
         elif nb.exists():
-            _copy_for_book(nb, book_executed / nb.name, _title_suffix(s))
+            _copy_for_book(nb, work / nb.name, _title_suffix(s))
         else:
-            (book_executed / f"{s.name}.md").write_text(_fallback_page(s, "this step has not been run yet"))
+            (work / f"{s.name}.md").write_text(_fallback_page(s, "this step has not been run yet"))
+    if book_executed.exists():
+        shutil.rmtree(book_executed)
+    work.replace(book_executed)
 
 
 def _title_suffix(step: Step) -> str:
@@ -811,10 +857,17 @@ def prepare_manifest(profile: Profile, manifest: Path | None, log: Callable[[str
     log(f"validating {manifest}")
     report = validate(manifest)
     errors = _report_errors(report)
-    if not errors and getattr(report, "problems", None):
+    blocking = list(getattr(report, "blocking", errors))
+    if not blocking and getattr(report, "problems", None):
         log(_report_text(report))
     if errors:
         raise RunError(f"the manifest {manifest} has {len(errors)} problem(s); nothing was run:\n{_report_text(report)}")
+    if blocking:
+        raise RunError(
+            f"the manifest {manifest} has {len(blocking)} warning(s) of the data checks; nothing was run. Fix the "
+            f"data, or accept a warning that is right for this cohort by adding a line `check,patient_id,column,"
+            f"reason` to {manifest.parent / 'accepted_warnings.csv'} (see the README, 'Data checks'):\n"
+            f"{_report_text(report)}")
     return manifest
 
 
@@ -893,7 +946,8 @@ def run_book(profile_name: str = "demo", manifest: str | Path | None = None, *, 
         if not assets_present(CODE_ROOT):
             vendor_assets(CODE_ROOT, log=log)
         stage_book_sources(root)
-        sync_executed(steps, summary.results, executed_dir, root / "book" / "executed")
+        sync_executed(steps, summary.results, executed_dir, root / "book" / "executed",
+                      state=_load_state(outputs / "run_state.json"))
         t0 = time.perf_counter()
         html = build_book(root, log=log)
         summary.book_seconds = time.perf_counter() - t0
@@ -908,7 +962,9 @@ def _finish(summary: RunSummary, outputs: Path, t0: float, log: Callable[[str], 
     summary.total_seconds = time.perf_counter() - t0
     outputs.mkdir(parents=True, exist_ok=True)
     path = outputs / "run_summary.json"
-    path.write_text(json.dumps(summary.to_json(), indent=2))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(summary.to_json(), indent=2))
+    tmp.replace(path)
     log("\n" + summary.table() + f"\n(summary saved to {path})")
 
 

@@ -37,6 +37,7 @@ from torch import nn
 
 from hcc_utils import preprocess as pp
 from hcc_utils.files import file_sha256
+from hcc_utils.manifest import safe_name
 
 log = logging.getLogger(__name__)
 
@@ -643,7 +644,7 @@ def predict_cohort(manifest, profile, phase: str, device="auto", batch_size: int
                                         "pred_px": (prob >= 0.5).reshape(prob.shape[0], -1).sum(1),
                                         "max_prob": prob.reshape(prob.shape[0], -1).max(1)}))
         img = to_image_grid(prob, case.meta)
-        write_image(img, out_dir / "pred_masks" / f"{case.patient_id}.nii.gz")
+        write_image(img, out_dir / "pred_masks" / f"{safe_name(case.patient_id)}.nii.gz")
         pred = sitk.GetArrayViewFromImage(img)
         mpath = pp._col(row, mask_col)
         dsc = dice_score(pred, sitk.GetArrayFromImage(read_image(mpath)) > 0) if mpath else float("nan")
@@ -709,7 +710,7 @@ def plot_overlays(manifest, profile, phase: str, patients, path: Path | None = N
     for ax, pid in zip(axes[0], patients):
         row = df.loc[pid]
         ct = sitk.GetArrayFromImage(read_image(row[img_col], pp._col(row, uid_col)))
-        pred = sitk.GetArrayFromImage(read_image(phase_dir(profile, phase) / "pred_masks" / f"{pid}.nii.gz"))
+        pred = sitk.GetArrayFromImage(read_image(phase_dir(profile, phase) / "pred_masks" / f"{safe_name(pid)}.nii.gz"))
         gt = sitk.GetArrayFromImage(read_image(row[mask_col])) > 0 if pp._col(row, mask_col) else pred > 0
         z = int(np.argmax(gt.reshape(gt.shape[0], -1).sum(1)))
         lo = w["level"] - w["width"] / 2

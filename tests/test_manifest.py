@@ -14,7 +14,9 @@ from hcc_utils import io, manifest
 from hcc_utils.manifest import ManifestError, load_patient_table, read_manifest, validate
 
 ROOT = Path(__file__).resolve().parents[1]
-PIDS = ["P001", "P002", "P003"]
+PIDS = [f"P{k:03d}" for k in range(1, 9)]  # P003 and P008 validation
+VALIDATION = (2, 7)
+ER = [1, 0, 0, 1, 0, 1, 0, 1]
 
 
 def _volume(size=(8, 8, 4), spacing=(0.8, 0.8, 2.5), origin=(-3.0, 4.0, 10.0), seed=0, direction=None):
@@ -39,7 +41,10 @@ def _mask_like(img, values=(1,)):
 
 
 class Cohort:
-    """A tiny valid cohort (3 patients, NIfTI images and masks, CSV tables) that a test then breaks."""
+    """A tiny valid cohort (8 patients, NIfTI images and masks, CSV tables) that a test then breaks.
+
+    Large enough for the cohort-level checks: 3 cases that train the network, both outcome classes in development.
+    """
 
     def __init__(self, root: Path):
         self.root = root
@@ -50,16 +55,18 @@ class Cohort:
                 img = _volume(seed=k * 2 + (ph == "PP"))
                 io.write_image(img, root / "images" / f"{pid}_{ph}.nii.gz")
                 io.write_image(_mask_like(img), root / "masks" / f"{pid}_{ph}.nii.gz")
-            rows.append(dict(patient_id=pid, cohort="development" if k < 2 else "validation", centre=1 + (k == 2),
+            rows.append(dict(patient_id=pid, cohort="validation" if k in VALIDATION else "development",
+                             centre=1 + (k == 2),
                              ct_ap=f"images/{pid}_AP.nii.gz", ct_pp=f"images/{pid}_PP.nii.gz",
                              series_uid_ap="", series_uid_pp="",
                              mask_ap=f"masks/{pid}_AP.nii.gz", mask_pp=f"masks/{pid}_PP.nii.gz",
-                             seg_train=int(k == 0), clinical_file="tables/clinical.csv",
+                             seg_train=int(k in (0, 3, 4)), clinical_file="tables/clinical.csv",
                              visual_file="tables/visual.csv", outcome_file="tables/outcome.csv"))
             clin.append(dict(patient_id=pid, sex="MF"[k % 2], age=50 + k, hbsag=k % 2, hbv_dna=1, afp_ge400=0,
                              child_pugh="A", tb=12.5, alb=41.0, alt=35, ggt=60 + k))
             vis.append({v.name: (k + j) % 2 for j, v in enumerate(manifest.VISUAL_FEATURES)} | {"patient_id": pid})
-            out.append(dict(patient_id=pid, rfs_months=[10.0, 30.0, 24.0][k], recurrence=[1, 1, 0][k]))
+            out.append(dict(patient_id=pid, rfs_months=[10.0, 30.0, 24.0, 8.0, 40.0, 12.0, 36.0, 20.0][k],
+                            recurrence=[1, 1, 0, 1, 0, 1, 1, 1][k]))
         self.df = pd.DataFrame(rows)
         self.clinical, self.visual, self.outcome = pd.DataFrame(clin), pd.DataFrame(vis), pd.DataFrame(out)
         self.save()
@@ -107,7 +114,7 @@ def test_valid_cohort_is_ok(cohort):
     report = validate(cohort.manifest, progress=False)
     assert report.ok, str(report)
     assert report.problems == []
-    assert report.n_patients == 3
+    assert report.n_patients == len(PIDS)
     assert "OK" in str(report)
     report.raise_if_errors()
 
@@ -119,7 +126,7 @@ def test_read_manifest_resolves_paths_and_types(cohort):
     df = read_manifest(cohort.manifest)
     assert list(df.columns[: len(manifest.MANIFEST_COLUMNS)]) == manifest.MANIFEST_COLUMNS
     assert df["patient_id"].tolist() == PIDS
-    assert df["seg_train"].dtype.kind == "i" and df["seg_train"].tolist() == [1, 0, 0]
+    assert df["seg_train"].dtype.kind == "i" and df["seg_train"].tolist()[:3] == [1, 0, 0]
     assert df["series_uid_ap"].isna().all() and df["visual_file"].isna().all()
     assert pd.isna(df.loc[2, "mask_pp"])
     for col in ("ct_ap", "mask_ap", "clinical_file"):
@@ -130,12 +137,13 @@ def test_read_manifest_resolves_paths_and_types(cohort):
 
 
 def test_read_manifest_keeps_string_ids(cohort):
-    cohort.df["patient_id"] = ["007", "010", "100"]
+    ids = ["007", "010", "100"] + [f"{k:03d}" for k in range(101, 106)]
+    cohort.df["patient_id"] = ids
     for t in ("clinical", "visual", "outcome"):
-        getattr(cohort, t)["patient_id"] = ["007", "010", "100"]
+        getattr(cohort, t)["patient_id"] = ids
     cohort.save()
-    assert read_manifest(cohort.manifest)["patient_id"].tolist() == ["007", "010", "100"]
-    assert load_patient_table(cohort.manifest).index.tolist() == ["007", "010", "100"]
+    assert read_manifest(cohort.manifest)["patient_id"].tolist() == ids
+    assert load_patient_table(cohort.manifest).index.tolist() == ids
 
 
 def test_read_manifest_raises_all_structural_problems(cohort):
@@ -156,11 +164,11 @@ def test_load_patient_table(cohort):
     expected = (["cohort", "centre", "seg_train"] + [v.name for v in manifest.CLINICAL_VARIABLES]
                 + [v.name for v in manifest.VISUAL_FEATURES] + ["rfs_months", "recurrence", "er"])
     assert list(t.columns) == expected
-    assert t["er"].tolist() == [1, 0, 0]  # 10 months + event; 30 months; censored at 24
+    assert t["er"].tolist() == ER  # P001 10 months + event; P002 30 months; P003 censored at 24
     assert t["er"].dtype.kind == "i" and t["hbsag"].dtype.kind == "i" and t["age"].dtype.kind == "f"
     assert t.loc["P002", "sex"] == "F" and t.loc["P003", "ggt"] == 62.0
-    assert t.loc["P002", "vis_size_gt5cm"] == 1 and t["centre"].tolist() == ["1", "1", "2"]
-    assert t["cohort"].tolist() == ["development", "development", "validation"]
+    assert t.loc["P002", "vis_size_gt5cm"] == 1 and t["centre"].tolist()[:3] == ["1", "1", "2"]
+    assert t["cohort"].tolist()[:3] == ["development", "development", "validation"]
     # the same from the data frame read_manifest returned
     pd.testing.assert_frame_equal(load_patient_table(read_manifest(cohort.manifest)), t)
 
@@ -224,7 +232,7 @@ def test_excel_clinical_table_with_sheet(cohort):
     df = read_manifest(cohort.manifest)
     assert df.loc[0, "clinical_file"] == str((cohort.root / "tables" / "hospital.xlsx").resolve()) + "#Clinical"
     t = load_patient_table(cohort.manifest)
-    assert t.loc["P002", "sex"] == "F" and t.loc["P003", "ggt"] == 62.0 and t["er"].tolist() == [1, 0, 0]
+    assert t.loc["P002", "sex"] == "F" and t.loc["P003", "ggt"] == 62.0 and t["er"].tolist() == ER
     # an Excel value of the wrong type is reported with its sheet
     cohort.set("P002", "age", "sixty", table="clinical")
     with pd.ExcelWriter(xlsx, engine="openpyxl") as xw:
@@ -520,7 +528,7 @@ def test_manifest_column_problems(cohort, column, message):
     report = validate(cohort.manifest, progress=False)
     [problem] = [p for p in report.errors if p.column == column]
     assert message in problem.message and problem.file.endswith("data_manifest.csv")
-    assert problem.patient_id.startswith("P001, P002, P003")
+    assert problem.patient_id == "P001, P002, ... (8 patients)"
 
 
 def test_missing_manifest(tmp_path):

@@ -402,13 +402,13 @@ def test_book_copy_names_the_phase_in_the_title(tmp_path):
 
 def _fresh_clone_profile(tmp_path):
     """The demo profile laid out as a fresh clone has it: the committed manifest (what the generator writes), no
-    cohort. Small sizes keep it quick; the manifest sits where the demo profile's does (the repository root)."""
+    cohort. Small sizes keep it quick (but large enough for the cohort checks); the manifest sits where the demo profile's does (the repository root)."""
     import shutil
 
     from hcc_utils import synthetic
 
     shutil.copy(Path(run.__file__).resolve().parents[1] / "profiles.yaml", tmp_path / "profiles.yaml")
-    prof = load_profile("demo", overrides={"cohort": {"n_development": 6, "n_validation": 3, "n_annotated": 3}},
+    prof = load_profile("demo", overrides={"cohort": {"n_development": 10, "n_validation": 3, "n_annotated": 3}},
                         path=tmp_path / "profiles.yaml")
     (tmp_path / "data_manifest.csv").write_text(synthetic.manifest_text(prof))
     return prof
