@@ -305,7 +305,8 @@ UNIT_HINTS = {
 
 def cohort_checks(table: pd.DataFrame, manifest_df: pd.DataFrame, report, mf: str) -> None:
     """Add the cohort-level problems of a patient table (from ``_patient_table``) to ``report``."""
-    from hcc_utils.manifest import PHASES, _patients_label
+    from hcc_utils.config import PHASES
+    from hcc_utils.tables import patients_label as _patients_label
 
     if table.empty:
         return
@@ -416,7 +417,8 @@ def patient_image_checks(row, report, seen: dict) -> None:
     ``seen`` collects pixel digests across patients (see :func:`duplicate_images`).
     """
     from hcc_utils import io
-    from hcc_utils.manifest import PHASES, _blank
+    from hcc_utils.config import PHASES
+    from hcc_utils.tables import blank as _blank
 
     pid = row["patient_id"]
     for phase in PHASES:

@@ -13,6 +13,9 @@ from typing import Any
 
 import yaml
 
+#: The contrast phases of the study: arterial and portal venous.
+PHASES = ("AP", "PP")
+
 PROFILES = ("ci", "demo", "paper")
 
 

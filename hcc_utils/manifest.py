@@ -42,10 +42,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hcc_utils.tables import TableError, read_table, split_spec
+from hcc_utils.config import PHASES
+from hcc_utils.tables import TableError, blank as _blank, patients_label as _patients_label, read_table, split_spec
 
 COHORTS = ("development", "validation")
-PHASES = ("AP", "PP")
 LANDMARK_MONTHS = 24.0
 
 MANIFEST_COLUMNS = [
@@ -239,15 +239,6 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-def _patients_label(ids) -> str:
-    ids = [str(i) for i in ids]
-    if not ids:
-        return "(none)"
-    if len(ids) <= 3:
-        return ", ".join(ids)
-    return f"{ids[0]}, {ids[1]}, ... ({len(ids)} patients)"
-
-
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10))}
 
@@ -279,10 +270,6 @@ def safe_name(patient_id) -> str:
 
 
 # --- reading the manifest -------------------------------------------------------------------------------------------
-
-def _blank(value) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() in ("", "nan", "NaN")
-
 
 def _read_raw(path: Path) -> pd.DataFrame:
     """The manifest through :func:`read_table`, blanks as NaN (the manifest's own convention)."""

@@ -18,6 +18,7 @@ import re
 from io import StringIO
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls")
@@ -159,3 +160,18 @@ def read_table(spec: str | Path, sheet: str | None = None) -> pd.DataFrame:
         df = df.apply(lambda s: s.map(lambda v: v.replace(",", ".") if _DECIMAL_COMMA.match(v) else v))
     df.attrs["source"] = str(spec)
     return df
+
+
+def blank(value) -> bool:
+    """Whether a table cell is empty (None, NaN, or blank text)."""
+    return value is None or (isinstance(value, float) and np.isnan(value)) or str(value).strip() in ("", "nan", "NaN")
+
+
+def patients_label(ids) -> str:
+    """Patient ids for a message: all of them up to three, else the first two and the count."""
+    ids = [str(i) for i in ids]
+    if not ids:
+        return "(none)"
+    if len(ids) <= 3:
+        return ", ".join(ids)
+    return f"{ids[0]}, {ids[1]}, ... ({len(ids)} patients)"

@@ -9,7 +9,8 @@ PACKAGE = ROOT / "hcc_utils"
 
 #: Layers in order; config, files, io and stats are leaves (they import no project module).
 LAYERS = [
-    ["config", "files", "io", "stats"],
+    ["config", "files", "io", "stats", "tables"],
+    ["checks"],
     ["manifest"],
     ["synthetic", "preprocess"],
     ["segmentation"],
