@@ -11,10 +11,10 @@ ARGS ?=
 # Text is UTF-8 whatever the machine's locale (CI may run without LANG).
 export PYTHONUTF8 := 1
 
-.PHONY: env book cohort check test test-fast lab bench bench-book stability assets clean-outputs help
+.PHONY: env book cohort check test test-fast lab bench bench-book stability ablation assets clean-outputs help
 
 help:
-	@echo "make book [PROFILE=ci|demo|paper]  |  make test  |  make cohort  |  make check  |  make lab  |  make bench  |  make bench-book  |  make stability"
+	@echo "make book [PROFILE=ci|demo|paper]  |  make test  |  make cohort  |  make check  |  make lab  |  make bench  |  make bench-book  |  make stability  |  make ablation"
 
 # The environment: plain pip into .venv (uv/poetry would not use the machine's local torch wheels).
 $(STAMP): requirements.txt pyproject.toml
@@ -80,6 +80,12 @@ bench-book: env
 # Table 4 AUC and the Dice per phase (about 15 min a seed on 2 CPUs)
 stability: env $(VENDOR)
 	$(PY) -m benchmarks.stability $(ARGS)
+
+# What each design choice gives (feature level, pooling region, manual mask; per phase) on the trained networks of a
+# finished `make book`, then chapter 4 again to show it (about 10 min for the demo profile on 2 CPUs)
+ablation: env $(VENDOR)
+	$(PY) -m hcc_utils.ablation --profile $(PROFILE) $(if $(MANIFEST),--manifest $(MANIFEST))
+	$(PY) -m hcc_utils.run book --profile $(PROFILE) $(if $(MANIFEST),--manifest $(MANIFEST)) --force --only 04_model_comparison 05_survival_nomogram 06_gradcam
 
 clean-outputs:
 	rm -rf outputs/$(PROFILE) book/_build .cache/$(PROFILE)
