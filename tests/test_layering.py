@@ -13,6 +13,7 @@ LAYERS = [
     ["checks"],
     ["manifest"],
     ["synthetic", "preprocess"],
+    ["handcrafted", "robustness", "harmonisation"],
     ["segmentation"],
     ["features"],
     ["gradcam", "lits"],
