@@ -130,6 +130,7 @@ def _extractor(settings: dict):
     from radiomics import featureextractor
 
     radiomics.setVerbosity(logging.ERROR)
+    logging.getLogger("radiomics").setLevel(logging.ERROR)
     kw = {"binWidth": settings["bin_width"], "force2D": True, "force2Ddimension": 0, "label": 1,
           "voxelArrayShift": 0, "correctMask": False, "additionalInfo": False}
     if settings["pixel_mm"] is not None:  # 0 keeps the slice spacing
