@@ -726,3 +726,30 @@ def ratio_cpu_inference_modes(base: str, tag: str, n_patients: int = 25) -> dict
     for r in out["rows"]:
         r["speedup"] = r["slices_per_s"] / base_rate
     return out
+
+
+def radiomics(manifest: str, base: str = "demo", tag: str = "radiomics", n: int = 5, phases=("AP", "PP"),
+              mask_dir: str | None = None, workers: int = 1) -> dict[str, Any]:
+    """Handcrafted radiomics features of the first ``n`` patients of a manifest (``handcrafted.extract_phase``),
+    from a cold cache, then again from the warm cache; ``mask_dir`` holds the predicted masks (``{phase}`` is
+    replaced by the phase; default the benchmark profile's own)."""
+    from hcc_utils import handcrafted as hc
+    from hcc_utils.preprocess import load_manifest
+
+    prof = bench_profile(base, tag)
+    shutil.rmtree(prof.cache / "radiomics", ignore_errors=True)
+    df = load_manifest(manifest).head(int(n))
+    out: dict[str, Any] = {"n_patients": len(df), "workers": workers}
+    for ph in phases:
+        md = mask_dir.format(phase=ph) if mask_dir else None
+        t0 = time.perf_counter()
+        tab = hc.extract_phase(df, prof, ph, mask_dir=md, workers=workers, progress=False)
+        cold = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        hc.extract_phase(df, prof, ph, mask_dir=md, workers=workers, progress=False)
+        warm = time.perf_counter() - t0
+        info = json.loads((prof.outputs / "radiomics" / f"{ph}_info.json").read_text())
+        out.update({f"{ph}_seconds_per_patient": cold / len(tab), f"{ph}_seconds_per_patient_cached": warm / len(tab),
+                    f"{ph}_extraction_seconds_per_patient": info["seconds_per_patient_extraction"],
+                    f"{ph}_n_features": tab.shape[1]})
+    return out
