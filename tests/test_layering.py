@@ -10,13 +10,13 @@ PACKAGE = ROOT / "hcc_utils"
 #: Layers in order; config, files, io and stats are leaves (they import no project module).
 LAYERS = [
     ["config", "files", "io", "stats", "tables"],
-    ["checks"],
+    ["checks", "style"],
     ["manifest"],
     ["synthetic", "preprocess"],
     ["segmentation"],
     ["features"],
     ["gradcam", "lits"],
-    ["cohort_table", "models", "report", "survival", "nomogram_widget"],
+    ["cohort_table", "models", "report", "survival", "nomogram_widget", "book"],
     ["run"],
 ]
 RANK = {m: i for i, layer in enumerate(LAYERS) for m in layer}
