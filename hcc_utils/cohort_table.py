@@ -301,7 +301,7 @@ def case_figure(manifest: pd.DataFrame, patient_ids: Sequence[str], windows: dic
             if ms is not None and ms.any():
                 ys = (np.arange(sl.shape[0]) + 0.5) * sy
                 xs = (np.arange(sl.shape[1]) + 0.5) * sx
-                ax.contour(xs, ys, ms.astype(float), levels=[0.5], colors=["#ff3b30"], linewidths=1.0)
+                ax.contour(xs, ys, ms.astype(float), levels=[0.5], colors=["#E69F00"], linewidths=1.2)
             title = f"{pid} {ph} (slice {z})"
             if patients is not None and pid in patients.index:
                 title += f"\n{patients.loc[pid, 'cohort']}, ER={int(patients.loc[pid, 'er'])}"

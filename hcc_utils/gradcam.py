@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from hcc_utils import features as fe
 from hcc_utils import preprocess as pp
 from hcc_utils import segmentation as seg
+from hcc_utils.style import HEATMAP_CMAP
 
 FEATURE_RE = re.compile(r"^(?:(AP|PP)_)?((?:enc\d+|bottleneck|dec\d+))_c(\d+)$")
 
@@ -297,7 +298,7 @@ def summarise(table: pd.DataFrame, both_min: float = 0.25) -> pd.DataFrame:
 
 
 def plot_gradcam(panels: list[dict], path: Path | None = None, crop: bool = True):
-    """Figure 2: rows = patients, columns = features; CT slice, heatmap overlay, tumour outline."""
+    """Figure 2: rows = patients, columns = features; CT slice, heatmap overlay (viridis, colour bar), tumour outline."""
     import matplotlib.pyplot as plt
 
     feats = list(dict.fromkeys(p["feature"] for p in panels))
@@ -314,17 +315,24 @@ def plot_gradcam(panels: list[dict], path: Path | None = None, crop: bool = True
             sl = (slice(y0, min(img.shape[0], cy + half)), slice(x0, min(img.shape[1], cx + half)))
             img, cam, ol = img[sl], cam[sl], ol[sl]
         ax.imshow(img, cmap="gray")
-        ax.imshow(cam, cmap="jet", alpha=0.45, vmin=0, vmax=1)
-        ax.contour(ol, levels=[0.5], colors="white", linewidths=0.8)
+        mappable = ax.imshow(cam, cmap=HEATMAP_CMAP, alpha=0.5, vmin=0, vmax=1)
+        ax.contour(ol, levels=[0.5], colors="white", linewidths=1.0)
+        if not np.any(cam > 0):  # a channel that is zero on this slice: say so rather than show a bare CT
+            ax.text(0.5, 0.5, "blank map", transform=ax.transAxes, ha="center", va="center", color="white",
+                    fontsize=9, bbox={"facecolor": "black", "alpha": 0.6, "edgecolor": "none"})
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_title(f"{p['feature']}\n{p['location']}", fontsize=7)
+        ax.set_title(f"{p['feature']}\n{p['location']}", fontsize=9)
         if feats.index(p["feature"]) == 0:
-            ax.set_ylabel(f"{p['patient_id']} z={p['z']}", fontsize=7)
+            ax.set_ylabel(f"{p['patient_id']} z={p['z']}", fontsize=9)
+    fig.tight_layout()
+    if panels:
+        cbar = fig.colorbar(mappable, ax=axes.ravel().tolist(), shrink=0.8, pad=0.01)
+        cbar.set_label("Grad-CAM (normalised)", fontsize=9)
     fig.tight_layout()
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=150)
+        fig.savefig(path, dpi=200, bbox_inches="tight")
     return fig
 
 

@@ -53,6 +53,6 @@ def roc_figure(predictions: pd.DataFrame, table2: pd.DataFrame, models: Sequence
         n = int(predictions[(predictions.cohort == c)].patient_id.nunique())
         ax.set_title(f"{c.capitalize()} cohort (n = {n})")
         ax.set_aspect("equal")
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="lower right", fontsize=9)
     fig.tight_layout()
     return fig

@@ -10,14 +10,14 @@ PACKAGE = ROOT / "hcc_utils"
 #: Layers in order; config, files, io and stats are leaves (they import no project module).
 LAYERS = [
     ["config", "files", "io", "stats", "tables"],
-    ["checks"],
+    ["checks", "style"],
     ["manifest"],
     ["synthetic", "preprocess"],
     ["handcrafted", "robustness", "harmonisation"],
     ["segmentation"],
     ["features"],
     ["gradcam", "lits"],
-    ["cohort_table", "models", "report", "survival", "nomogram_widget"],
+    ["cohort_table", "models", "report", "survival", "nomogram_widget", "book"],
     ["ablation"],
     ["run"],
 ]

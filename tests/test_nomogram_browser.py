@@ -105,3 +105,65 @@ def test_calculator_in_headless_chromium(tmp_path):
     assert len(set(shown)) == len(shown)  # every change moved the probability
     for a, b in pairs:
         assert a == pytest.approx(b, rel=1e-12)
+
+
+@pytest.mark.browser
+def test_calculator_refuses_invalid_input(tmp_path):
+    """Typed values outside the fitted range, empty or non-numeric boxes give a visible message and no result."""
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    t = make_table(seed=2)
+    prep = sv.split_cohorts(sv.prepare_table(t, MAPPING), "Arm", seed=0, raw=t)
+    dev = prep.data[prep.data["cohort"] == "development"]
+    terms = [prep.var(n) for n in ("signature", "age", "stage")]
+    sub = dev.dropna(subset=[v["name"] for v in terms])
+    nomo = stats.NomogramCalculator.from_cox(stats.cox_model(sub, terms), 24.0, risk_threshold=0.6,
+                                             threshold_rule="test rule")
+    sig = next(v for v in nomo.variables if v["name"] == "signature")
+    page_file = tmp_path / "calculator.html"
+    page_file.write_text(sv.nomogram_html(nomo.to_dict(), standalone=True))
+    box = "[data-var-number='signature']"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(page_file.as_uri())
+            page.wait_for_selector(".hcc-nomogram[data-ready='1']", timeout=15000)
+            cut = page.inner_text("#nomo-cutoff")
+            assert "60.0%" in cut and "test rule" in cut
+            assert float(page.get_attribute("#nomo-cutoff", "data-value")) == pytest.approx(0.6)
+            slider_before = page.eval_on_selector("[data-var='signature']", "el => el.value")
+            for typed in (str(sig["max"] + 5), str(sig["min"] - 1), "", "abc"):
+                page.fill(box, typed) if typed != "abc" else page.eval_on_selector(
+                    box, "el => { el.type = 'text'; el.value = 'abc'; "
+                         "el.dispatchEvent(new Event('input', {bubbles: true})); }")
+                assert page.get_attribute(".hcc-nomogram", "data-valid") == "0", typed
+                status = page.inner_text("#nomo-status")
+                assert status.startswith("Not computed")
+                assert page.is_visible("#nomo-status")
+                assert page.get_attribute("#nomo-prob", "data-value") is None
+                assert page.inner_text("#nomo-prob") == "\u2014"
+                assert page.inner_text("#nomo-group") == "\u2014"
+                assert page.inner_text("[data-msg-for='signature']")
+                assert page.eval_on_selector(box, "el => el.value") in (typed, "")  # the box keeps what was typed
+                assert page.eval_on_selector("[data-var='signature']", "el => el.value") == slider_before
+                page.eval_on_selector(box, "el => { el.type = 'number'; }")
+            inside = round(sig["min"] + 0.37 * (sig["max"] - sig["min"]), 6)
+            page.fill(box, repr(inside))
+            assert page.get_attribute(".hcc-nomogram", "data-valid") == "1"
+            assert not page.is_visible("#nomo-status")
+            values = {**nomo.defaults(), "signature": inside}
+            for v in nomo.variables:
+                if v["type"] != "continuous" and v["name"] != "signature":
+                    values[v["name"]] = page.eval_on_selector(f"[data-var='{v['name']}']", "el => el.value")
+                elif v["name"] != "signature":
+                    values[v["name"]] = float(page.eval_on_selector(f"[data-var-number='{v['name']}']",
+                                                                    "el => el.value"))
+            exp = nomo.predict(values)
+            assert float(page.get_attribute("#nomo-prob", "data-value")) == pytest.approx(exp["rfs"], rel=1e-12)
+            assert page.inner_text("#nomo-group") == exp["risk_group"]
+        finally:
+            browser.close()
