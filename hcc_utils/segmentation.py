@@ -619,7 +619,7 @@ def predict_cohort(manifest, profile, phase: str, device="auto", batch_size: int
     """
     import SimpleITK as sitk
 
-    from hcc_utils.io import read_image, write_image
+    from hcc_utils.imaging import read_image, write_image
 
     dev = resolve_device(device)
     set_threads()
@@ -699,7 +699,7 @@ def plot_overlays(manifest, profile, phase: str, patients, path: Path | None = N
     import matplotlib.pyplot as plt
     import SimpleITK as sitk
 
-    from hcc_utils.io import read_image
+    from hcc_utils.imaging import read_image
 
     df = pp.load_manifest(manifest)
     df = df.set_index(df["patient_id"].astype(str))

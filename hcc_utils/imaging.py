@@ -1,4 +1,4 @@
-"""Image I/O with SimpleITK (stage 1, with :mod:`hcc_utils.manifest`).
+"""Medical image I/O with SimpleITK: reading, writing, geometry checks and the DICOM tags never read.
 
 Reads NIfTI, NRRD/MHA (what ITK-SNAP saves) and DICOM series folders, keeping HU (SimpleITK applies DICOM's
 RescaleSlope/RescaleIntercept), spacing, origin and direction.
