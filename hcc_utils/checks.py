@@ -479,7 +479,7 @@ def patient_image_checks(row, report, seen: dict) -> None:
                 report.add(pid, mask, mask_col, f"mask is not on its image's grid ({ct_col}): {diff}")
             if diffs:
                 hu = None
-        arr = np.asarray(io.sitk.GetArrayViewFromImage(mimg))
+        arr = np.asarray(imaging.sitk.GetArrayViewFromImage(mimg))
         values = np.unique(arr)
         if not np.isin(values, (0, 1)).all():
             shown = ", ".join(f"{v:g}" for v in values[:6]) + (", ..." if len(values) > 6 else "")

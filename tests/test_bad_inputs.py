@@ -499,7 +499,7 @@ def test_interrupted_forced_step_is_never_trusted(tmp_path, monkeypatch, only):
             raise KeyboardInterrupt
         Path(dst).write_text(Path(src).read_text())
 
-    monkeypatch.setattr(run, "execute_notebook", execute)
+    monkeypatch.setattr("hcc_utils.run.execute.execute_notebook", execute)
     args = dict(notebooks_dir=nbdir, executed_dir=out / "executed", state_path=out / "state.json",
                 manifest_hash="m", code_hash="c", settings={}, log=lambda s: None)
     run.run_steps(_steps(), **args)
@@ -508,7 +508,7 @@ def test_interrupted_forced_step_is_never_trusted(tmp_path, monkeypatch, only):
     with pytest.raises(KeyboardInterrupt):
         run.run_steps(_steps(), force=True, only=only, **args)
     assert (out / "executed" / "b.ipynb").read_text() == good_b  # the half-written copy never took its place
-    state = run._load_state(out / "state.json")["steps"]
+    state = run.state.load_state(out / "state.json")["steps"]
     assert state["b"]["status"] == "running" and state["c"]["status"] == "stale"
     interrupt["b"] = False
     calls.clear()
