@@ -8,9 +8,7 @@ is skipped and the skip is recorded with the estimate (never silently).
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path

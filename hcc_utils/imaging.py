@@ -13,12 +13,12 @@ them, and :func:`find_text_in_tree` searches a folder (outputs, the HTML book) f
 """
 from __future__ import annotations
 
-import gzip
 import functools
+import gzip
 import hashlib
 import html
-import locale
 import io as _io
+import locale
 import uuid
 import zipfile
 from dataclasses import dataclass

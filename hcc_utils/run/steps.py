@@ -86,7 +86,7 @@ def gse14520_available() -> tuple[bool, str]:
 
 def lits_available() -> tuple[bool, str]:
     """Whether the LiTS case can be used (see :func:`hcc_utils.lits.available`)."""
-    from hcc_utils import lits  # imported when the plan is probed: it loads the imaging stack
+    from hcc_utils import lits  # imported only when the plan is probed
 
     ok, reason = lits.available()
     return bool(ok), str(reason or "")
@@ -101,7 +101,8 @@ def gse14520_parameters() -> dict[str, Any]:
         :func:`hcc_utils.survival.gse14520_parameters` with ``table_path`` set to :data:`GSE14520_FILE` (the table
         :func:`gse14520_available` checked).
     """
-    from hcc_utils import survival  # the survival stage loads lifelines and scikit-survival: only when planned
+    # the survival stage loads lifelines and scikit-survival: imported only when the plan needs it
+    from hcc_utils import survival
 
     return {**survival.gse14520_parameters(), "table_path": str(GSE14520_FILE)}
 
