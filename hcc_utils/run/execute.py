@@ -186,8 +186,10 @@ def _run_one(s: Step, tag: str, h: str, state: dict, state_path: Path, steps: li
         return StepResult(s.name, "skipped", executed=str(dst), hash=h, last_seconds=last), None
     shown = json.dumps(s.params, default=str)
     log(f"{tag}: running {src.name} with {shown if len(shown) <= 240 else shown[:236] + ' ...}'}")
-    log(f"      previous run of this step: {monitor.duration(last) if last else 'none'}; "
-        f"notebooks left, this one included: {estimate}")
+    known = ([f"previous run of this step: {monitor.duration(last)}"] if last else []) + \
+        ([f"notebooks left, this one included: {estimate}"] if estimate != monitor.UNKNOWN else [])
+    if known:
+        log("      " + "; ".join(known))
     st.mark_running(state, s.name, downstream(steps, s.name))
     st.save_state(state_path, state)
     tmp = executed_dir / ".running" / dst.name  # same name, so the notebook's page title is unchanged

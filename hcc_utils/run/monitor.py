@@ -14,13 +14,17 @@ import time
 from pathlib import Path
 from typing import Callable
 
+#: The estimate when no step that will run has a stored time.
+UNKNOWN = "unknown (no previous run)"
 #: How the numbers of a progress line are labelled in the terminal.
 LABELS = {"train_loss": "loss", "valid_loss": "valid loss", "dice": "Dice"}
 
 
 def duration(seconds: float) -> str:
-    """``"4 min 05 s"``, ``"35 s"``, ``"1 h 02 min"``."""
-    s = int(round(max(seconds, 0)))
+    """``"4 min 05 s"``, ``"35 s"``, ``"2.4 s"``, ``"1 h 02 min"``."""
+    if seconds < 9.95:
+        return f"{max(seconds, 0):.1f} s"
+    s = int(round(seconds))
     if s < 60:
         return f"{s} s"
     if s < 3600:
@@ -176,5 +180,5 @@ def run_estimate(names: list[str], will_run: set[str], last: dict[str, float | N
 def estimate_text(seconds: float, complete: bool) -> str:
     """``about 6 min 10 s`` or ``at least 2 min 00 s`` (no time stored for some steps)."""
     if not seconds and not complete:
-        return "unknown (no previous run)"
+        return UNKNOWN
     return ("about " if complete else "at least ") + duration(seconds)
