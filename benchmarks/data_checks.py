@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from hcc_utils import checks, io, run
+from hcc_utils import checks, imaging, run
 from hcc_utils.manifest import PHASES, ValidationReport, _patient_table, read_manifest, validate
 
 
@@ -27,13 +27,13 @@ def main(argv=None) -> int:
     for _, row in df.iterrows():
         for ph in PHASES:
             ct, mask = row[f"ct_{ph.lower()}"], row[f"mask_{ph.lower()}"]
-            img = io.read_image(ct)
-            hu = io.sitk.GetArrayFromImage(img)
+            img = imaging.read_image(ct)
+            hu = imaging.sitk.GetArrayFromImage(img)
             checks.intensity_problems(hu)
             checks.geometry_problems(img)
             checks.pixel_digest(hu)
             if isinstance(mask, str):
-                checks.mask_on_image_problems(hu, io.sitk.GetArrayFromImage(io.read_image(mask)))
+                checks.mask_on_image_problems(hu, imaging.sitk.GetArrayFromImage(imaging.read_image(mask)))
     t_plaus = time.perf_counter() - t0
     t0 = time.perf_counter()
     checks.cohort_checks(_patient_table(df, report), df, report, str(path))

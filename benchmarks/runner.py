@@ -8,9 +8,7 @@ is skipped and the skip is recorded with the estimate (never silently).
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -54,30 +52,30 @@ def _print(msg: str) -> None:
     print(msg, flush=True)
 
 
-def run_all(mode: str = "full", sizes: list[int] | None = None, only: list[str] | None = None,
-            budget_s: float | None = None, out_dir: Path = RESULTS, report: bool = True) -> Path:
-    """Run the benchmarks and write ``benchmarks/results/<timestamp>.json`` (and the README when ``report``)."""
-    cfg = dict(FULL if mode == "full" else TINY)
-    if sizes is not None:
-        cfg["sizes"] = sizes
-    if budget_s is not None:
-        cfg["budget_s"] = budget_s
-    groups = only or cfg["groups"]
-    run = Run(cfg["profile"], mode, {"sizes": cfg["sizes"], "only": groups, "budget_s": cfg["budget_s"]})
-    base, tag = cfg["profile"], cfg["tag"]
-    log_dir = out_dir / "logs" / run.stamp
-    _print(f"benchmarks ({mode}, profile {base}) -> {out_dir}; logs in {log_dir}")
+class _Bench:
+    """What the benchmark groups of one run share: its configuration, results, child processes and figures."""
 
-    def child(task, args, timeout=900):
-        return run_child(task, args, timeout=timeout, log_dir=log_dir)
+    def __init__(self, cfg: dict[str, Any], run: Run, log_dir: Path):
+        self.cfg, self.run, self.log_dir = cfg, run, log_dir
+        self.base, self.tag = cfg["profile"], cfg["tag"]
+        self.sizes = sorted(cfg["sizes"])
+        self.tag0 = f"{self.tag}-n{self.sizes[0]}"
+        self.peak: float | None = None  # the CPU's measured fp32 matmul throughput
+        self.flops_by_arch: dict[str, float] = {}
+        self.fwd_by_arch: dict[str, float] = {}
+        self.model_dir: str | None = None  # the trained classic U-Net of the first size
+        self.per_size: dict[int, float] = {}
 
-    # --- FLOPs and the CPU limit -------------------------------------------------------------------------------
-    peak = None
-    if "flops" in groups:
+    def child(self, task, args, timeout=900):
+        return run_child(task, args, timeout=timeout, log_dir=self.log_dir)
+
+    def flops(self) -> None:
+        """FLOPs of the networks and the CPU's limit."""
+        run, child, cfg = self.run, self.child, self.cfg
         _print("[flops] FLOP counter and the CPU's matrix-multiply throughput")
         r = _safe(run, "cpu peak", child, "cpu_peak", {})
         if r:
-            peak = r["gflops_sgemm"]
+            self.peak = r["gflops_sgemm"]
             run.add("machine", "CPU", "fp32 matmul throughput (torch.mm 2048^2)", r["gflops_sgemm"], "GFLOP/s",
                     f"{r['threads']} thread(s), the book's torch setting ($HCC_TORCH_THREADS); the practical compute "
                     "limit the fractions below refer to")
@@ -90,25 +88,24 @@ def run_all(mode: str = "full", sizes: list[int] | None = None, only: list[str] 
                     params_m=row["params_m"], arch=row["arch"], size=row["size"], profile=row["profile"])
             run.add("flops", row["name"], "training step per slice", row["gflop_train_step"], "GFLOP",
                     params_m=row["params_m"], arch=row["arch"], size=row["size"], profile=row["profile"])
-    from hcc_utils.config import load_profile
 
-    base_size = int(load_profile(base)["preprocess"]["size"])
-    flops_by_arch = {f["extra"]["arch"]: f["value"] for f in run.data["figures"]
-                     if f["group"] == "flops" and f["metric"] == "training step per slice"
-                     and f["extra"].get("size") == base_size and f["extra"].get("profile") == base}
-    fwd_by_arch = {f["extra"]["arch"]: f["value"] for f in run.data["figures"]
-                   if f["group"] == "flops" and f["metric"] == "forward per slice"
-                   and f["extra"].get("size") == base_size and f["extra"].get("profile") == base}
+    def arch_flops(self) -> None:
+        """FLOPs per slice of each architecture at the profile's size (from the flops group, if it ran)."""
+        run, base = self.run, self.base
+        from hcc_utils.config import load_profile
 
-    # --- stages on the profile = the first scaling size (each stage in its own process) ---------------------------
-    sizes = sorted(cfg["sizes"])
-    model_dir = None
-    per_size: dict[int, float] = {}
-    tag0 = f"{tag}-n{sizes[0]}"
+        base_size = int(load_profile(base)["preprocess"]["size"])
+        flops_by_arch = {f["extra"]["arch"]: f["value"] for f in run.data["figures"]
+                         if f["group"] == "flops" and f["metric"] == "training step per slice"
+                         and f["extra"].get("size") == base_size and f["extra"].get("profile") == base}
+        fwd_by_arch = {f["extra"]["arch"]: f["value"] for f in run.data["figures"]
+                       if f["group"] == "flops" and f["metric"] == "forward per slice"
+                       and f["extra"].get("size") == base_size and f["extra"].get("profile") == base}
+        self.flops_by_arch, self.fwd_by_arch = flops_by_arch, fwd_by_arch
 
-    def stage_run(n: int, first: bool) -> None:
+    def stage_run(self, n: int, first: bool) -> None:
         """Every per-patient stage for a cohort of n, one child process per stage (peak RSS per stage)."""
-        nonlocal model_dir
+        run, child, base, tag = self.run, self.child, self.base, self.tag
         kw = {"base": base, "tag": f"{tag}-n{n}", "n": n}
         rec = []  # (stage, seconds, peak rss)
 
@@ -137,32 +134,50 @@ def run_all(mode: str = "full", sizes: list[int] | None = None, only: list[str] 
             run.add("stage", "slice cache build", "peak RSS", r["peak_rss_mb"], "MiB")
             run.add("stage", "slice cache build", "disk", r["disk_mb"], "MiB")
         if first:
-            for arch, tc in cfg["train"].items():
-                _print(f"[n = {n}] U-Net training, {arch}")
-                r = _safe(run, f"training {arch}", child, "train",
-                          {**kw, "arch": arch, "epochs": tc["epochs"], "max_patients": tc["max_patients"]}, 1800)
-                if not r:
-                    continue
-                if arch == "classic":
-                    model_dir = r["model_dir"]
-                st = f"U-Net training ({arch})"
-                sub = "" if r["annotated_used"] == r["annotated_total"] else \
-                    f"; measured on {r['annotated_used']} of {r['annotated_total']} annotated patients"
-                run.add("stage", st, "training throughput", r["train_slices_per_s"], "slices/s",
-                        f"{r['n_train_slices']} training slices x {r['epochs']} epochs over the fit wall time "
-                        f"(validation passes included){sub}")
-                run.add("stage", st, "time per epoch (measured)", r["seconds_per_epoch"], "s/epoch",
-                        f"{r['n_train_slices']} training + {r['n_valid_slices']} validation slices")
-                run.add("stage", st, "time per epoch, demo's 60 annotated patients (extrapolated)",
-                        _demo_epoch(r), "s/epoch",
-                        "measured s per training slice x training slices per patient of this cohort x the "
-                        "demo profile's training patients (annotated minus the validation fraction)")
-                run.add("stage", st, "peak RSS", r["peak_rss_mb"], "MiB")
-                if peak and arch in flops_by_arch:
-                    achieved = r["train_slices_per_s"] * flops_by_arch[arch]
-                    run.add("stage", st, "achieved compute", achieved, "GFLOP/s",
-                            f"{100 * achieved / peak:.1f} % of the measured fp32 matmul limit ({peak:.0f} GFLOP/s)",
-                            fraction_of_peak=achieved / peak)
+            self.train(n, kw)
+        self.after_training(n, first, kw, stage)
+        for name, sec, rss in rec:
+            run.add("scaling", name, "wall time", sec, "s", n=n, rss_high_water_mb=rss)
+        if rec:
+            tot = sum(x[1] for x in rec)
+            self.per_size[n] = tot
+            run.add("scaling", "all stages", "wall time", tot, "s", n=n)
+            run.add("scaling", "all stages", "peak RSS", max(x[2] for x in rec), "MiB", n=n,
+                    note="largest peak among the stages' processes")
+
+    def train(self, n: int, kw: dict[str, Any]) -> None:
+        """The U-Nets of the profile (classic and dynamic): throughput, epoch time, memory, compute."""
+        run, child, cfg, peak, flops_by_arch = self.run, self.child, self.cfg, self.peak, self.flops_by_arch
+        for arch, tc in cfg["train"].items():
+            _print(f"[n = {n}] U-Net training, {arch}")
+            r = _safe(run, f"training {arch}", child, "train",
+                      {**kw, "arch": arch, "epochs": tc["epochs"], "max_patients": tc["max_patients"]}, 1800)
+            if not r:
+                continue
+            if arch == "classic":
+                self.model_dir = r["model_dir"]
+            st = f"U-Net training ({arch})"
+            sub = "" if r["annotated_used"] == r["annotated_total"] else \
+                f"; measured on {r['annotated_used']} of {r['annotated_total']} annotated patients"
+            run.add("stage", st, "training throughput", r["train_slices_per_s"], "slices/s",
+                    f"{r['n_train_slices']} training slices x {r['epochs']} epochs over the fit wall time "
+                    f"(validation passes included){sub}")
+            run.add("stage", st, "time per epoch (measured)", r["seconds_per_epoch"], "s/epoch",
+                    f"{r['n_train_slices']} training + {r['n_valid_slices']} validation slices")
+            run.add("stage", st, "time per epoch, demo's 60 annotated patients (extrapolated)",
+                    _demo_epoch(r), "s/epoch",
+                    "measured s per training slice x training slices per patient of this cohort x the "
+                    "demo profile's training patients (annotated minus the validation fraction)")
+            run.add("stage", st, "peak RSS", r["peak_rss_mb"], "MiB")
+            if peak and arch in flops_by_arch:
+                achieved = r["train_slices_per_s"] * flops_by_arch[arch]
+                run.add("stage", st, "achieved compute", achieved, "GFLOP/s",
+                        f"{100 * achieved / peak:.1f} % of the measured fp32 matmul limit ({peak:.0f} GFLOP/s)",
+                        fraction_of_peak=achieved / peak)
+
+    def after_training(self, n: int, first: bool, kw: dict[str, Any], stage) -> None:
+        """Inference, features, models and survival with the trained classic U-Net."""
+        run, peak, fwd_by_arch, model_dir = self.run, self.peak, self.fwd_by_arch, self.model_dir
         if not model_dir:
             run.skip(f"inference, features, models, survival (n = {n})", "no trained classic model")
         else:
@@ -197,16 +212,10 @@ def run_all(mode: str = "full", sizes: list[int] | None = None, only: list[str] 
                 run.add("stage", "survival statistics (synthetic)", "wall time", r["seconds"], "s",
                         f"{r['n_patients']} patients, {r['n_bootstrap']} bootstrap replicates")
                 run.add("stage", "survival statistics (synthetic)", "peak RSS", r["peak_rss_mb"], "MiB")
-        for name, sec, rss in rec:
-            run.add("scaling", name, "wall time", sec, "s", n=n, rss_high_water_mb=rss)
-        if rec:
-            tot = sum(x[1] for x in rec)
-            per_size[n] = tot
-            run.add("scaling", "all stages", "wall time", tot, "s", n=n)
-            run.add("scaling", "all stages", "peak RSS", max(x[2] for x in rec), "MiB", n=n,
-                    note="largest peak among the stages' processes")
 
-    if "stages" in groups or "scaling" in groups or "ratios" in groups:
+    def stages(self) -> None:
+        """The stages on the profile (the first scaling size), GSE14520 and the book build."""
+        run, child, cfg, base, sizes, stage_run = self.run, self.child, self.cfg, self.base, self.sizes, self.stage_run
         stage_run(sizes[0], True)
         if cfg["gse14520"]:
             _print("[stages] survival statistics on GSE14520")
@@ -223,8 +232,9 @@ def run_all(mode: str = "full", sizes: list[int] | None = None, only: list[str] 
                     f"{r['html_pages']} HTML pages; {r['executed_pages_present']} executed chapters present "
                     "(notebooks are not run in this figure)")
 
-    # --- ratios -----------------------------------------------------------------------------------------------
-    if "ratios" in groups:
+    def ratios(self) -> None:
+        """Side-by-side ratios: fastai vs PyTorch, cache vs NIfTI, CPU modes, DeLong, bootstrap."""
+        run, child, cfg, base, tag0 = self.run, self.child, self.cfg, self.base, self.tag0
         _print("[ratios] fastai vs plain PyTorch")
         r = _safe(run, "fastai vs plain", child, "ratio_fastai_vs_plain",
                   {"base": base, "tag": tag0, "n_slices": cfg["ratio_slices"]})
@@ -281,8 +291,9 @@ def run_all(mode: str = "full", sizes: list[int] | None = None, only: list[str] 
                         note + "; second parallel call, joblib's reusable workers already running",
                         a_s=x["serial_s"], b_s=x["parallel_warm_s"], a="serial", b="parallel (warm)")
 
-    # --- the whole `make book`, cold and warm, in an isolated root ------------------------------------------------
-    if "book" in groups:
+    def book(self) -> None:
+        """The whole `make book`, cold and warm, in an isolated root."""
+        run, child, base = self.run, self.child, self.base
         for cold in (True, False):
             label = "cold" if cold else "warm"
             _print(f"[book] make book PROFILE={base} ({label})")
@@ -305,8 +316,10 @@ def run_all(mode: str = "full", sizes: list[int] | None = None, only: list[str] 
                             "papermill, kernel start included" if x["status"] == "ran" else x["status"])
                 run.add("book", "jupyter-book build", "time (cold run)", r["book_seconds"], "s")
 
-    # --- scaling: the larger sizes ------------------------------------------------------------------------------
-    if "scaling" in groups and model_dir:
+    def scaling(self) -> None:
+        """The larger sizes, each while the budget allows (estimated linearly from the previous size)."""
+        run, cfg, sizes, per_size, tag, tag0 = self.run, self.cfg, self.sizes, self.per_size, self.tag, self.tag0
+        stage_run = self.stage_run
         for n in sizes[1:]:
             left = cfg["budget_s"] - run.elapsed()
             prev_n = max(per_size) if per_size else None
@@ -319,6 +332,35 @@ def run_all(mode: str = "full", sizes: list[int] | None = None, only: list[str] 
             stage_run(n, False)
         _cleanup_bench_data(tag, keep=tag0)
 
+
+def run_all(mode: str = "full", sizes: list[int] | None = None, only: list[str] | None = None,
+            budget_s: float | None = None, out_dir: Path = RESULTS, report: bool = True) -> Path:
+    """Run the benchmarks and write ``benchmarks/results/<timestamp>.json`` (and the README when ``report``).
+
+    Order matters for the time budget (see the module docstring): FLOPs, the stages on the profile, the ratios,
+    ``make book`` when asked for, then the scaling sizes.
+    """
+    cfg = dict(FULL if mode == "full" else TINY)
+    if sizes is not None:
+        cfg["sizes"] = sizes
+    if budget_s is not None:
+        cfg["budget_s"] = budget_s
+    groups = only or cfg["groups"]
+    run = Run(cfg["profile"], mode, {"sizes": cfg["sizes"], "only": groups, "budget_s": cfg["budget_s"]})
+    log_dir = out_dir / "logs" / run.stamp
+    _print(f"benchmarks ({mode}, profile {cfg['profile']}) -> {out_dir}; logs in {log_dir}")
+    bench = _Bench(cfg, run, log_dir)
+    if "flops" in groups:
+        bench.flops()
+    bench.arch_flops()
+    if "stages" in groups or "scaling" in groups or "ratios" in groups:
+        bench.stages()
+    if "ratios" in groups:
+        bench.ratios()
+    if "book" in groups:
+        bench.book()
+    if "scaling" in groups and bench.model_dir:
+        bench.scaling()
     path = run.write(out_dir)
     _print(summary_table(run.data))
     _print(f"written {path} ({run.elapsed():.0f} s)")

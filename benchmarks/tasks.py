@@ -391,7 +391,7 @@ def ratio_cache_vs_nifti(base: str, tag: str, n_slices: int = 512, epochs: int =
 
     from hcc_utils import preprocess as pp
     from hcc_utils import segmentation as seg
-    from hcc_utils.io import read_image
+    from hcc_utils.imaging import read_image
 
     _threads()
     prof = bench_profile(base, tag)

@@ -416,7 +416,7 @@ def patient_image_checks(row, report, seen: dict) -> None:
 
     ``seen`` collects pixel digests across patients (see :func:`duplicate_images`).
     """
-    from hcc_utils import io
+    from hcc_utils import imaging
     from hcc_utils.config import PHASES
     from hcc_utils.tables import blank as _blank
 
@@ -438,12 +438,12 @@ def patient_image_checks(row, report, seen: dict) -> None:
                                                  "the UID is ignored", "warning")
                 use_uid = None if _blank(uid) or ct_path.is_file() else uid
                 try:
-                    info = io.read_image_information(ct_path, use_uid)
+                    info = imaging.read_image_information(ct_path, use_uid)
                     if ct_path.is_dir():
-                        series = io.resolve_dicom_series(ct_path, use_uid)
+                        series = imaging.resolve_dicom_series(ct_path, use_uid)
                         if _add_all(report, pid, ct, ct_col, dicom_series_problems(series.files)):
                             info = None
-                except io.DicomSeriesError as exc:
+                except imaging.DicomSeriesError as exc:
                     report.add(pid, ct, uid_col, str(exc).split(": ", 1)[-1])
                 except (RuntimeError, OSError) as exc:
                     report.add(pid, ct, ct_col, f"unreadable image: {_short(exc)}")
@@ -452,7 +452,7 @@ def patient_image_checks(row, report, seen: dict) -> None:
                     info = None
                 if info is not None and not _add_all(report, pid, ct, ct_col, geometry_problems(info)):
                     try:
-                        hu = io.sitk.GetArrayFromImage(io.read_image(ct_path, use_uid))
+                        hu = imaging.sitk.GetArrayFromImage(imaging.read_image(ct_path, use_uid))
                     except (RuntimeError, OSError, ValueError) as exc:
                         report.add(pid, ct, ct_col, f"unreadable image: {_short(exc)}")
                     if hu is not None:
@@ -469,17 +469,17 @@ def patient_image_checks(row, report, seen: dict) -> None:
             report.add(pid, mask, mask_col, f"unreadable mask: {bad}", check="integrity")
             continue
         try:
-            mimg = io.read_image(mask)
+            mimg = imaging.read_image(mask)
         except (RuntimeError, OSError, ValueError) as exc:
             report.add(pid, mask, mask_col, f"unreadable mask: {_short(exc)}")
             continue
         if info is not None:
-            diffs = io.check_same_grid(info, mimg)
+            diffs = imaging.check_same_grid(info, mimg)
             for diff in diffs:
                 report.add(pid, mask, mask_col, f"mask is not on its image's grid ({ct_col}): {diff}")
             if diffs:
                 hu = None
-        arr = np.asarray(io.sitk.GetArrayViewFromImage(mimg))
+        arr = np.asarray(imaging.sitk.GetArrayViewFromImage(mimg))
         values = np.unique(arr)
         if not np.isin(values, (0, 1)).all():
             shown = ", ".join(f"{v:g}" for v in values[:6]) + (", ..." if len(values) > 6 else "")

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from hcc_utils import io, stats
+from hcc_utils import imaging as io, stats
 from hcc_utils.manifest import CLINICAL_VARIABLES, COHORTS, VISUAL_FEATURES
 
 TABLE1_VARIABLES = [*CLINICAL_VARIABLES, *VISUAL_FEATURES]

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from hcc_utils.io import check_same_grid, read_image
+from hcc_utils.imaging import check_same_grid, read_image
 
 log = logging.getLogger(__name__)
 

@@ -279,7 +279,7 @@ def write_pseudo_cases(hu: np.ndarray, label: np.ndarray, plan: pd.DataFrame, ou
         ``validation`` with ``seg_train = 0``; training slabs ``development`` with ``seg_train = 1``. The LiTS case
         has one phase: it fills ``ct_pp``/``mask_pp`` (``ct_ap`` is left empty).
     """
-    from hcc_utils.io import write_image
+    from hcc_utils.imaging import write_image
 
     out_dir = Path(out_dir)
     rows = []
@@ -363,7 +363,7 @@ def stitch(plan: pd.DataFrame, pred_dir: Path, shape: tuple[int, int, int]) -> n
     """Predicted masks of the slabs (``pred_masks/<pid>.nii.gz``) put back on the full grid; -1 where no slab."""
     import SimpleITK as sitk
 
-    from hcc_utils.io import read_image
+    from hcc_utils.imaging import read_image
 
     out = np.full(shape, -1, dtype=np.int8)
     for r in plan.itertuples():
@@ -413,7 +413,7 @@ def run_segmentation(profile, cache_dir: str | Path | None = None, seed: int | N
     by_slab = dsc.merge(plan[["patient_id", "slab", "z0", "z1", "role", "tumour_voxels"]], on="patient_id")
     by_slab.to_csv(out / "slabs.csv", index=False)
     write_full = {"pred": np.where(pred < 0, 0, pred).astype(np.uint8)}
-    from hcc_utils.io import write_image
+    from hcc_utils.imaging import write_image
 
     write_image(to_image(write_full["pred"]), out / f"{PREFIX}_pred_{PHASE}.nii.gz")
     res = {

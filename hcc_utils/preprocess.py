@@ -202,7 +202,7 @@ class CaseCache:
 def _build_entry(row: pd.Series, phase: str, settings: dict, dest: Path) -> None:
     import SimpleITK as sitk
 
-    from hcc_utils.io import read_image
+    from hcc_utils.imaging import read_image
 
     pid = str(row["patient_id"])
     img_col, uid_col, mask_col = PHASE_COLUMNS[phase]

@@ -38,6 +38,7 @@ from torch import nn
 from hcc_utils import preprocess as pp
 from hcc_utils.files import file_sha256
 from hcc_utils.manifest import safe_name
+from hcc_utils.progress import report as report_progress
 
 log = logging.getLogger(__name__)
 
@@ -392,6 +393,25 @@ def _timer_callback():
     return EpochTimer()
 
 
+def _progress_callback(task: str):
+    """One progress line per finished epoch (loss, validation loss, Dice) for the terminal of a book run."""
+    from fastai.callback.core import Callback
+
+    class EpochProgress(Callback):
+        order = 90  # after the Recorder has logged the epoch
+
+        def before_epoch(self):
+            self.t0 = time.perf_counter()
+
+        def after_epoch(self):
+            names = [n for n in self.recorder.metric_names[1:] if n != "time"]
+            values = {n: float(v) for n, v in zip(names, self.recorder.values[-1])}
+            report_progress(task, self.epoch + 1, self.n_epoch, unit="epoch", **values,
+                            seconds=time.perf_counter() - self.t0)
+
+    return EpochProgress()
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # training
 # ----------------------------------------------------------------------------------------------------------------------
@@ -462,6 +482,7 @@ def train_phase(manifest, profile, phase: str, seed: int | None = None, device="
     learn = Learner(dls, model, loss_func=DiceCELoss(), metrics=[_patient_dice_metric([c.patient_id for c, _ in va_items])],
                     path=out_dir, model_dir=".",
                     cbs=[_augment_callback(seed), _channels_last_callback(), timer,
+                         _progress_callback(f"U-Net {phase}"),
                          SaveModelCallback(monitor="dice", comp=np.greater, fname="model", with_opt=False)])
     if dev.type == "cuda":
         learn = learn.to_bf16() if torch.cuda.is_bf16_supported() else learn.to_fp16()
@@ -619,7 +640,7 @@ def predict_cohort(manifest, profile, phase: str, device="auto", batch_size: int
     """
     import SimpleITK as sitk
 
-    from hcc_utils.io import read_image, write_image
+    from hcc_utils.imaging import read_image, write_image
 
     dev = resolve_device(device)
     set_threads()
@@ -699,7 +720,7 @@ def plot_overlays(manifest, profile, phase: str, patients, path: Path | None = N
     import matplotlib.pyplot as plt
     import SimpleITK as sitk
 
-    from hcc_utils.io import read_image
+    from hcc_utils.imaging import read_image
 
     df = pp.load_manifest(manifest)
     df = df.set_index(df["patient_id"].astype(str))

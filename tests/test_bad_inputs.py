@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from hcc_utils import io, manifest, run
+from hcc_utils import imaging, manifest, run
 from hcc_utils.manifest import validate
 from test_manifest import Cohort, _mask_like, _volume
 
@@ -38,7 +38,7 @@ def _write_ct(c, arr, pid="P002", ph="AP", spacing=(0.8, 0.8, 2.5), direction=No
     if direction is not None:
         img.SetDirection(direction)
     path = c.root / "images" / f"{pid}_{ph}{suffix}"
-    io.write_image(img, path, compress=suffix.endswith(".gz") or suffix == ".mha")
+    imaging.write_image(img, path, compress=suffix.endswith(".gz") or suffix == ".mha")
     c.set(pid, f"ct_{ph.lower()}", f"images/{pid}_{ph}{suffix}")
     c.write_mask(pid, ph, _mask_like(img))
     return img
@@ -189,7 +189,7 @@ def _dicom_missing_slice(c):
     c.dicom_folder("P002", "AP")
     folder = c.root / "dicom" / "P002_AP"
     shutil.rmtree(folder)
-    s = io.write_dicom_series(img, folder, series_number=3)
+    s = imaging.write_dicom_series(img, folder, series_number=3)
     Path(s.files[3]).unlink()
     c.write_mask("P002", "AP", _mask_like(_volume(size=(8, 8, 5))))
     return "P002", "dicom/P002_AP", "ct_ap", "slices are missing"
@@ -499,7 +499,7 @@ def test_interrupted_forced_step_is_never_trusted(tmp_path, monkeypatch, only):
             raise KeyboardInterrupt
         Path(dst).write_text(Path(src).read_text())
 
-    monkeypatch.setattr(run, "execute_notebook", execute)
+    monkeypatch.setattr("hcc_utils.run.execute.execute_notebook", execute)
     args = dict(notebooks_dir=nbdir, executed_dir=out / "executed", state_path=out / "state.json",
                 manifest_hash="m", code_hash="c", settings={}, log=lambda s: None)
     run.run_steps(_steps(), **args)
@@ -508,7 +508,7 @@ def test_interrupted_forced_step_is_never_trusted(tmp_path, monkeypatch, only):
     with pytest.raises(KeyboardInterrupt):
         run.run_steps(_steps(), force=True, only=only, **args)
     assert (out / "executed" / "b.ipynb").read_text() == good_b  # the half-written copy never took its place
-    state = run._load_state(out / "state.json")["steps"]
+    state = run.state.load_state(out / "state.json")["steps"]
     assert state["b"]["status"] == "running" and state["c"]["status"] == "stale"
     interrupt["b"] = False
     calls.clear()

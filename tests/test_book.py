@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hcc_utils import io, run
+from hcc_utils import imaging, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]  # the ci book run takes longer than one test
 
@@ -84,9 +84,9 @@ def _dicom_cohort(src_manifest: Path, dest: Path) -> Path:
                 shutil.copy2(base / rel.split("#", 1)[0], target)
     for i, row in df.iterrows():
         for ph in ("ap", "pp"):
-            img = io.read_image(base / row[f"ct_{ph}"])
+            img = imaging.read_image(base / row[f"ct_{ph}"])
             folder = Path("dicom") / f"{row['patient_id']}_{ph.upper()}"
-            io.write_dicom_series(img, dest / folder, phi=FAKE_PHI,
+            imaging.write_dicom_series(img, dest / folder, phi=FAKE_PHI,
                                            description=f"{ph.upper()} synthetic CT")
             df.loc[i, f"ct_{ph}"] = str(folder)
             if f"series_uid_{ph}" in df:
@@ -120,7 +120,7 @@ def book_run(tmp_path_factory, ci_manifest):
 
 def test_dicom_manifest_carries_the_fake_identifiers(book_run):
     """The privacy check is only meaningful if the input really holds the identifiers."""
-    hits = io.find_text_in_tree(book_run["manifest"].parent / "dicom", [FAKE_PHI["PatientName"],
+    hits = imaging.find_text_in_tree(book_run["manifest"].parent / "dicom", [FAKE_PHI["PatientName"],
                                                                        FAKE_PHI["AccessionNumber"]])
     assert {n for _, n in hits} == {FAKE_PHI["PatientName"], FAKE_PHI["AccessionNumber"]}
 
@@ -177,8 +177,8 @@ def test_html_loads_nothing_from_the_internet(book_run):
 
 def test_no_identifier_from_dicom_headers_is_published(book_run):
     root = book_run["root"]
-    hits = io.find_text_in_tree(root / "outputs", NEEDLES) + io.find_text_in_tree(book_run["html"], NEEDLES)
-    hits += io.find_text_in_tree(root / "book" / "executed", NEEDLES)
+    hits = imaging.find_text_in_tree(root / "outputs", NEEDLES) + imaging.find_text_in_tree(book_run["html"], NEEDLES)
+    hits += imaging.find_text_in_tree(root / "book" / "executed", NEEDLES)
     assert not hits, "identifiers found:\n" + "\n".join(f"{p}: {n}" for p, n in hits[:30])
     printed = [n for n in NEEDLES if n.lower() in book_run["log"].lower()]
     assert not printed, f"the run printed identifiers: {printed}"

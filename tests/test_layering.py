@@ -7,9 +7,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "hcc_utils"
 
-#: Layers in order; config, files, io and stats are leaves (they import no project module).
+#: Layers in order; config, files, imaging, progress and stats are leaves (they import no project module).
 LAYERS = [
-    ["config", "files", "io", "stats", "tables"],
+    ["config", "files", "imaging", "progress", "stats", "tables"],
     ["checks", "style"],
     ["manifest"],
     ["synthetic", "preprocess"],

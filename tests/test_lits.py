@@ -101,7 +101,7 @@ def test_fetched_files_and_geometry(lits_paths):
 
 @pytest.mark.realdata
 def test_pseudo_cases_round_trip(lits_paths, tmp_path):
-    from hcc_utils.io import read_image
+    from hcc_utils.imaging import read_image
     import SimpleITK as sitk
 
     hu, lab = lits.load_case(lits_paths)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from hcc_utils import io, manifest
+from hcc_utils import imaging, manifest
 from hcc_utils.manifest import ManifestError, load_patient_table, read_manifest, validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,8 +53,8 @@ class Cohort:
         for k, pid in enumerate(PIDS):
             for ph in ("AP", "PP"):
                 img = _volume(seed=k * 2 + (ph == "PP"))
-                io.write_image(img, root / "images" / f"{pid}_{ph}.nii.gz")
-                io.write_image(_mask_like(img), root / "masks" / f"{pid}_{ph}.nii.gz")
+                imaging.write_image(img, root / "images" / f"{pid}_{ph}.nii.gz")
+                imaging.write_image(_mask_like(img), root / "masks" / f"{pid}_{ph}.nii.gz")
             rows.append(dict(patient_id=pid, cohort="validation" if k in VALIDATION else "development",
                              centre=1 + (k == 2),
                              ct_ap=f"images/{pid}_AP.nii.gz", ct_pp=f"images/{pid}_PP.nii.gz",
@@ -87,17 +87,17 @@ class Cohort:
         return sitk.ReadImage(str(self.root / "images" / f"{pid}_{ph}.nii.gz"))
 
     def write_mask(self, pid, ph, mask):
-        io.write_image(mask, self.root / "masks" / f"{pid}_{ph}.nii.gz")
+        imaging.write_image(mask, self.root / "masks" / f"{pid}_{ph}.nii.gz")
 
     def dicom_folder(self, pid, ph, extra_series=False):
         """Replace the patient's CT by a DICOM folder (optionally holding a second series); returns the series."""
         img = self.image(pid, ph)
         folder = self.root / "dicom" / f"{pid}_{ph}"
-        s1 = io.write_dicom_series(img, folder, description=f"{ph} 1.25mm", series_number=3,
+        s1 = imaging.write_dicom_series(img, folder, description=f"{ph} 1.25mm", series_number=3,
                                    phi={"PatientName": "DOE^JANE"})
         series = [s1]
         if extra_series:
-            series.append(io.write_dicom_series(_volume(size=(8, 8, 6), seed=9), folder, description="scout",
+            series.append(imaging.write_dicom_series(_volume(size=(8, 8, 6), seed=9), folder, description="scout",
                                                 series_number=1, phi={"PatientName": "DOE^JANE"}))
         self.set(pid, f"ct_{ph.lower()}", f"dicom/{pid}_{ph}")
         return series
@@ -277,7 +277,7 @@ def _unreadable_ct(c):
 
 
 def _ct_2d(c):
-    io.write_image(_volume()[:, :, 0], c.root / "images" / "P002_AP.nii.gz")
+    imaging.write_image(_volume()[:, :, 0], c.root / "images" / "P002_AP.nii.gz")
     return "P002", "P002_AP.nii.gz", "ct_ap", "3-D"
 
 

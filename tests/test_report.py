@@ -68,7 +68,7 @@ def test_cohort_summary_matches_stats():
 
 
 def _write_case(tmp_path, pid, rng):
-    from hcc_utils import io
+    from hcc_utils import imaging
 
     paths = {"patient_id": pid}
     for ph in ("ap", "pp"):
@@ -81,8 +81,8 @@ def _write_case(tmp_path, pid, rng):
         img.SetSpacing((0.8, 0.8, 2.5))
         msk = sitk.GetImageFromArray(m)
         msk.CopyInformation(img)
-        paths[f"ct_{ph}"] = str(io.write_image(img, tmp_path / "images" / f"{pid}_{ph.upper()}.nii.gz"))
-        paths[f"mask_{ph}"] = str(io.write_image(msk, tmp_path / "masks" / f"{pid}_{ph.upper()}.nii.gz"))
+        paths[f"ct_{ph}"] = str(imaging.write_image(img, tmp_path / "images" / f"{pid}_{ph.upper()}.nii.gz"))
+        paths[f"mask_{ph}"] = str(imaging.write_image(msk, tmp_path / "masks" / f"{pid}_{ph.upper()}.nii.gz"))
         paths[f"series_uid_{ph}"] = np.nan
     return paths
 

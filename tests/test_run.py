@@ -49,7 +49,7 @@ def fake(tmp_path, monkeypatch):
         Path(dst).parent.mkdir(parents=True, exist_ok=True)
         Path(dst).write_text(Path(src).read_text())
 
-    monkeypatch.setattr(run, "execute_notebook", fake_execute)
+    monkeypatch.setattr("hcc_utils.run.execute.execute_notebook", fake_execute)
 
     def go(**kw):
         args = dict(notebooks_dir=nbdir, executed_dir=tmp_path / "out" / "executed",
@@ -67,7 +67,7 @@ def _status(results):
 
 
 def test_plan_order_and_parameters(ci_profile, monkeypatch, tmp_path):
-    monkeypatch.setattr(run, "GSE14520_FILE", tmp_path / "absent.tsv")
+    monkeypatch.setattr("hcc_utils.run.steps.GSE14520_FILE", tmp_path / "absent.tsv")
     steps = run.plan(ci_profile, None, 7)
     names = [s.name for s in steps]
     assert names == ["01_cohort_table", "02_unet_training_AP", "02_unet_training_PP", "03_feature_extraction_AP",
@@ -323,11 +323,11 @@ def test_run_book_flow_in_isolated_root(tmp_path, monkeypatch):
     manifest = tmp_path / "m.csv"
     manifest.write_text("patient_id,clinical_file,outcome_file\n")
     monkeypatch.setenv("HCC_ROOT", str(root))
-    monkeypatch.setattr(run, "NOTEBOOKS", nbdir)
-    monkeypatch.setattr(run, "GSE14520_FILE", tmp_path / "no_gse.tsv")
-    monkeypatch.setattr(run, "_lits_available", lambda: (False, "no LiTS in this test"))
-    monkeypatch.setattr(run, "prepare_manifest", lambda profile, m, log=print: Path(m))
-    monkeypatch.setattr(run, "notebook_code_digest", lambda nb: "code")  # others may edit hcc_utils meanwhile
+    monkeypatch.setattr("hcc_utils.run.pipeline.NOTEBOOKS", nbdir)
+    monkeypatch.setattr("hcc_utils.run.steps.GSE14520_FILE", tmp_path / "no_gse.tsv")
+    monkeypatch.setattr("hcc_utils.run.steps.lits_available", lambda: (False, "no LiTS in this test"))
+    monkeypatch.setattr("hcc_utils.run.pipeline.prepare_manifest", lambda profile, m, log=print: Path(m))
+    monkeypatch.setattr("hcc_utils.run.pipeline.notebook_code_digest", lambda nb: "code")  # others may edit hcc_utils meanwhile
     calls = []
 
     def fake_execute(src, dst, params, **kw):
@@ -335,7 +335,7 @@ def test_run_book_flow_in_isolated_root(tmp_path, monkeypatch):
         Path(dst).parent.mkdir(parents=True, exist_ok=True)
         Path(dst).write_text(Path(src).read_text())
 
-    monkeypatch.setattr(run, "execute_notebook", fake_execute)
+    monkeypatch.setattr("hcc_utils.run.execute.execute_notebook", fake_execute)
     lines: list[str] = []
     summary = run.run_book("ci", manifest, log=lines.append)
     assert len(calls) == 8 and calls[1] == "02_unet_training_AP"
@@ -391,13 +391,13 @@ def test_book_copy_names_the_phase_in_the_title(tmp_path):
     src = tmp_path / "a.ipynb"
     nbformat.write(nb, str(src))
     step = run.Step(name="02_unet_training_AP", notebook="02_unet_training", params={"phase": "AP"})
-    run._copy_for_book(src, tmp_path / "b.ipynb", run._title_suffix(step))
+    run.book.copy_for_book(src, tmp_path / "b.ipynb", run.book.title_suffix(step))
     out = nbformat.read(str(tmp_path / "b.ipynb"), as_version=4)
     assert out.cells[1].source == "# U-Net training (AP)\nText."
     assert out.cells[2].source == "# Later"
     assert "hide-input" in out.cells[0].metadata["tags"]
     gse = run.Step(name="05_gse", notebook="05_survival_nomogram", params={"chapter": "gse14520"})
-    assert run._title_suffix(gse) == " (GSE14520)"
+    assert run.book.title_suffix(gse) == " (GSE14520)"
 
 
 def _fresh_clone_profile(tmp_path):
@@ -407,7 +407,7 @@ def _fresh_clone_profile(tmp_path):
 
     from hcc_utils import synthetic
 
-    shutil.copy(Path(run.__file__).resolve().parents[1] / "profiles.yaml", tmp_path / "profiles.yaml")
+    shutil.copy(Path(run.__file__).resolve().parents[2] / "profiles.yaml", tmp_path / "profiles.yaml")
     prof = load_profile("demo", overrides={"cohort": {"n_development": 10, "n_validation": 3, "n_annotated": 3}},
                         path=tmp_path / "profiles.yaml")
     (tmp_path / "data_manifest.csv").write_text(synthetic.manifest_text(prof))

@@ -183,7 +183,7 @@ def test_visual_reads_follow_image_parameters_with_reader_noise(big):
 # --- the ci cohort on disk ------------------------------------------------------------------------------------------
 
 def test_ci_cohort_files_masks_on_grid(ci_manifest, ci_profile):
-    from hcc_utils.io import check_same_grid
+    from hcc_utils.imaging import check_same_grid
 
     man = pd.read_csv(ci_manifest, dtype={"patient_id": str}, keep_default_na=False)
     assert list(man.columns) == MANIFEST_COLUMNS

@@ -10,7 +10,20 @@ def _name(x, default):
 
 
 def as_float(x, what: str = "score") -> np.ndarray:
-    """Return ``x`` as a 1-D float array; raise ``ValueError`` on NaN/inf or non-numeric input."""
+    """Return ``x`` as a 1-D float array; raise ``ValueError`` on NaN/inf or non-numeric input.
+
+    Parameters
+    ----------
+    x : array-like
+        Numbers (a pandas Series names itself in error messages).
+    what : str
+        Name used in error messages when ``x`` has none.
+
+    Returns
+    -------
+    ndarray
+        1-D float array.
+    """
     name = _name(x, what)
     arr = np.asarray(x)
     if arr.ndim != 1:
@@ -53,6 +66,11 @@ def as_binary(y, what: str = "y", positive=None, require_both: bool = True) -> n
         The level counted as 1.  Required for non-numeric, non-boolean outcomes.
     require_both : bool
         Raise if only one class is present.
+
+    Returns
+    -------
+    ndarray
+        0/1 int array.
     """
     name = _name(y, what)
     fast = _binary_fast(y, positive)
@@ -113,7 +131,22 @@ def _binary_fast(y, positive):
 
 
 def as_event(event, what: str = "event", positive=None) -> np.ndarray:
-    """Event indicator as 0/1 ints; raises if no event at all (all censored)."""
+    """Event indicator as 0/1 ints; raises if no event at all (all censored).
+
+    Parameters
+    ----------
+    event : array-like
+        Event indicator (0/1, booleans, or two labels with ``positive``).
+    what : str
+        Name used in error messages.
+    positive : object, optional
+        The label of an event.
+
+    Returns
+    -------
+    ndarray
+        0/1 int array with at least one event.
+    """
     e = as_binary(event, what, positive=positive, require_both=False)
     if e.sum() == 0:
         raise ValueError(f"{_name(event, what)}: all {len(e)} observations are censored (no event)")
@@ -121,6 +154,20 @@ def as_event(event, what: str = "event", positive=None) -> np.ndarray:
 
 
 def as_time(time, what: str = "time") -> np.ndarray:
+    """Follow-up times as a float array; raises on negative or missing values.
+
+    Parameters
+    ----------
+    time : array-like
+        Follow-up times.
+    what : str
+        Name used in error messages.
+
+    Returns
+    -------
+    ndarray
+        Float array of non-negative times.
+    """
     t = as_float(time, what)
     if (t < 0).any():
         raise ValueError(f"{_name(time, what)}: {int((t < 0).sum())} negative time(s)")
@@ -128,6 +175,18 @@ def as_time(time, what: str = "time") -> np.ndarray:
 
 
 def same_length(**arrays):
+    """Raise ``ValueError`` unless every array has the same length.
+
+    Parameters
+    ----------
+    **arrays : array-like
+        Named arrays that must have one length.
+
+    Returns
+    -------
+    None
+        Raises ``ValueError`` naming the lengths when they differ.
+    """
     lens = {k: len(v) for k, v in arrays.items()}
     if len(set(lens.values())) > 1:
         raise ValueError("length mismatch: " + ", ".join(f"{k}={v}" for k, v in lens.items()))

@@ -13,7 +13,22 @@ __all__ = ["bootstrap_indices", "seeded_bootstrap"]
 
 
 def bootstrap_indices(n: int, seed_seq, strata: np.ndarray | None = None) -> np.ndarray:
-    """Indices of one bootstrap sample (resampling within each stratum when ``strata`` is given)."""
+    """Indices of one bootstrap sample (resampling within each stratum when ``strata`` is given).
+
+    Parameters
+    ----------
+    n : int
+        Sample size.
+    seed_seq : numpy.random.SeedSequence or int
+        Seed of this replicate.
+    strata : ndarray, optional
+        Stratum of each subject; each stratum is resampled to its own size.
+
+    Returns
+    -------
+    ndarray
+        ``n`` indices drawn with replacement.
+    """
     rng = np.random.default_rng(seed_seq)
     if strata is None:
         return rng.integers(0, n, n)

@@ -1,14 +1,10 @@
 """Calibration of a Cox model at a time point, with bootstrap optimism correction as R
 ``rms::calibrate(fit, cmethod="KM", u=t, m=m, B=B)``.
 
-Own code following rms' algorithm: predicted S(u) = S0(u) ** exp(lp - centre); patients grouped by cut points
-at the quantiles of ``c(0, 1, predicted)`` with ``g = floor(n / m)`` groups (fixed from the original fit);
-per group the Kaplan-Meier S(u) and the mean prediction; index = KM - mean predicted.  Each bootstrap replicate refits
-the model on the resample and evaluates the index on the resample (training) and on the original data (test);
-optimism = mean(training - test); ``km_corrected = KM - optimism``.  Bootstrap replicates are seeded per replicate
-(:mod:`hcc_utils.stats.bootstrap`): identical results for any ``n_jobs``.  R's own bootstrap draws differ, so
-corrected values agree with R only in distribution; the apparent part (KM, mean predicted) is deterministic.
-For logistic models see :func:`hcc_utils.stats.roc.logistic_calibration_curve`.
+Own code following rms' algorithm (grouping, Kaplan-Meier per group, optimism from seeded bootstrap refits; the
+steps are in ``book/method.md``, "The statistics library"): identical results for any ``n_jobs``; R's bootstrap draws
+differ, so corrected values agree with R only in distribution. For logistic models see
+:func:`hcc_utils.stats.roc.logistic_calibration_curve`.
 """
 from __future__ import annotations
 
@@ -157,6 +153,17 @@ def calibration_from_predictions(time, event, predicted_survival, t: float, n_gr
     made elsewhere (e.g. a development-cohort model applied to the validation cohort; no optimism correction).
 
     Groups: quantiles of ``c(0, 1, predicted)`` as rms (``n_groups`` groups).
+
+    Parameters
+    ----------
+    time, event : array-like
+        Follow-up and event indicator.
+    predicted_survival : array-like
+        Predicted S(t) of each subject.
+    t : float
+        Time point (units of ``time``).
+    n_groups : int
+        Number of groups of predicted survival.
 
     Returns
     -------

@@ -107,6 +107,23 @@ def bootstrap_c_index_ci(time, event, risk, n_boot: int = 1000, level: float = 0
                          n_jobs: int = 1, progress: bool = False) -> CIndexResult:
     """Harrell's C with a percentile bootstrap interval (seeded; identical for any ``n_jobs``).
 
+    Parameters
+    ----------
+    time, event : array-like
+        Follow-up and event indicator.
+    risk : array-like
+        Risk score (higher = earlier event).
+    n_boot : int
+        Bootstrap replicates.
+    level : float
+        Confidence level.
+    seed : int
+        Seed of the replicates.
+    n_jobs : int
+        Worker processes (results do not depend on it).
+    progress : bool
+        Show a progress bar.
+
     Returns
     -------
     CIndexResult
@@ -126,6 +143,17 @@ def bootstrap_c_index_ci(time, event, risk, n_boot: int = 1000, level: float = 0
 def compare_td_auc(time, event, marker_a, marker_b, t: float, level: float = 0.95) -> PairedComparison:
     """Paired comparison of two cumulative/dynamic AUC(t) via their influence functions (riskRegression ``Score``
     contrasts; ``diff = AUC_a - AUC_b``, se = sd(IF_a - IF_b)/sqrt(n)).
+
+    Parameters
+    ----------
+    time, event : array-like
+        Follow-up and event indicator.
+    marker_a, marker_b : array-like
+        The two markers (higher = earlier event), on the same subjects.
+    t : float
+        Time point of the AUC.
+    level : float
+        Confidence level.
 
     Returns
     -------

@@ -190,7 +190,18 @@ def cox_model(data: pd.DataFrame, terms, duration_col: str = "time", event_col: 
 
 
 def cox_null_loglik(time, event) -> float:
-    """Efron partial log-likelihood at beta = 0 (R ``coxph(...)$loglik[1]``)."""
+    """Efron partial log-likelihood at beta = 0 (R ``coxph(...)$loglik[1]``).
+
+    Parameters
+    ----------
+    time, event : array-like
+        Follow-up and event indicator.
+
+    Returns
+    -------
+    float
+        The log partial likelihood of the null model.
+    """
     from statsmodels.duration.hazard_regression import PHReg
 
     t = as_time(time)
@@ -209,6 +220,19 @@ def _complete(df, cols):
 def cox_univariable_screen(df: pd.DataFrame, duration_col: str, event_col: str, candidates, level: float = 0.95,
                            reference: dict | None = None) -> pd.DataFrame:
     """One Cox model per candidate variable.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Data with the duration, event and candidate columns.
+    duration_col, event_col : str
+        Follow-up and event columns.
+    candidates : list of str or term specs
+        Variables screened one at a time (see :func:`term_columns`).
+    level : float
+        Confidence level of the hazard-ratio intervals.
+    reference : dict, optional
+        Reference level per categorical variable.
 
     Returns
     -------
@@ -239,6 +263,21 @@ def cox_univariable_screen(df: pd.DataFrame, duration_col: str, event_col: str, 
 def cox_multivariable(df: pd.DataFrame, duration_col: str, event_col: str, candidates, p_threshold: float = 0.05,
                       level: float = 0.95, reference: dict | None = None):
     """Multivariable Cox model on the candidates with univariable ``p_variable < p_threshold``.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Data with the duration, event and candidate columns.
+    duration_col, event_col : str
+        Follow-up and event columns.
+    candidates : list of str or term specs
+        Variables screened univariably.
+    p_threshold : float
+        Variables with ``p_variable`` below it enter the multivariable model.
+    level : float
+        Confidence level.
+    reference : dict, optional
+        Reference level per categorical variable.
 
     Returns
     -------

@@ -71,6 +71,17 @@ def survival_net_benefit(time, event, risk, t: float, thresholds=np.arange(0.01,
     NB(pt) = (1 - S_treated(t)) * P(treated) - S_treated(t) * P(treated) * pt / (1 - pt), with S_treated the
     Kaplan-Meier survival at ``t`` among subjects with ``risk >= pt``; treat-all uses the whole-sample KM.
 
+    Parameters
+    ----------
+    time, event : array-like
+        Follow-up and event indicator.
+    risk : array-like
+        Predicted probability of an event by ``t``.
+    t : float
+        Time point.
+    thresholds : array-like
+        Threshold probabilities ``pt``.
+
     Returns
     -------
     DataFrame

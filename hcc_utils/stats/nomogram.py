@@ -34,6 +34,11 @@ def cox_baseline_survival(time, event, lp_centred, t: float) -> float:
     lp_centred : array-like
         Centred linear predictor of the fitted subjects.
     t : float
+
+    Returns
+    -------
+    float
+        S0(t).
     """
     T = np.asarray(time, float)
     E = np.asarray(event, int)
@@ -51,7 +56,18 @@ def cox_baseline_survival(time, event, lp_centred, t: float) -> float:
 
 
 def default_axis_range(x: pd.Series) -> tuple[float, float]:
-    """rms ``datadist`` display range: quantiles ``q`` and ``1 - q`` with ``q = 10 / max(n, 200)``."""
+    """rms ``datadist`` display range: quantiles ``q`` and ``1 - q`` with ``q = 10 / max(n, 200)``.
+
+    Parameters
+    ----------
+    x : Series
+        Values of a continuous predictor.
+
+    Returns
+    -------
+    (float, float)
+        Lower and upper end of the displayed range.
+    """
     q = 10 / max(len(x), 200)
     lo, hi = np.quantile(np.asarray(x, float), [q, 1 - q])
     return float(lo), float(hi)
@@ -109,6 +125,11 @@ class Nomogram:
             :func:`default_axis_range`); the displayed range sets the point scale as in rms.
         reference : dict, optional
             Reference levels of categorical covariates.
+
+        Returns
+        -------
+        Nomogram
+            The nomogram of the fitted model at time ``t``.
         """
         axes = dict(axes or {})
         fit, X = cox_fit(df, duration_col, event_col, covariates, reference)
@@ -151,6 +172,10 @@ class Nomogram:
         spec : dict
             Variable -> ``{"kind": "continuous"|"categorical", "values": [...]}`` (ticks, or all levels with the
             reference included).
+
+        Returns
+        -------
+        Nomogram
         """
         axis_objs = []
         for v, sp in spec.items():
@@ -188,7 +213,20 @@ class Nomogram:
         raise KeyError(f"no axis {name!r}; axes: {[a.variable for a in self.axes]}")
 
     def points_for(self, variable: str, value) -> float:
-        """Points of one predictor value (continuous values may lie off the displayed ticks)."""
+        """Points of one predictor value (continuous values may lie off the displayed ticks).
+
+        Parameters
+        ----------
+        variable : str
+            Predictor name.
+        value : float or str
+            Its value (a level for a categorical predictor).
+
+        Returns
+        -------
+        float
+            Points on the variable's axis.
+        """
         a = self._axis(variable)
         if a.kind == "continuous":
             return float(self.scale * (a.beta[variable] * float(value) - a.min_bx))
@@ -198,17 +236,63 @@ class Nomogram:
         return float(self.scale * (a.beta.get(f"{variable}[{key}]", 0.0) - a.min_bx))
 
     def lp_from_points(self, total):
-        """Centred linear predictor for total points."""
+        """Centred linear predictor for total points.
+
+        Parameters
+        ----------
+        total : float or array-like
+            Total points.
+
+        Returns
+        -------
+        float or ndarray
+            Centred linear predictor.
+        """
         return np.asarray(total, float) / self.scale + sum(a.min_bx for a in self.axes) - self.centre
 
     def points_from_lp(self, lp):
+        """Total points for a centred linear predictor.
+
+        Parameters
+        ----------
+        lp : float or array-like
+            Centred linear predictor.
+
+        Returns
+        -------
+        ndarray
+            Total points.
+        """
         return (np.asarray(lp, float) + self.centre - sum(a.min_bx for a in self.axes)) * self.scale
 
     def survival_from_lp(self, lp):
+        """Predicted survival at ``t`` for a centred linear predictor.
+
+        Parameters
+        ----------
+        lp : float or array-like
+            Centred linear predictor.
+
+        Returns
+        -------
+        ndarray
+            Predicted survival at ``t``.
+        """
         return self.baseline_survival ** np.exp(np.asarray(lp, float))
 
     def points_for_survival(self, surv):
-        """Total points giving survival ``surv`` at ``t`` (for the survival axis ticks)."""
+        """Total points giving survival ``surv`` at ``t`` (for the survival axis ticks).
+
+        Parameters
+        ----------
+        surv : float or array-like
+            Survival probabilities at ``t``, in (0, 1).
+
+        Returns
+        -------
+        ndarray
+            Total points.
+        """
         s = np.asarray(surv, float)
         if ((s <= 0) | (s >= 1)).any():
             raise ValueError("survival probabilities must lie strictly between 0 and 1")
@@ -238,20 +322,44 @@ class Nomogram:
         return {"points": pts, "total": total, "lp": lp, "survival": s, "risk": 1 - s}
 
     def total_points_axis(self, n_ticks: int = 11) -> pd.DataFrame:
-        """Ticks of the total-points axis with their linear predictor and survival."""
+        """Ticks of the total-points axis with their linear predictor and survival.
+
+        Parameters
+        ----------
+        n_ticks : int
+            Number of ticks.
+
+        Returns
+        -------
+        DataFrame
+            points, lp, survival.
+        """
         hi = sum(max(a.points) for a in self.axes)
         pts = np.linspace(0, hi, n_ticks)
         lp = self.lp_from_points(pts)
         return pd.DataFrame({"total_points": pts, "lp": lp, "survival": self.survival_from_lp(lp)})
 
     def axes_frame(self) -> pd.DataFrame:
-        """Long table: variable, kind, value, points (one row per tick)."""
+        """Long table: variable, kind, value, points (one row per tick).
+
+        Returns
+        -------
+        DataFrame
+            variable, kind, value, points.
+        """
         return pd.DataFrame([{"variable": a.variable, "kind": a.kind, "value": v, "points": p}
                              for a in self.axes for v, p in zip(a.values, a.points)])
 
     def to_dict(self) -> dict:
         """JSON-able export for a JavaScript calculator: points(v, x) = scale * (beta*x - min_bx);
-        lp = total/scale + sum(min_bx) - centre; S(t) = baseline_survival ** exp(lp)."""
+        lp = total/scale + sum(min_bx) - centre; S(t) = baseline_survival ** exp(lp).
+
+        Returns
+        -------
+        dict
+            Axes, scale, centre, baseline survival, time point, coefficients and reference levels (read back by
+            :meth:`from_dict`).
+        """
         d = {"model": "cox", "t": self.t, "time_unit": self.time_unit, "coefficients": self.coefficients,
              "centre": self.centre, "baseline_survival": self.baseline_survival, "scale": self.scale,
              "lp_offset": float(sum(a.min_bx for a in self.axes) - self.centre),
@@ -300,6 +408,17 @@ class Nomogram:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Nomogram":
+        """The nomogram from its :meth:`to_dict` export.
+
+        Parameters
+        ----------
+        d : dict
+            As written by :meth:`to_dict`.
+
+        Returns
+        -------
+        Nomogram
+        """
         return cls(axes=[NomogramAxis(**a) for a in d["axes"]], scale=d["scale"], centre=d["centre"],
                    baseline_survival=d["baseline_survival"], t=d["t"], coefficients=d["coefficients"],
                    reference=d.get("reference", {}), time_unit=d.get("time_unit", "months"))

@@ -1,14 +1,9 @@
 """ROC analysis for binary outcomes: DeLong AUC CI and paired test, Youden threshold, metrics, bootstrap CI,
 logistic calibration curve.
 
-Library choices
----------------
-* AUC and its DeLong variance: own code, the fast midrank algorithm of Sun & Xu (2014, IEEE Signal Process. Lett.
-  21:1389) -- one sort per score, O(n log n).  Neither scikit-learn nor scipy gives a DeLong variance.  Matches
-  pROC ``ci.auc(method="delong")`` and ``roc.test(method="delong", paired=TRUE)`` (direction ``"<"``: a higher score
-  means a case).
-* Youden threshold: own code reproducing pROC ``coords(x="best")``; scikit-learn's ``roc_curve`` returns observed
-  scores, pROC the midpoints between consecutive distinct scores.
+The AUC and its DeLong variance are own code (Sun & Xu 2014 midrank algorithm, as pROC ``ci.auc`` / ``roc.test``;
+a higher score means a case); the Youden threshold reproduces pROC ``coords(x="best")`` (midpoints between scores).
+Why, in ``book/method.md`` ("The statistics library").
 """
 from __future__ import annotations
 
@@ -226,6 +221,15 @@ def youden_threshold(y, score, positive=None) -> float:
     is called positive when ``score >= threshold``.  When several thresholds reach the same maximal J (pROC returns
     all of them) the lowest is returned.
 
+    Parameters
+    ----------
+    y : array-like
+        Binary outcome (see ``positive``).
+    score : array-like
+        Score, higher meaning a case.
+    positive : object, optional
+        The outcome level counted as a case (needed for non-numeric labels).
+
     Returns
     -------
     float
@@ -239,6 +243,17 @@ def youden_threshold(y, score, positive=None) -> float:
 
 def classification_metrics(y, score, threshold: float, positive=None) -> ClassificationMetrics:
     """Accuracy, sensitivity, specificity, PPV and NPV with ``score >= threshold`` called positive.
+
+    Parameters
+    ----------
+    y : array-like
+        Binary outcome.
+    score : array-like
+        Score.
+    threshold : float
+        Subjects with ``score >= threshold`` are called positive.
+    positive : object, optional
+        The outcome level counted as a case.
 
     Returns
     -------
@@ -282,6 +297,27 @@ def bootstrap_auc_ci(y, score, n_boot: int = 2000, level: float = 0.95, seed: in
     """Percentile bootstrap CI of the AUC (stratified by default, as pROC ``ci.auc(method="bootstrap")``).
 
     Seeded through :func:`hcc_utils.stats.bootstrap.seeded_bootstrap`: identical result for any ``n_jobs``.
+
+    Parameters
+    ----------
+    y : array-like
+        Binary outcome.
+    score : array-like
+        Score, higher meaning a case.
+    n_boot : int
+        Bootstrap replicates.
+    level : float
+        Confidence level.
+    seed : int
+        Seed of the replicates.
+    n_jobs : int
+        Worker processes (results do not depend on it).
+    stratified : bool
+        Resample cases and controls separately (pROC's default).
+    positive : object, optional
+        The outcome level counted as a case.
+    progress : bool
+        Show a progress bar.
 
     Returns
     -------

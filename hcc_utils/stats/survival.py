@@ -1,19 +1,9 @@
 """Survival statistics: Kaplan-Meier median, log-rank, Cox tables (Efron ties), Harrell's C and cumulative/dynamic
 time-dependent AUC with influence-function standard errors.
 
-Library choices
----------------
-* ``km_median``: own Kaplan-Meier with R ``survfit`` rules (Greenwood variance, ``conf.type="log"``, the
-  ``quantile.survfit`` midpoint rule when S(t) is exactly 0.5).  lifelines uses log(-log) intervals.
-* ``logrank``: statsmodels ``survdiff`` (same chi-square as R ``survdiff``).
-* ``cox_table``: statsmodels ``PHReg(ties="efron")`` (matches R ``coxph`` to ~1e-8 here; lifelines' default
-  tolerance differs in the 6th digit).
-* ``harrell_c``: own code; concordance as R ``survival::concordance`` (``timewt="n"``, tied risks count 1/2, tied
-  event times excluded, a censoring at a death time counts as surviving longer) and its infinitesimal-jackknife
-  standard error.
-* ``time_dependent_auc``: own code (scikit-survival's ``cumulative_dynamic_auc`` gives no standard error); IPCW
-  with Kaplan-Meier censoring weights and cases ``T <= t`` as riskRegression ``Score``; the standard error comes from
-  the influence function including the censoring-estimation term (Blanche et al. 2013).
+``km_median`` follows R ``survfit`` (log CI), ``logrank`` and ``cox_table`` use statsmodels, ``harrell_c`` and
+``time_dependent_auc`` are own code as R ``concordance`` and riskRegression ``Score``; why, and how close to R, in
+``book/method.md`` ("The statistics library").
 """
 from __future__ import annotations
 
@@ -81,6 +71,13 @@ def _surv_inputs(time, event):
 
 def kaplan_meier(time, event, level: float = 0.95) -> pd.DataFrame:
     """Kaplan-Meier table at every distinct time, as R ``survfit`` (Greenwood SE, log CI).
+
+    Parameters
+    ----------
+    time, event : array-like
+        Follow-up and event indicator.
+    level : float
+        Confidence level.
 
     Returns
     -------
@@ -164,6 +161,13 @@ def km_median(time, event, level: float = 0.95) -> KMMedian:
 def logrank(time, event, group) -> LogRankResult:
     """Log-rank test across the levels of ``group`` (statsmodels ``survdiff``, as R ``survdiff``).
 
+    Parameters
+    ----------
+    time, event : array-like
+        Follow-up and event indicator.
+    group : array-like
+        Group of each subject (two or more levels).
+
     Returns
     -------
     LogRankResult
@@ -190,6 +194,20 @@ def cox_design(df: pd.DataFrame, covariates, reference: dict | None = None) -> p
 
     Numeric and boolean columns pass through (booleans as 0/1); string/categorical columns become treatment dummies
     named ``var[level]`` with the first level (category order, else sorted) or ``reference[var]`` as reference.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Data holding the covariates.
+    covariates : list of str
+        Columns of the design.
+    reference : dict, optional
+        Reference level per categorical covariate.
+
+    Returns
+    -------
+    DataFrame
+        One float column per numeric covariate and per non-reference level.
 
     Raises
     ------
@@ -227,6 +245,17 @@ def cox_design(df: pd.DataFrame, covariates, reference: dict | None = None) -> p
 
 def cox_fit(df: pd.DataFrame, duration_col: str, event_col: str, covariates, reference: dict | None = None):
     """Fit a Cox model with Efron ties (statsmodels ``PHReg``).
+
+    Parameters
+    ----------
+    df : DataFrame
+        Data with the duration, event and covariate columns.
+    duration_col, event_col : str
+        Follow-up and event columns.
+    covariates : list of str
+        Covariates (see :func:`cox_design`).
+    reference : dict, optional
+        Reference level per categorical covariate.
 
     Returns
     -------
@@ -376,7 +405,22 @@ def harrell_c(time, event, risk, level: float = 0.95) -> CIndexResult:
 
 
 def harrell_c_influence(time, event, risk) -> tuple[float, np.ndarray]:
-    """C-index and its per-subject influence values (``sum(infl**2)`` = variance, as R ``concordance``)."""
+    """C-index and its per-subject influence values (``sum(infl**2)`` = variance, as R ``concordance``).
+
+    Parameters
+    ----------
+    time, event : array-like
+        Follow-up and event indicator.
+    risk : array-like
+        Risk score (higher = earlier event).
+
+    Returns
+    -------
+    c : float
+        Harrell's C.
+    infl : ndarray
+        Influence value per subject.
+    """
     t, e = _surv_inputs(time, event)
     r = as_float(risk, "risk")
     same_length(time=t, risk=r)
@@ -405,6 +449,15 @@ def _censoring_km(t, e):
 
 def td_auc_influence(time, event, marker, t: float):
     """Cumulative/dynamic AUC(t) and its influence function (one value per subject).
+
+    Parameters
+    ----------
+    time, event : array-like
+        Follow-up and event indicator.
+    marker : array-like
+        Marker (higher = earlier event).
+    t : float
+        Time point.
 
     Returns
     -------

@@ -1,16 +1,8 @@
 """Table 1: descriptive cells and between-group tests as the paper specifies.
 
-Library choices
----------------
-* Student's t (``scipy.stats.ttest_ind(equal_var=True)``; Python ``tableone`` uses Welch) -- normal variables.
-* Mann-Whitney U, normal approximation with tie and continuity correction (``scipy.stats.mannwhitneyu(
-  method="asymptotic", use_continuity=True)``, = R ``wilcox.test(exact=FALSE, correct=TRUE)``) -- skewed variables.
-* Pearson chi-square without Yates' correction (``scipy.stats.chi2_contingency(correction=False)``; scipy corrects
-  2x2 tables by default) -- categorical variables.
-* Fisher's exact test for R x C tables when an expected count is below 5: own exact enumeration (scipy's
-  ``fisher_exact`` is exact only for 2x2), p = sum of the probabilities of tables no more likely than the observed
-  one (relative tolerance 1e-7, as R ``fisher.test``).
-* More than two groups: one-way ANOVA (normal) and Kruskal-Wallis (skewed).
+Student's t (normal), Mann-Whitney U with continuity correction (skewed), Pearson chi-square without Yates'
+correction, or Fisher's exact test for R x C tables when an expected count is below 5 (categorical); ANOVA and
+Kruskal-Wallis for more than two groups. The library choices are in ``book/method.md`` ("The statistics library").
 """
 from __future__ import annotations
 
@@ -99,6 +91,11 @@ def fisher_exact_rxc(table, max_states: int = 20_000_000) -> float:
 
 def chi2_or_fisher(table) -> tuple[float, str, float]:
     """Pearson chi-square (no continuity correction), or Fisher's exact test when an expected count is < 5.
+
+    Parameters
+    ----------
+    table : array-like
+        R x C contingency table of counts.
 
     Returns
     -------

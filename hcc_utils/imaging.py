@@ -1,4 +1,4 @@
-"""Image I/O with SimpleITK (stage 1, with :mod:`hcc_utils.manifest`).
+"""Medical image I/O with SimpleITK: reading, writing, geometry checks and the DICOM tags never read.
 
 Reads NIfTI, NRRD/MHA (what ITK-SNAP saves) and DICOM series folders, keeping HU (SimpleITK applies DICOM's
 RescaleSlope/RescaleIntercept), spacing, origin and direction.
@@ -13,12 +13,12 @@ them, and :func:`find_text_in_tree` searches a folder (outputs, the HTML book) f
 """
 from __future__ import annotations
 
-import gzip
 import functools
+import gzip
 import hashlib
 import html
-import locale
 import io as _io
+import locale
 import uuid
 import zipfile
 from dataclasses import dataclass
