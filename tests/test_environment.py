@@ -60,7 +60,7 @@ def test_profile_scales_are_ordered():
     ci, demo, paper = (load_profile(n) for n in PROFILES)
     assert paper["preprocess"]["size"] == 256
     # the network sees the synthetic tumour at no coarser than about 3 mm per pixel (field of view / input size)
-    from hcc_utils.synthetic import CENTRES
+    from hcc_utils.phantom import CENTRES
 
     for c in CENTRES.values():
         assert c["size"][0] * c["spacing"][0] / demo["preprocess"]["size"] <= 3.05, c

@@ -12,6 +12,7 @@ LAYERS = [
     ["config", "files", "imaging", "progress", "stats", "tables"],
     ["checks", "style"],
     ["manifest"],
+    ["phantom"],
     ["synthetic", "preprocess"],
     ["handcrafted", "robustness", "harmonisation"],
     ["segmentation"],
