@@ -588,8 +588,10 @@ def run_comparison(patients: pd.DataFrame, features: dict[str, pd.DataFrame], gr
 
 
 def radiomics_design(table: pd.DataFrame) -> pd.DataFrame:
-    """A handcrafted feature table as model columns: float, without the columns that are non-finite for any patient
-    (e.g. a texture feature undefined in a one-voxel-thick tumour); the choice uses features only, never outcomes.
+    """A handcrafted feature table as model columns: float, without the columns that are non-finite for a patient
+    who has features of that phase (e.g. a texture feature undefined in a one-voxel-thick tumour). A patient without
+    any feature of a phase (an empty predicted mask: a NaN block) is kept and imputed by the training folds' median.
+    Columns are grouped by phase by their prefix (``AP_``, ``PP_``). The choice uses features only, never outcomes.
 
     Raises
     ------
@@ -598,10 +600,20 @@ def radiomics_design(table: pd.DataFrame) -> pd.DataFrame:
     """
     X = table.astype(float)
     X.index = X.index.astype(str)
-    keep = np.isfinite(X.to_numpy()).all(axis=0)
-    if not keep.any():
+    keep = []
+    for _, cols in X.columns.to_series().groupby(X.columns.str.split("_").str[0], sort=False):
+        a = X[cols.to_list()].to_numpy()
+        has = ~np.isnan(a).all(axis=1)
+        keep += [c for c, ok in zip(cols, np.isfinite(a[has]).all(axis=0)) if ok]
+    if not keep:
         raise ValueError("radiomics: every feature column has a non-finite value")
-    return X.loc[:, keep]
+    return X[[c for c in X.columns if c in set(keep)]]
+
+
+def _without_features(X: pd.DataFrame) -> pd.Series:
+    """Patients missing every feature of at least one phase (flag per row)."""
+    blocks = X.isna().T.groupby(X.columns.str.split("_").str[0]).all().T
+    return blocks.any(axis=1)
 
 
 def _fit_radiomics(patients: pd.DataFrame, radiomics: dict[str, pd.DataFrame], grid, n_folds: int, seed: int,
@@ -623,7 +635,8 @@ def _fit_radiomics(patients: pd.DataFrame, radiomics: dict[str, pd.DataFrame], g
         if ph != "Radiomics-C":
             Xd = _align(tables[ph], dev, f"radiomics/{ph} (development)")
             Xv = _align(tables[ph], val, f"radiomics/{ph} (validation)")
-            per_phase[ph] = fit_nested(f"Radiomics-{ph}", Xd, y_dev, Xv, grid, n_folds, seed, n_jobs=n_jobs)
+            per_phase[ph] = fit_nested(f"Radiomics-{ph}", Xd, y_dev, Xv, grid, n_folds, seed,
+                                       allow_missing=True, n_jobs=n_jobs)
     cv_auc = {ph: _auc(y_dev, f.cv_prob) for ph, f in per_phase.items()}
     best = max(phases, key=lambda ph: (cv_auc[ph], -phases.index(ph)))  # ties: the earlier phase, as DSFR
     clin = clinical_design(patients)
@@ -637,8 +650,9 @@ def _fit_radiomics(patients: pd.DataFrame, radiomics: dict[str, pd.DataFrame], g
     rad = per_phase[best]
     rad.name = "Radiomics"
     info = {"phase": best, "phase_cv_auc": cv_auc,
-            "n_dropped_non_finite": {ph: int(radiomics[ph].shape[1] - tables[ph].shape[1]) for ph in phases}}
-    rad.extra.update(info, n_missing=0)
+            "n_dropped_non_finite": {ph: int(radiomics[ph].shape[1] - tables[ph].shape[1]) for ph in phases},
+            "n_without_features": int(_without_features(tables[best]).sum())}
+    rad.extra.update(info, n_missing=int(tables[best].loc[patients.index].isna().sum().sum()))
     rc.extra.update(phase=best)
     return {"Radiomics": rad, "Radiomics-C": rc}
 

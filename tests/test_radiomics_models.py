@@ -26,6 +26,7 @@ def toy(n_dev=60, n_val=30, seed=3):
         cols = [f"{ph}_glcm_f{j}" for j in range(5)] + [f"{ph}_shape_Flatness"]
         rad[ph] = pd.DataFrame(R, index=pt.index, columns=cols)
     rad["AP"].iloc[3, -1] = np.nan  # an undefined feature for one patient: its column is dropped
+    rad["PP"].iloc[4] = np.nan  # no features at all (empty predicted mask): imputed inside the folds
     deep["DP"] = pd.concat([deep["AP"].add_prefix("AP_"), deep["PP"].add_prefix("PP_")], axis=1)
     rad["DP"] = rad["AP"].join(rad["PP"])
     return pt, deep, rad
@@ -60,11 +61,15 @@ def test_radiomics_rows_phase_choice_and_delong(runs):
     dev = pt[pt.cohort == "development"]
     # the phase with the best development nested-CV AUC, each phase fitted as DSFR is
     aucs = {ph: stats.roc_auc_ci(dev.er, models.fit_nested(ph, models.radiomics_design(rad[ph]).loc[dev.index],
-                                                           dev.er.astype(int), None, GRID, 3, 5).cv_prob).auc
+                                                           dev.er.astype(int), None, GRID, 3, 5,
+                                                           allow_missing=True).cv_prob).auc
             for ph in models.DSFR_PHASES}
     assert r.extra["phase"] == max(aucs, key=aucs.get) and r.extra["phase"] in ("PP", "DP")
     assert r.extra["phase_cv_auc"] == pytest.approx(aucs)
     assert "AP_shape_Flatness" not in r.features and r.extra["n_dropped_non_finite"]["AP"] == 1
+    assert r.extra["n_dropped_non_finite"]["PP"] == 0 and r.extra["n_dropped_non_finite"]["DP"] == 1
+    assert r.extra["n_without_features"] == 1
+    assert full.predictions.prob.notna().all()
     rc = full.fits["Radiomics-C"]
     assert rc.features[:len(r.features)] == r.features and {"sex_F", "ggt"} <= set(rc.features)
     pred = full.predictions
