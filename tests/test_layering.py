@@ -18,7 +18,7 @@ LAYERS = [
     ["features"],
     ["gradcam", "lits"],
     ["cohort_table", "models", "report", "survival", "nomogram_widget"],
-    ["ablation"],
+    ["ablation", "radiomics_study"],
     ["run"],
 ]
 RANK = {m: i for i, layer in enumerate(LAYERS) for m in layer}
