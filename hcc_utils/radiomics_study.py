@@ -330,7 +330,7 @@ def auc_rows(comp: models.Comparison, label: str, model_names=None) -> pd.DataFr
             continue
         r = t2[t2.model == m].set_index("cohort")
         rows.append({"setting": label, "model": "DSFR" if m == comp.dsfr else m,
-                     "phase": comp.phase if m == comp.dsfr else comp.fits[m].extra.get("phase", ""),
+                     "phase": comp.phase if m in (comp.dsfr, "DSFR-C") else comp.fits[m].extra.get("phase", ""),
                      "n_features": len(comp.fits[m].features),
                      **{f"auc_{c}": r.loc[c, "auc"] if c in r.index else np.nan for c in ("development", "validation")}})
     return pd.DataFrame(rows)
