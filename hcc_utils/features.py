@@ -163,13 +163,16 @@ def layer_channels(model, layers, size: int) -> list[tuple[str, int]]:
 
 @torch.inference_mode()
 def case_features(model, case: pp.CaseCache, layers, mask: str = "predicted", batch_size: int = 32,
-                  device="auto", slices: list[int] | None = None,
-                  postprocess: str = "none") -> tuple[np.ndarray, list[int], list[float], str]:
+                  device="auto", slices: list[int] | None = None, postprocess: str = "none",
+                  perturb: str | None = None) -> tuple[np.ndarray, list[int], list[float], str]:
     """Per-slice pooled features of one cached case.
 
     ``slices`` restricts the forward passes (``mask="predicted"``) to these z indices (default: all slices); the
     fallback then looks among them. ``postprocess`` is applied to the predicted mask of those slices
-    (:func:`hcc_utils.segmentation.postprocess_mask`, the same rule as the stored predicted masks).
+    (:func:`hcc_utils.segmentation.postprocess_mask`, the same rule as the stored predicted masks). ``perturb``
+    (``'erode'`` or ``'dilate'``) pools in the mask eroded or dilated by one pixel at network size
+    (:func:`hcc_utils.handcrafted.perturb_mask`); slices that erosion empties are dropped, and a case it would
+    empty entirely keeps its unperturbed mask (with a warning).
 
     Returns
     -------
@@ -203,6 +206,16 @@ def case_features(model, case: pp.CaseCache, layers, mask: str = "predicted", ba
                           "region = connected pixels with probability >= half that maximum", UserWarning, stacklevel=2)
             keep, m = [zs[i]], fallback_region(torch.from_numpy(prob[i])).numpy()[None]
             source = "fallback_max_prob"
+    if perturb is not None:
+        from hcc_utils.handcrafted import perturb_mask
+
+        pm = perturb_mask(np.asarray(m), perturb).astype(bool)
+        nz = pm.reshape(len(keep), -1).any(1)
+        if nz.any():
+            keep, m = [z for z, k in zip(keep, nz) if k], pm[nz]
+        else:
+            warnings.warn(f"patient {case.patient_id} {case.phase}: the '{perturb}' perturbation empties the tumour "
+                          "mask; the unperturbed mask is used", UserWarning, stacklevel=2)
     feats = []
     with Hooks(model, layers) as h:
         for s in range(0, len(keep), batch_size):
@@ -216,7 +229,7 @@ def case_features(model, case: pp.CaseCache, layers, mask: str = "predicted", ba
 
 
 def extract_phase(manifest, profile, phase: str, mask: str | None = None, device="auto", progress: bool = True,
-                  layers=None) -> pd.DataFrame:
+                  layers=None, perturb: str | None = None, write: bool = True) -> pd.DataFrame:
     """Extract the tumour-pooled features of every patient for one phase and write the tables.
 
     Parameters
@@ -228,6 +241,10 @@ def extract_phase(manifest, profile, phase: str, mask: str | None = None, device
         Default ``profile["features"]["mask"]``.
     layers : list of str, optional
         Default ``profile["features"]["layers"]``.
+    perturb : {None, 'erode', 'dilate'}
+        Pool in the mask eroded or dilated by one pixel (:func:`case_features`).
+    write : bool
+        Write the tables under ``features/`` (False: only return the patient table, e.g. for a robustness study).
 
     Returns
     -------
@@ -253,7 +270,7 @@ def extract_phase(manifest, profile, phase: str, mask: str | None = None, device
     for row in pp._progress(rows, progress, f"features {phase}"):
         case = pp.prepare_case(row, phase, profile)
         f, zs, areas, source = case_features(model, case, layers, mask, bs, dev,
-                                             None if visit is None else visit.get(case.patient_id), post)
+                                             None if visit is None else visit.get(case.patient_id), post, perturb)
         vecs.append(f.mean(0))
         qc.append({"patient_id": case.patient_id, "mask_source": source, "n_tumour_slices": len(zs),
                    "tumour_area_px": float(np.sum(areas))})
@@ -271,6 +288,8 @@ def extract_phase(manifest, profile, phase: str, mask: str | None = None, device
     if not np.isfinite(table.to_numpy()).all():
         bad = table.index[~np.isfinite(table.to_numpy()).all(1)].tolist()
         raise RuntimeError(f"{phase}: non-finite features for patients {bad}")
+    if not write:
+        return table
     out = profile.outputs / "features"
     out.mkdir(parents=True, exist_ok=True)
     table.to_parquet(out / f"{phase}.parquet")

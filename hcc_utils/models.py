@@ -21,6 +21,9 @@ The best imaging phase (``AP``, ``PP`` or ``DP``, the dual-phase concatenation) 
 development cross-validated AUC; DSFR-C adds the clinical variables to that phase's features. The classification
 threshold is the Youden threshold of the development cross-validated predictions
 (:func:`hcc_utils.stats.youden_threshold`) and is applied unchanged to the validation cohort.
+
+Given handcrafted radiomics tables, :func:`run_comparison` also fits the comparators Radiomics (best phase, chosen
+the same way) and Radiomics-C (with the clinical variables); Table 2 then gains their rows, DeLong p against DSFR.
 """
 from __future__ import annotations
 
@@ -46,6 +49,8 @@ from hcc_utils.stats import format_p
 
 DSFR_PHASES = ("AP", "PP", "DP")
 MODEL_ORDER = ("DSFR-AP", "DSFR-PP", "DSFR-DP", "DSFR-C", "Visual")
+#: The handcrafted comparators, fitted only when :func:`run_comparison` is given radiomics tables.
+RADIOMICS_ORDER = ("Radiomics", "Radiomics-C")
 GRID_KEYS = ("C", "max_iter", "tol")
 
 
@@ -501,8 +506,13 @@ class Comparison:
 
 
 def run_comparison(patients: pd.DataFrame, features: dict[str, pd.DataFrame], grid: dict[str, list],
-                   n_folds: int, seed: int, progress: bool = True, n_jobs: int = 1) -> Comparison:
+                   n_folds: int, seed: int, progress: bool = True, n_jobs: int = 1,
+                   radiomics: dict[str, pd.DataFrame] | None = None) -> Comparison:
     """Fit DSFR-AP/PP/DP, choose the DSFR phase, fit DSFR-C and Visual, and build Table 2.
+
+    With ``radiomics`` the handcrafted comparators are added: Radiomics (the phase among AP/PP/DP with the best
+    development nested-CV AUC, chosen exactly as the DSFR phase) and Radiomics-C (that phase's features with the
+    clinical variables, as DSFR-C). Without it the result is the same as before, row for row.
 
     Parameters
     ----------
@@ -517,6 +527,9 @@ def run_comparison(patients: pd.DataFrame, features: dict[str, pd.DataFrame], gr
         Show a progress bar over models.
     n_jobs : int
         Parallel grid fits (``profile["models"]["n_jobs"]`` when set); results do not depend on it.
+    radiomics : dict, optional
+        Phase (``AP``, ``PP``, ``DP``) -> handcrafted feature table (:func:`hcc_utils.handcrafted.load_radiomics`).
+        Columns with a non-finite value for any patient are dropped (:func:`radiomics_design`).
 
     Returns
     -------
@@ -562,6 +575,8 @@ def run_comparison(patients: pd.DataFrame, features: dict[str, pd.DataFrame], gr
         fits[name] = fit_nested(name, Xd, y_dev, Xv, grid, n_folds, seed, allow_missing=name == "DSFR-C",
                                 n_jobs=n_jobs)
         fits[name].extra["n_missing"] = int(Xd.isna().sum().sum() + Xv.isna().sum().sum())
+    if radiomics:
+        fits.update(_fit_radiomics(patients, radiomics, grid, n_folds, seed, n_jobs, progress))
     from hcc_utils import stats
 
     for f in fits.values():
@@ -570,6 +585,76 @@ def run_comparison(patients: pd.DataFrame, features: dict[str, pd.DataFrame], gr
     comp.predictions = predictions_table(comp)
     comp.table2 = table2(comp)
     return comp
+
+
+def radiomics_design(table: pd.DataFrame) -> pd.DataFrame:
+    """A handcrafted feature table as model columns: float, without the columns that are non-finite for a patient
+    who has features of that phase (e.g. a texture feature undefined in a one-voxel-thick tumour). A patient without
+    any feature of a phase (an empty predicted mask: a NaN block) is kept and imputed by the training folds' median.
+    Columns are grouped by phase by their prefix (``AP_``, ``PP_``). The choice uses features only, never outcomes.
+
+    Raises
+    ------
+    ValueError
+        No column is left.
+    """
+    X = table.astype(float)
+    X.index = X.index.astype(str)
+    keep = []
+    for _, cols in X.columns.to_series().groupby(X.columns.str.split("_").str[0], sort=False):
+        a = X[cols.to_list()].to_numpy()
+        has = ~np.isnan(a).all(axis=1)
+        keep += [c for c, ok in zip(cols, np.isfinite(a[has]).all(axis=0)) if ok]
+    if not keep:
+        raise ValueError("radiomics: every feature column has a non-finite value")
+    return X[[c for c in X.columns if c in set(keep)]]
+
+
+def _without_features(X: pd.DataFrame) -> pd.Series:
+    """Patients missing every feature of at least one phase (flag per row)."""
+    blocks = X.isna().T.groupby(X.columns.str.split("_").str[0]).all().T
+    return blocks.any(axis=1)
+
+
+def _fit_radiomics(patients: pd.DataFrame, radiomics: dict[str, pd.DataFrame], grid, n_folds: int, seed: int,
+                   n_jobs: int, progress: bool) -> dict[str, ModelFit]:
+    """Radiomics (best phase by development nested-CV AUC) and Radiomics-C, fitted as the DSFR models."""
+    from tqdm.auto import tqdm
+
+    dev = patients[patients["cohort"] == "development"]
+    val = patients[patients["cohort"] == "validation"]
+    y_dev = dev["er"].astype(int)
+    phases = [p for p in DSFR_PHASES if p in radiomics]
+    if not phases:
+        raise ValueError(f"radiomics: no table for any of the phases {DSFR_PHASES}")
+    tables = {p: radiomics_design(radiomics[p]) for p in phases}
+    per_phase: dict[str, ModelFit] = {}
+    bar = tqdm(phases + ["Radiomics-C"], desc="radiomics models", disable=not progress)
+    for ph in bar:
+        bar.set_postfix_str(ph)
+        if ph != "Radiomics-C":
+            Xd = _align(tables[ph], dev, f"radiomics/{ph} (development)")
+            Xv = _align(tables[ph], val, f"radiomics/{ph} (validation)")
+            per_phase[ph] = fit_nested(f"Radiomics-{ph}", Xd, y_dev, Xv, grid, n_folds, seed,
+                                       allow_missing=True, n_jobs=n_jobs)
+    cv_auc = {ph: _auc(y_dev, f.cv_prob) for ph, f in per_phase.items()}
+    best = max(phases, key=lambda ph: (cv_auc[ph], -phases.index(ph)))  # ties: the earlier phase, as DSFR
+    clin = clinical_design(patients)
+    overlap = set(clin.columns) & set(tables[best].columns)
+    if overlap:
+        raise ValueError(f"radiomics feature names clash with clinical columns: {sorted(overlap)}")
+    Xall = pd.concat([_align(tables[best], patients, f"radiomics/{best}"), clin], axis=1)
+    rc = fit_nested("Radiomics-C", Xall.loc[dev.index], y_dev, Xall.loc[val.index], grid, n_folds, seed,
+                    allow_missing=True, n_jobs=n_jobs)
+    rc.extra["n_missing"] = int(Xall.isna().sum().sum())
+    rad = per_phase[best]
+    rad.name = "Radiomics"
+    info = {"phase": best, "phase_cv_auc": cv_auc,
+            "n_dropped_non_finite": {ph: int(radiomics[ph].shape[1] - tables[ph].shape[1]) for ph in phases},
+            "n_without_features": int(_without_features(tables[best]).sum())}
+    rad.extra.update(info, n_missing=int(tables[best].loc[patients.index].isna().sum().sum()))
+    rc.extra.update(phase=best)
+    return {"Radiomics": rad, "Radiomics-C": rc}
 
 
 def _auc(y, p) -> float:
@@ -600,7 +685,7 @@ def table2(comp: Comparison) -> pd.DataFrame:
     rows = []
     for cohort in COHORTS:
         ref = pred[(pred.model == comp.dsfr) & (pred.cohort == cohort)].set_index("patient_id")
-        for name in [m for m in MODEL_ORDER if m in comp.fits]:
+        for name in [m for m in MODEL_ORDER + RADIOMICS_ORDER if m in comp.fits]:
             f = comp.fits[name]
             d = pred[(pred.model == name) & (pred.cohort == cohort)].set_index("patient_id")
             if d.empty:
@@ -676,6 +761,9 @@ def results_dict(comp: Comparison, seed: int, grid: dict[str, list]) -> dict[str
         "n": {c: int((comp.patients.cohort == c).sum()) for c in COHORTS},
         "n_er": {c: int(comp.patients.loc[comp.patients.cohort == c, "er"].sum()) for c in COHORTS},
         "models": models,
+        **({"radiomics_phase": comp.fits["Radiomics"].extra["phase"],
+            "radiomics_phase_cv_auc": comp.fits["Radiomics"].extra["phase_cv_auc"]}
+           if "Radiomics" in comp.fits else {}),
     }
 
 

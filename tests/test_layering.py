@@ -19,7 +19,7 @@ LAYERS = [
     ["features"],
     ["gradcam", "lits"],
     ["cohort_table", "models", "report", "survival", "nomogram_widget", "book"],
-    ["ablation"],
+    ["ablation", "radiomics_study"],
     ["run"],
 ]
 RANK = {m: i for i, layer in enumerate(LAYERS) for m in layer}

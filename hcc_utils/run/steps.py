@@ -143,6 +143,11 @@ def plan(profile: Profile, manifest: Path | None = None, seed: int | None = None
         Step("06_gradcam", "06_gradcam", dict(base),
              deps=("04_model_comparison",) + tuple(f"02_unet_training_{ph}" for ph in PHASES),
              title="Grad-CAM of the DSFR features"),
+        Step("08_radiomics_robustness", "08_radiomics_robustness", dict(base),
+             deps=("04_model_comparison",) + tuple(f"03_feature_extraction_{ph}" for ph in PHASES),
+             title="Handcrafted radiomics, feature robustness and harmonisation",
+             available=lambda: (bool((profile.get("radiomics") or {}).get("enabled", True)),
+                                "radiomics.enabled is false in this profile")),
     ]
     if optional:
         ok, _ = gse14520_available()

@@ -1,0 +1,60 @@
+"""Deep features pooled in the eroded or dilated mask (one pixel at network size)."""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+import numpy as np
+import pytest
+
+from hcc_utils import features as fe
+from hcc_utils import handcrafted as hc
+from hcc_utils import preprocess as pp
+from hcc_utils import segmentation as seg
+from toy_cohort import make_cohort, toy_profile
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("perturb")
+    manifest = make_cohort(root / "cohort", n_dev=3, n_val=1, n_annotated=3, seed=2)
+    prof = toy_profile(root, unet={"epochs": 1, "batch_size": 8})
+    seg.train_phase(manifest, prof, "AP", progress=False)
+    return manifest, prof
+
+
+@pytest.mark.parametrize("how", ["erode", "dilate"])
+def test_perturbed_pooling_equals_pooling_in_the_perturbed_mask(trained, tmp_path, how):
+    manifest, prof = trained
+    model = seg.load_model(prof, "AP", "cpu")
+    layers = prof["features"]["layers"]
+    row = pp.load_manifest(manifest).iloc[0]
+    case = pp.prepare_case(row, "AP", prof)
+    f0, z0, a0, _ = fe.case_features(model, case, layers, "manual")
+    f1, z1, a1, src = fe.case_features(model, case, layers, "manual", perturb=how)
+    # the same thing computed by hand: a copy of the cached case whose mask is the perturbed one
+    copy = tmp_path / "case"
+    shutil.copytree(case.path, copy)
+    pm = hc.perturb_mask(np.asarray(case.mask), how)
+    np.save(copy / "mask.npy", pm)
+    ref = dataclasses.replace(case, path=copy, meta={**case.meta, "tumour_slices": [int(z) for z in
+                                                                                       np.flatnonzero(pm.any((1, 2)))]})
+    f2, z2, a2, _ = fe.case_features(model, ref, layers, "manual")
+    assert src == "manual" and z1 == z2 and a1 == a2
+    np.testing.assert_array_equal(f1, f2)
+    common = [z0.index(z) for z in z1]
+    if how == "dilate":
+        assert z1 == z0 and all(b > a for a, b in zip(a0, a1))
+    else:
+        assert set(z1) <= set(z0) and all(b < a0[i] for i, b in zip(common, a1))
+    assert not np.allclose(f0[common], f1)
+
+
+def test_extract_phase_perturbed_does_not_write(trained):
+    manifest, prof = trained
+    t = fe.extract_phase(manifest, prof, "AP", mask="manual", progress=False, perturb="dilate", write=False)
+    assert t.shape[0] == 4 and np.isfinite(t.to_numpy()).all()
+    assert not (prof.outputs / "features" / "AP.parquet").exists()
+    base = fe.extract_phase(manifest, prof, "AP", mask="manual", progress=False)
+    assert (prof.outputs / "features" / "AP.parquet").exists()
+    assert list(base.columns) == list(t.columns) and not np.array_equal(base.to_numpy(), t.to_numpy())
