@@ -36,7 +36,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from hcc_utils import __version__
+import hcc_utils as _package
 from hcc_utils.config import Profile
 from hcc_utils.files import file_sha256, write_json
 
@@ -106,7 +106,7 @@ def git_commit(folder: Path = PACKAGE.parent) -> dict:
 
 def code_version() -> dict:
     """The code version recorded in a bundle: package version, git commit and the digest of the computing sources."""
-    return {"package": "hcc_utils", "package_version": __version__, **git_commit(),
+    return {"package": "hcc_utils", "package_version": _package.__version__, **git_commit(),
             "source_digest": source_digest(), "source_modules": list(COMPUTE_MODULES)}
 
 

@@ -217,7 +217,8 @@ def render_html(detail: dict, figures: dict, bundle) -> str:
         f"{_pct(bundle.nomogram.spec.get('risk_threshold'))}</td></tr>",
     ]
     er = detail.get("nomogram_er_prob")
-    hidden = _cell("nomo-er", er, _pct(er)).replace("<td ", '<td hidden ')
+    er_v = "" if er is None or not math.isfinite(float(er)) else repr(float(er))
+    hidden = f'<span id="nomo-er" hidden data-value="{er_v}">{e(_pct(er))}</span>'
     warns = detail.get("warnings") or []
     wl = ("<ul>" + "".join(f'<li class="warning">{e(w)}</li>' for w in warns) + "</ul>" if warns
           else '<p class="nowarn">None: every input lies within what the development cohort covered.</p>')
@@ -230,6 +231,10 @@ def render_html(detail: dict, figures: dict, bundle) -> str:
 
     s = bundle.summary["cohorts"].get("development", {})
     code = bundle.code
+    bc = detail.get("book_cohort")
+    cohort_note = f"This patient was part of the book's {e(bc)} cohort. " if bc else ""
+    nomo_caption = ("The nomogram with this patient's points (red): one axis per input, total points and the "
+                    f"predicted {lm}-month recurrence-free survival.")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Early-recurrence report: {e(pid)}</title><style>{_CSS}</style></head>
@@ -237,7 +242,7 @@ def render_html(detail: dict, figures: dict, bundle) -> str:
 <h1>Early recurrence of HCC after resection: preoperative prediction</h1>
 <p>Patient: <strong id="patient-id">{e(pid)}</strong></p>
 <p class="note">Values from the {e(detail['value_kind'])}.
-{'This patient was part of the book&#39;s ' + e(detail['book_cohort']) + ' cohort. ' if detail.get('book_cohort') else ''}
+{cohort_note}
 Research use: the models were developed on {s.get('n', '?')} patients ({s.get('n_er', '?')} early recurrences)
 and are not a medical device.</p>
 <h2>Prediction</h2>
@@ -249,8 +254,7 @@ and are not a medical device.</p>
 {fig('gradcam', 'Grad-CAM maps of the deep features with the largest weights in the DSFR model, on this patient; '
      'white outline: the predicted tumour the feature is pooled over.')}
 <h2>Nomogram</h2>
-{fig('nomogram', 'The nomogram with this patient&#39;s points (red): one axis per input, total points and the '
-     f'predicted {lm}-month recurrence-free survival.')}
+{fig('nomogram', nomo_caption)}
 <footer>Study bundle written {e(str(bundle.meta.get('created')))} (profile {e(str(bundle.meta.get('profile')))});
 code hcc_utils {e(str(code.get('package_version')))}, commit {e(str(code.get('commit') or 'unknown'))}, sources
 {e(str(code.get('source_digest', ''))[:12])}. Masks, features and models as in the book's chapters 02-05.</footer>
@@ -287,9 +291,13 @@ def write_report(detail: dict, bundle, row, per: dict, path: str | Path) -> Path
         "nomogram": lambda: nomogram_figure(bundle.nomogram.spec, detail.get("nomogram_points", {}),
                                             float(detail["nomogram_total_points"]), float(detail["nomogram_rfs"])),
     }
+    import warnings
+
     for key, make in makers.items():
         try:
-            figures[key] = _png(make())
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # tight_layout on small panels
+                figures[key] = _png(make())
         except Exception as exc:  # noqa: BLE001 - a figure that fails is named on the page, the numbers stay
             figures[key], figures[key + "_error"] = None, f"{type(exc).__name__}: {exc}"
     path = Path(path)

@@ -213,6 +213,8 @@ def plan(profile: Profile, manifest: Path | None = None, seed: int | None = None
         Step("06_gradcam", "06_gradcam", dict(base),
              deps=("04_model_comparison",) + tuple(f"02_unet_training_{ph}" for ph in PHASES),
              title="Grad-CAM of the DSFR features"),
+        Step("09_tripod_ai", "09_tripod_ai", dict(base), deps=("01_cohort_table", "04_model_comparison",
+                                                               "05_survival_nomogram"), title="TRIPOD+AI checklist"),
     ]
     if optional:
         ok, _ = _gse14520_available()
@@ -942,6 +944,8 @@ def run_book(profile_name: str = "demo", manifest: str | Path | None = None, *, 
         summary.results = exc.results
         _finish(summary, outputs, t_all, log)
         raise
+    # --- study bundle (hcc_utils.bundle): written once the steps have finished -------------------------------------
+    from hcc_utils.bundle import bundle_after_run; bundle_after_run(profile, log=log)  # noqa: E702
     if build:
         if not assets_present(CODE_ROOT):
             vendor_assets(CODE_ROOT, log=log)

@@ -18,7 +18,9 @@ LAYERS = [
     ["features"],
     ["gradcam", "lits"],
     ["cohort_table", "models", "report", "survival", "nomogram_widget", "book"],
-    ["ablation"],
+    ["ablation", "bundle", "tripod"],
+    ["patient_report"],
+    ["predict"],
     ["run"],
 ]
 RANK = {m: i for i, layer in enumerate(LAYERS) for m in layer}
