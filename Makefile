@@ -11,7 +11,7 @@ ARGS ?=
 # Text is UTF-8 whatever the machine's locale (CI may run without LANG).
 export PYTHONUTF8 := 1
 
-.PHONY: env book cohort check test test-fast lab bench bench-book stability ablation assets clean-outputs help
+.PHONY: env book bundle cohort check test test-fast lab bench bench-book stability ablation assets clean-outputs help
 
 help:
 	@echo "make book [PROFILE=ci|demo|paper]  |  make test  |  make cohort  |  make check  |  make lab  |  make bench  |  make bench-book  |  make stability  |  make ablation"
@@ -42,6 +42,10 @@ $(VENDOR): | $(STAMP)
 assets: env
 	$(PY) -m hcc_utils.run assets --force
 	@touch $(VENDOR)
+
+# The study bundle of a finished run (`make book` writes it too): outputs/$(PROFILE)/bundle
+bundle: env
+	$(PY) -m hcc_utils.bundle write --profile $(PROFILE)
 
 cohort: env
 	$(PY) -m hcc_utils.synthetic --profile $(PROFILE)

@@ -53,6 +53,16 @@ MANIFEST_COLUMNS = [
     "mask_ap", "mask_pp", "seg_train", "clinical_file", "visual_file", "outcome_file",
 ]
 REQUIRED_COLUMNS = ["patient_id", "cohort", "centre", "ct_ap", "ct_pp", "seg_train", "clinical_file", "outcome_file"]
+#: Columns a manifest of new patients needs for prediction (:mod:`hcc_utils.predict`): no outcome, cohort or
+#: ``seg_train``; an outcome table, when given, is not read.
+PREDICTION_REQUIRED_COLUMNS = ["patient_id", "ct_ap", "ct_pp", "clinical_file"]
+PURPOSES = ("book", "predict")
+
+
+def _required(purpose: str) -> list[str]:
+    if purpose not in PURPOSES:
+        raise ValueError(f"purpose must be one of {PURPOSES}, got {purpose!r}")
+    return REQUIRED_COLUMNS if purpose == "book" else PREDICTION_REQUIRED_COLUMNS
 PATH_COLUMNS = ["ct_ap", "ct_pp", "mask_ap", "mask_pp", "clinical_file", "visual_file", "outcome_file"]
 
 
@@ -277,11 +287,13 @@ def _read_raw(path: Path) -> pd.DataFrame:
     return df.where(df != "", np.nan)
 
 
-def _structure_problems(df: pd.DataFrame, manifest: Path, report: ValidationReport) -> list[int]:
+def _structure_problems(df: pd.DataFrame, manifest: Path, report: ValidationReport,
+                        purpose: str = "book") -> list[int]:
     """Checks on the manifest's own cells; returns the row positions that are usable for further checks."""
     mf = str(manifest)
+    required = _required(purpose)
     all_ids = [v for v in df.get("patient_id", pd.Series(dtype=str)).tolist() if not _blank(v)]
-    for col in REQUIRED_COLUMNS:
+    for col in required:
         if col not in df.columns:
             report.add(_patients_label(all_ids), mf, col,
                        f"required column is missing (the manifest has: {', '.join(df.columns)})")
@@ -312,7 +324,7 @@ def _structure_problems(df: pd.DataFrame, manifest: Path, report: ValidationRepo
             report.add(f"(line {int(i) + 2})", mf, "patient_id", "patient_id is blank")
             continue
         good = True
-        for col in REQUIRED_COLUMNS:
+        for col in required:
             if col != "patient_id" and col in df.columns and _blank(row[col]):
                 report.add(pid, mf, col, "required value is blank")
                 good = False
@@ -351,12 +363,15 @@ def _resolve(value, base: Path, table: bool = False):
     return str(file.resolve()) + ("" if sheet is None else "#" + sheet)
 
 
-def _finish(df: pd.DataFrame, manifest: Path) -> pd.DataFrame:
+def _finish(df: pd.DataFrame, manifest: Path, purpose: str = "book") -> pd.DataFrame:
     base = manifest.resolve().parent
     df = df.copy()
     for col in MANIFEST_COLUMNS:
         if col not in df.columns:
             df[col] = np.nan
+    if purpose == "predict":  # new patients: no outcome is read, no case trains
+        df["outcome_file"] = np.nan
+        df["seg_train"] = df["seg_train"].where(df["seg_train"].notna(), 0)
     for col in PATH_COLUMNS:
         df[col] = [_resolve(v, base, table=col in TABLE_COLUMNS) for v in df[col]]
     df["patient_id"] = df["patient_id"].astype(str)
@@ -364,16 +379,20 @@ def _finish(df: pd.DataFrame, manifest: Path) -> pd.DataFrame:
     df["centre"] = df["centre"].astype(str)
     df = df[MANIFEST_COLUMNS + [c for c in df.columns if c not in MANIFEST_COLUMNS]].reset_index(drop=True)
     df.attrs["manifest"] = str(manifest.resolve())
+    df.attrs["purpose"] = purpose
     return df
 
 
-def read_manifest(path: str | Path) -> pd.DataFrame:
+def read_manifest(path: str | Path, purpose: str = "book") -> pd.DataFrame:
     """Read and check a manifest's own cells (not the files it points to: see :func:`validate`).
 
     Parameters
     ----------
     path : str or Path
         The manifest CSV.
+    purpose : {'book', 'predict'}
+        ``predict``: a manifest of new patients (:data:`PREDICTION_REQUIRED_COLUMNS`; ``cohort``, ``seg_train`` and
+        ``outcome_file`` optional, the outcome table ignored).
 
     Returns
     -------
@@ -398,9 +417,9 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     except TableError as exc:
         raise ManifestError(f"patient (all) | file {path} | column (all): cannot read the manifest: {exc}") from exc
     report.n_patients = len(df)
-    _structure_problems(df, path, report)
+    _structure_problems(df, path, report, purpose)
     report.raise_if_errors()
-    return _finish(df, path)
+    return _finish(df, path, purpose)
 
 
 # --- clinical, visual and outcome tables ----------------------------------------------------------------------------
@@ -563,7 +582,8 @@ def load_patient_table(manifest: str | Path | pd.DataFrame) -> pd.DataFrame:
 
 # --- validation -----------------------------------------------------------------------------------------------------
 
-def validate(path: str | Path, check_images: bool = True, progress: bool = True) -> ValidationReport:
+def validate(path: str | Path, check_images: bool = True, progress: bool = True,
+             purpose: str = "book") -> ValidationReport:
     """Check a manifest and everything it points to, collecting every problem.
 
     Checks: the manifest's columns and cells (missing required columns, blank values, duplicate ids, unknown cohort,
@@ -586,6 +606,9 @@ def validate(path: str | Path, check_images: bool = True, progress: bool = True)
         Also check the images and masks (slower).
     progress : bool
         Show a progress bar for the image checks.
+    purpose : {'book', 'predict'}
+        ``predict``: new patients (see :func:`read_manifest`); the cohort-level preconditions of the book are not
+        checked.
 
     Returns
     -------
@@ -604,18 +627,21 @@ def validate(path: str | Path, check_images: bool = True, progress: bool = True)
         report.add("(all)", path, "(all)", f"cannot read the manifest: {exc}")
         return report
     report.n_patients = len(df)
-    usable = _structure_problems(df, path, report)
-    if "patient_id" not in df.columns or "seg_train" not in df.columns or "cohort" not in df.columns:
+    usable = _structure_problems(df, path, report, purpose)
+    needed = ["patient_id"] + (["seg_train", "cohort"] if purpose == "book" else [])
+    if any(c not in df.columns for c in needed):
         return report
     first = ~df["patient_id"].duplicated(keep="first")
     keep = [i for i in usable if first[i]]
-    seg_ok = pd.to_numeric(df["seg_train"], errors="coerce").isin((0, 1))
-    keep = [i for i in keep if seg_ok[i]]
-    good = _finish(df.loc[keep], path)
+    if "seg_train" in df.columns:
+        seg = pd.to_numeric(df["seg_train"], errors="coerce")
+        seg_ok = seg.isin((0, 1)) | (seg.isna() if purpose == "predict" else False)
+        keep = [i for i in keep if seg_ok[i]]
+    good = _finish(df.loc[keep], path, purpose)
     from hcc_utils import checks
 
     table = _patient_table(good, report)
-    if len(good) == len(df):  # cohort-level preconditions only when every row could be read
+    if purpose == "book" and len(good) == len(df):  # cohort-level preconditions only when every row could be read
         checks.cohort_checks(table, good, report, str(path))
     if check_images:
         from tqdm.auto import tqdm

@@ -19,7 +19,9 @@ LAYERS = [
     ["features"],
     ["gradcam", "lits"],
     ["cohort_table", "models", "report", "survival", "nomogram_widget", "book"],
-    ["ablation", "radiomics_study"],
+    ["ablation", "radiomics_study", "bundle", "tripod"],
+    ["patient_report"],
+    ["predict"],
     ["run"],
 ]
 RANK = {m: i for i, layer in enumerate(LAYERS) for m in layer}

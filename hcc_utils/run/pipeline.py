@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from hcc_utils import manifest as mf
+from hcc_utils.bundle import bundle_after_run
 from hcc_utils import synthetic
 from hcc_utils.checks import ACCEPT_FILE
 from hcc_utils.config import Profile, load_profile, repo_root
@@ -170,6 +171,7 @@ def run_book(profile_name: str = "demo", manifest: str | Path | None = None, *, 
         summary.results = exc.results
         _finish(summary, outputs, t_all, log)
         raise
+    bundle_after_run(profile, log=log)  # the study bundle, once every step has finished
     if build:
         if not assets_present(CODE_ROOT):
             vendor_assets(CODE_ROOT, log=log)

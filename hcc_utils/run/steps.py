@@ -148,6 +148,8 @@ def plan(profile: Profile, manifest: Path | None = None, seed: int | None = None
              title="Handcrafted radiomics, feature robustness and harmonisation",
              available=lambda: (bool((profile.get("radiomics") or {}).get("enabled", True)),
                                 "radiomics.enabled is false in this profile")),
+        Step("09_tripod_ai", "09_tripod_ai", dict(base), deps=("01_cohort_table", "04_model_comparison",
+                                                               "05_survival_nomogram"), title="TRIPOD+AI checklist"),
     ]
     if optional:
         ok, _ = gse14520_available()
