@@ -2,7 +2,7 @@
 
 One pass per phase over the cohort with the run's own networks pools every feature layer in the predicted tumour,
 in a ring around it and in the manual mask; the paper's nested cross-validated logistic model (the one of Table 2,
-:func:`hcc_utils.models.fit_nested`) is fitted on each variant and phase. Writes
+:func:`hcc_utils.classifiers.fit_nested`) is fitted on each variant and phase. Writes
 ``outputs/<profile>/models/ablation.csv``, which chapter 4 shows. Run it with ``make ablation PROFILE=demo``.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 from scipy import ndimage
 
 from hcc_utils import features as fe
-from hcc_utils import models
+from hcc_utils import classifiers, models
 from hcc_utils import preprocess as pp
 from hcc_utils import segmentation as seg
 from hcc_utils.config import load_profile
@@ -208,7 +208,7 @@ def run_ablation(profile, manifest=None, seed: int | None = None, progress: bool
         X = _design(tables, ["AP", "PP"] if ph == "DP" else [ph], recipe)
         if X is None:
             continue
-        fit = models.fit_nested(f"{label} {ph}", X.loc[dev.index], y, X.loc[val.index], grid, folds, seed)
+        fit = classifiers.fit_nested(f"{label} {ph}", X.loc[dev.index], y, X.loc[val.index], grid, folds, seed)
         rows.append({"factor": factor, "variant": label, "default": default, "phase": ph,
                      "n_features": X.shape[1], "development": models._auc(y, fit.cv_prob),
                      "validation": models._auc(val["er"].astype(int), fit.val_prob) if len(val) else np.nan})

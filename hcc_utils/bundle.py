@@ -310,12 +310,15 @@ def write_bundle(profile: Profile, manifest: str | Path | None = None, out: str 
     return dest
 
 
-def bundle_after_run(profile: Profile, log: Callable[[str], None] = print) -> Path | None:
+def bundle_after_run(profile: Profile, manifest: str | Path | None = None,
+                     log: Callable[[str], None] = print) -> Path | None:
     """Write the bundle at the end of a run when its outputs are all there (otherwise say why not and return None).
 
     Parameters
     ----------
     profile : Profile
+    manifest : path, optional
+        The manifest this run read (default: as :func:`write_bundle`).
     log : callable
         Receives one line.
 
@@ -327,7 +330,7 @@ def bundle_after_run(profile: Profile, log: Callable[[str], None] = print) -> Pa
     if missing:
         log(f"study bundle not written: {', '.join(missing)} missing under {profile.outputs}")
         return None
-    path = write_bundle(profile)
+    path = write_bundle(profile, manifest)
     log(f"study bundle: {path} ({bundle_size(path) / 2**20:.1f} MiB)")
     return path
 

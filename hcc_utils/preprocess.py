@@ -33,6 +33,7 @@ time.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -44,6 +45,8 @@ from typing import Iterable
 
 import numpy as np
 import pandas as pd
+
+from hcc_utils.files import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -143,18 +146,31 @@ def preprocess_settings(profile, phase: str) -> dict:
     }
 
 
+@functools.lru_cache(maxsize=8192)
+def _content_sha256(path: str, size: int, mtime_ns: int, ctime_ns: int) -> str:
+    """SHA-256 of a file's content, remembered within one process per path, size, mtime and ctime (a rewrite changes
+    the ctime even when the mtime is set back)."""
+    return file_sha256(Path(path))
+
+
 def _file_sig(path) -> dict | None:
+    """What identifies an input file for the cache: its path and the SHA-256 of its content (every file of a DICOM
+    folder), so a replaced image never reuses a cache entry whatever its size and timestamp."""
     if path is None:
         return None
     p = Path(path)
-    if p.is_dir():  # DICOM folder: signature of its files
+    if p.is_dir():  # DICOM folder: the content of its files
         files = sorted(f for f in p.rglob("*") if f.is_file())
-        return {"path": str(p.resolve()), "n": len(files), "size": sum(f.stat().st_size for f in files),
-                "mtime": max((f.stat().st_mtime_ns for f in files), default=0)}
+        return {"path": str(p.resolve()),
+                "files": [[str(f.relative_to(p)), _sha_of(f)] for f in files]}
     if not p.exists():
         return {"path": str(p), "missing": True}
-    st = p.stat()
-    return {"path": str(p.resolve()), "size": st.st_size, "mtime": st.st_mtime_ns}
+    return {"path": str(p.resolve()), "sha256": _sha_of(p)}
+
+
+def _sha_of(f: Path) -> str:
+    st = f.stat()
+    return _content_sha256(str(f.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def cache_key(row: pd.Series, phase: str, settings: dict) -> str:

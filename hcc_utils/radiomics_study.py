@@ -75,7 +75,7 @@ def handcrafted_tables(manifest, profile, phases=("AP", "PP"), conditions=tuple(
     """Handcrafted features of every phase in every mask condition (cached per patient).
 
     A patient whose mask is empty in a condition (:func:`empty_masks`) has no row in that table (the models impute
-    it, :func:`hcc_utils.models.radiomics_design`); ``cost`` counts them.
+    it, :func:`hcc_utils.classifiers.radiomics_design`); ``cost`` counts them.
 
     Returns
     -------

@@ -14,7 +14,7 @@ LAYERS = [
     ["manifest"],
     ["phantom"],
     ["synthetic", "preprocess"],
-    ["handcrafted", "robustness", "harmonisation"],
+    ["handcrafted", "robustness", "harmonisation", "classifiers"],
     ["segmentation"],
     ["features"],
     ["gradcam", "lits"],

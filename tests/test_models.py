@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-from hcc_utils import models, stats
+from hcc_utils import classifiers, models, stats
 from hcc_utils.manifest import CLINICAL_VARIABLES
 
 from _tables import patient_table
@@ -41,24 +41,24 @@ def comparison(cohort):
 
 
 def test_grid_translation_and_errors():
-    g = models.param_grid({"C": [0.1, 1], "max_iter": [100.0], "tol": [1e-4]})
+    g = classifiers.param_grid({"C": [0.1, 1], "max_iter": [100.0], "tol": [1e-4]})
     assert g == {"clf__C": [0.1, 1.0], "clf__max_iter": [100], "clf__tol": [1e-4]}
     with pytest.raises(ValueError, match="unknown keys"):
-        models.param_grid({"C": [1], "max_iter": [1], "tol": [1], "penalty": ["l1"]})
+        classifiers.param_grid({"C": [1], "max_iter": [1], "tol": [1], "penalty": ["l1"]})
     with pytest.raises(ValueError, match="'tol'"):
-        models.param_grid({"C": [1], "max_iter": [1]})
+        classifiers.param_grid({"C": [1], "max_iter": [1]})
 
 
 def test_grid_search_deterministic(cohort):
     pt, feats, _ = cohort
     dev = pt.cohort == "development"
     X, y = feats["AP"][dev], pt.loc[dev, "er"]
-    a = models.fit_nested("a", X, y, feats["AP"][~dev], GRID, 3, seed=11)
-    b = models.fit_nested("b", X, y, feats["AP"][~dev], GRID, 3, seed=11)
+    a = classifiers.fit_nested("a", X, y, feats["AP"][~dev], GRID, 3, seed=11)
+    b = classifiers.fit_nested("b", X, y, feats["AP"][~dev], GRID, 3, seed=11)
     np.testing.assert_array_equal(a.cv_prob.to_numpy(), b.cv_prob.to_numpy())
     np.testing.assert_array_equal(a.val_prob.to_numpy(), b.val_prob.to_numpy())
     assert a.best_params == b.best_params and a.fold_params == b.fold_params
-    c = models.fit_nested("c", X, y, feats["AP"][~dev], GRID, 3, seed=12)
+    c = classifiers.fit_nested("c", X, y, feats["AP"][~dev], GRID, 3, seed=12)
     assert not np.array_equal(a.cv_prob.to_numpy(), c.cv_prob.to_numpy())  # the seed does matter
 
 
@@ -67,9 +67,9 @@ def test_nested_cv_equals_sklearn_cross_val_predict(cohort):
     pt, feats, _ = cohort
     dev = pt.cohort == "development"
     X, y = feats["PP"][dev], pt.loc[dev, "er"]
-    f = models.fit_nested("PP", X, y, None, GRID, 3, seed=5)
+    f = classifiers.fit_nested("PP", X, y, None, GRID, 3, seed=5)
     outer = StratifiedKFold(n_splits=3, shuffle=True, random_state=5)
-    ref = cross_val_predict(models.make_search(GRID, 3, 6), X.to_numpy(), y.to_numpy(), cv=outer,
+    ref = cross_val_predict(classifiers.make_search(GRID, 3, 6), X.to_numpy(), y.to_numpy(), cv=outer,
                             method="predict_proba")[:, 1]
     np.testing.assert_allclose(f.cv_prob.to_numpy(), ref, rtol=0, atol=1e-12)
     assert len(f.fold_params) == 3 and f.n_folds == (3, 3)
@@ -90,8 +90,8 @@ def test_converged_grid_search_equals_gridsearchcv(missing, n_jobs):
     y = (X[:, 0] / X[:, 0].std() + rng.normal(size=n) > 0.3).astype(int)
     if missing:
         X[rng.random(X.shape) < 0.02] = np.nan
-    ref = models.make_search(PAPER_GRID, 4, 9).fit(X, y)
-    fast = models.ConvergedGridSearch(PAPER_GRID, 4, 9, n_jobs=n_jobs).fit(X, y)
+    ref = classifiers.make_search(PAPER_GRID, 4, 9).fit(X, y)
+    fast = classifiers.ConvergedGridSearch(PAPER_GRID, 4, 9, n_jobs=n_jobs).fit(X, y)
     np.testing.assert_array_equal(fast.cv_results_["mean_test_score"], ref.cv_results_["mean_test_score"])
     np.testing.assert_array_equal(fast.cv_results_["rank_test_score"], ref.cv_results_["rank_test_score"])
     assert fast.best_params_ == ref.best_params_ and fast.best_score_ == ref.best_score_
@@ -116,7 +116,7 @@ def test_development_predictions_are_out_of_fold(cohort):
     """A CV prediction differs from the all-development refit's prediction (it never saw the patient)."""
     pt, feats, _ = cohort
     dev = pt.cohort == "development"
-    f = models.fit_nested("AP", feats["AP"][dev], pt.loc[dev, "er"], None, GRID, 3, seed=3)
+    f = classifiers.fit_nested("AP", feats["AP"][dev], pt.loc[dev, "er"], None, GRID, 3, seed=3)
     refit = f.estimator.predict_proba(feats["AP"][dev].to_numpy())[:, 1]
     assert not np.allclose(refit, f.cv_prob.to_numpy())
     # and in-sample AUC is optimistic compared with the honest nested estimate
@@ -183,48 +183,48 @@ def test_best_phase_chosen_by_development_cv_auc(comparison, cohort):
 def test_planted_signal_vs_noise():
     pt, feats, _ = make_cohort(n_dev=120, n_val=60, signal=1.5, seed=1)
     dev = pt.cohort == "development"
-    f = models.fit_nested("signal", feats["PP"][dev], pt.loc[dev, "er"], feats["PP"][~dev], GRID, 3, seed=1)
+    f = classifiers.fit_nested("signal", feats["PP"][dev], pt.loc[dev, "er"], feats["PP"][~dev], GRID, 3, seed=1)
     auc_dev = stats.roc_auc_ci(pt.loc[dev, "er"], f.cv_prob).auc
     auc_val = stats.roc_auc_ci(pt.loc[~dev, "er"], f.val_prob).auc
     assert auc_dev > 0.7 and auc_val > 0.7  # the latent itself reaches about 0.88 (ER noise)
     pn, fn, _ = make_cohort(n_dev=120, n_val=60, signal=0.0, seed=2)
     dev = pn.cohort == "development"
-    g = models.fit_nested("noise", fn["PP"][dev], pn.loc[dev, "er"], fn["PP"][~dev], GRID, 3, seed=2)
+    g = classifiers.fit_nested("noise", fn["PP"][dev], pn.loc[dev, "er"], fn["PP"][~dev], GRID, 3, seed=2)
     assert abs(stats.roc_auc_ci(pn.loc[dev, "er"], g.cv_prob).auc - 0.5) < 0.15
     assert abs(stats.roc_auc_ci(pn.loc[~dev, "er"], g.val_prob).auc - 0.5) < 0.2
 
 
 def test_clinical_design_and_errors(cohort):
     pt, feats, _ = cohort
-    X = models.clinical_design(pt)
+    X = classifiers.clinical_design(pt)
     assert set(X.columns) == {"sex_F", "age", "hbsag", "hbv_dna", "afp_ge400", "child_pugh_B", "tb", "alb", "alt",
                               "ggt"}
     assert set(np.unique(X["sex_F"])) <= {0.0, 1.0}
     bad = pt.copy()
     bad.loc["S005", "child_pugh"] = "C"
     with pytest.raises(ValueError, match=r"child_pugh.*S005"):
-        models.clinical_design(bad)
+        classifiers.clinical_design(bad)
     blank = pt.copy()
     blank.loc["S004", "ggt"] = np.nan
-    assert np.isnan(models.clinical_design(blank).loc["S004", "ggt"])
+    assert np.isnan(classifiers.clinical_design(blank).loc["S004", "ggt"])
     f = feats["AP"].copy()
     f.loc["S010", "dec1_c2"] = np.nan
     dev = pt.cohort == "development"
     with pytest.raises(ValueError, match=r"dec1_c2.*S010"):
-        models.fit_nested("AP", f[dev], pt.loc[dev, "er"], None, GRID, 3, seed=0)
+        classifiers.fit_nested("AP", f[dev], pt.loc[dev, "er"], None, GRID, 3, seed=0)
     with pytest.raises(ValueError, match=r"no features for patient\(s\) \['S000'"):
         models.run_comparison(pt, {"AP": feats["AP"].drop(index="S000")}, GRID, 3, 0, progress=False)
     one = pt.loc[dev].copy()
     one["er"] = 1
     with pytest.raises(ValueError, match="single class"):
-        models.fit_nested("AP", feats["AP"][dev], one["er"], None, GRID, 3, seed=0)
+        classifiers.fit_nested("AP", feats["AP"][dev], one["er"], None, GRID, 3, seed=0)
 
 
 def test_small_cohort_lowers_folds():
     pt, feats, _ = make_cohort(n_dev=12, n_val=6, seed=4)
     dev = pt.cohort == "development"
     y = pt.loc[dev, "er"]
-    f = models.fit_nested("tiny", feats["AP"][dev], y, feats["AP"][~dev], GRID, 5, seed=0)
+    f = classifiers.fit_nested("tiny", feats["AP"][dev], y, feats["AP"][~dev], GRID, 5, seed=0)
     assert f.n_folds[0] <= min(y.sum(), (1 - y).sum()) and f.n_folds[1] >= 2
     assert f.cv_prob.notna().all()
 

@@ -55,11 +55,14 @@ def test_cache_built_reused_and_invalidated(cohort, tmp_path):
     # size change -> new key too
     c3 = pp.prepare_case(pp.load_manifest(cohort).iloc[0], "AP", toy_profile(tmp_path, preprocess={"size": 32}))
     assert c3.image.shape[1:] == (32, 32) and c3.path != c2.path
-    # input file change (mtime) -> new key
+    # a touched file (same content) keeps its key; new content with the old timestamp gets a new one
     img = cohort.parent / "images" / "T001_AP.nii.gz"
     old = pp.prepare_cohort(cohort, prof2, "AP", progress=False)["T001"].path
     st = img.stat()
     os.utime(img, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert pp.prepare_cohort(cohort, prof2, "AP", progress=False)["T001"].path == old
+    img.write_bytes((cohort.parent / "images" / "T002_AP.nii.gz").read_bytes())
+    os.utime(img, ns=(st.st_atime_ns, st.st_mtime_ns))
     new = pp.prepare_cohort(cohort, prof2, "AP", progress=False)["T001"].path
     assert new != old and not old.exists()
 

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hcc_utils import models, stats
+from hcc_utils import classifiers, models, stats
 
 from _tables import patient_table
 
@@ -60,7 +60,7 @@ def test_radiomics_rows_phase_choice_and_delong(runs):
     r = full.fits["Radiomics"]
     dev = pt[pt.cohort == "development"]
     # the phase with the best development nested-CV AUC, each phase fitted as DSFR is
-    aucs = {ph: stats.roc_auc_ci(dev.er, models.fit_nested(ph, models.radiomics_design(rad[ph]).loc[dev.index],
+    aucs = {ph: stats.roc_auc_ci(dev.er, classifiers.fit_nested(ph, classifiers.radiomics_design(rad[ph]).loc[dev.index],
                                                            dev.er.astype(int), None, GRID, 3, 5,
                                                            allow_missing=True).cv_prob).auc
             for ph in models.DSFR_PHASES}

@@ -171,7 +171,7 @@ def run_book(profile_name: str = "demo", manifest: str | Path | None = None, *, 
         summary.results = exc.results
         _finish(summary, outputs, t_all, log)
         raise
-    bundle_after_run(profile, log=log)  # the study bundle, once every step has finished
+    bundle_after_run(profile, manifest_path, log=log)  # the study bundle, once every step has finished
     if build:
         if not assets_present(CODE_ROOT):
             vendor_assets(CODE_ROOT, log=log)
