@@ -240,7 +240,7 @@ def test_notebook_04_on_planted_features(tmp_path, ci_manifest, monkeypatch):
     t2 = pd.read_csv(mdir / "table2.csv")
     g = _glued(out)
     r = t2[(t2.model == res["dsfr_model"]) & (t2.cohort == "validation")].iloc[0]
-    assert g["dsfr_val_auc"] == repr(f"{r.auc:.3f} (95% CI {r.auc_lower:.3f}-{r.auc_upper:.3f})")
+    assert g["dsfr_val_auc"] == repr(f"{r.auc:.3f} (95% CI {r.auc_lower:.3f} to {r.auc_upper:.3f})")
     gt = json.loads((mdir / "ground_truth.json").read_text())
     assert gt["latent_column"] == "latent" and "development" in gt["spearman"]
 
