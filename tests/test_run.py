@@ -453,3 +453,22 @@ def test_check_on_committed_manifest_without_cohort_says_what_to_run(tmp_path, m
     assert mf.main(["check", "--profile", "demo"]) == 1
     out = capsys.readouterr().out
     assert "make cohort PROFILE=demo" in out and "file not found" not in out
+
+
+def test_notebook_digest_follows_sources_and_tags_not_outputs(tmp_path):
+    """A changed cell tag (what the page shows) reruns the step; outputs and other metadata do not."""
+    import nbformat
+
+    from hcc_utils.run.hashing import notebook_digest
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    f = tmp_path / "n.ipynb"
+    nbformat.write(nb, str(f))
+    h = notebook_digest(f)
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", text="1\n")]
+    nb.cells[0].metadata["collapsed"] = True
+    nbformat.write(nb, str(f))
+    assert notebook_digest(f) == h
+    nb.cells[0].metadata["tags"] = ["remove-cell"]
+    nbformat.write(nb, str(f))
+    assert notebook_digest(f) != h

@@ -180,9 +180,10 @@ def notebook_code_digest(notebook: Path) -> str:
 
 
 def notebook_digest(path: Path) -> str:
-    """Hash of a notebook's cell types and sources (outputs and metadata do not count)."""
+    """Hash of a notebook's cell types, sources and tags (tags decide what the page shows; outputs and the rest of
+    the metadata do not count)."""
     nb = nbformat.read(str(path), as_version=4)
-    cells = [[c.cell_type, c.source] for c in nb.cells]
+    cells = [[c.cell_type, c.source, list(c.get("metadata", {}).get("tags", []))] for c in nb.cells]
     return _sha(json.dumps(cells, sort_keys=True).encode())
 
 
