@@ -123,9 +123,9 @@ def extract(profile, manifest, phase: str, progress: bool = True) -> dict[tuple[
     for row in pp._progress([r for _, r in df.iterrows()], progress, f"ablation {phase}"):
         case = pp.prepare_case(row, phase, profile)
         rows[case.patient_id] = case_variants(model, case, layers, post)
-    keys = set.intersection(*(set(r) for r in rows.values()))
+    common = set.intersection(*(set(r) for r in rows.values()))
     tables = {}
-    for key in sorted(keys):
+    for key in (k for k in next(iter(rows.values())) if k in common):  # the network's layer order
         layer, region = key
         data = np.vstack([rows[p][key] for p in rows])
         cols = [f"{phase}_{layer}_{region}_c{k}" for k in range(data.shape[1])]
@@ -198,8 +198,7 @@ def run_ablation(profile, manifest=None, seed: int | None = None, progress: bool
     val = patients[patients["cohort"] == "validation"]
     y = dev["er"].astype(int)
     grid, folds = profile["models"]["grid"], int(profile["models"]["cv_folds"])
-    present = {layer for layer, _ in tables["PP"]}
-    all_layers = [n for n in seg.feature_modules(seg.load_model(profile, "PP", torch.device("cpu"))) if n in present]
+    all_layers = list(dict.fromkeys(layer for layer, _ in tables["PP"]))
     rows = []
     from tqdm.auto import tqdm
 
