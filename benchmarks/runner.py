@@ -297,11 +297,13 @@ class _Bench:
         for cold in (True, False):
             label = "cold" if cold else "warm"
             _print(f"[book] make book PROFILE={base} ({label})")
-            r = _safe(run, f"make book {label}", child, "make_book", {"profile": base, "cold": cold}, 3600)
+            manifest = self.cfg.get("book_manifest")
+            r = _safe(run, f"make book {label}", child, "make_book",
+                      {"profile": base, "cold": cold, "manifest": manifest}, 3600)
             if not r:
                 continue
-            what = ("empty $HCC_ROOT: cohort generated, every notebook run, HTML built" if cold
-                    else "second run, nothing changed")
+            what = ("empty $HCC_ROOT: " + (f"manifest {Path(manifest).name} read" if manifest else "cohort generated")
+                    + ", every notebook run, HTML built" if cold else "second run, nothing changed")
             run.add("book", f"make book PROFILE={base} ({label})", "wall time", r["seconds"], "s",
                     f"{what}; {r['n_run']} notebook runs, {r['n_skipped']} skipped, {r['html_pages']} HTML pages")
             run.add("book", f"make book PROFILE={base} ({label})", "peak RSS", r["peak_rss_mb"], "MiB",
@@ -334,13 +336,17 @@ class _Bench:
 
 
 def run_all(mode: str = "full", sizes: list[int] | None = None, only: list[str] | None = None,
-            budget_s: float | None = None, out_dir: Path = RESULTS, report: bool = True) -> Path:
+            budget_s: float | None = None, out_dir: Path = RESULTS, report: bool = True,
+            book_manifest: Path | None = None) -> Path:
     """Run the benchmarks and write ``benchmarks/results/<timestamp>.json`` (and the README when ``report``).
 
     Order matters for the time budget (see the module docstring): FLOPs, the stages on the profile, the ratios,
-    ``make book`` when asked for, then the scaling sizes.
+    ``make book`` when asked for, then the scaling sizes. ``book_manifest``: time ``make book`` on that cohort (for
+    example a hospital's DICOM series) instead of the profile's synthetic one.
     """
     cfg = dict(FULL if mode == "full" else TINY)
+    if book_manifest is not None:
+        cfg["book_manifest"] = str(Path(book_manifest).resolve())
     if sizes is not None:
         cfg["sizes"] = sizes
     if budget_s is not None:
@@ -450,6 +456,7 @@ def main_cli(argv: list[str] | None = None) -> int:
         p.add_argument("--budget", type=float, help="seconds; scaling sizes that would overrun it are skipped")
         p.add_argument("--out", type=Path, default=RESULTS, help="results folder")
         p.add_argument("--no-report", action="store_true", help="do not rewrite benchmarks/README.md")
+        p.add_argument("--book-manifest", type=Path, help="time `make book` on this manifest (default: synthetic)")
     rep = sub.add_parser("report", help="rewrite benchmarks/README.md and the plot from a results JSON")
     rep.add_argument("json", nargs="?", type=Path, help="default: the latest full run")
     c = sub.add_parser("child", help=argparse.SUPPRESS)
@@ -467,7 +474,7 @@ def main_cli(argv: list[str] | None = None) -> int:
         print(page)
         return 0
     run_all("tiny" if a.tiny else "full", sizes=a.sizes, only=a.only, budget_s=a.budget, out_dir=a.out,
-            report=not a.no_report and not a.tiny)
+            report=not a.no_report and not a.tiny, book_manifest=a.book_manifest)
     return 0
 
 

@@ -631,11 +631,12 @@ def book_root(profile: str) -> Path:
     return ROOT / "outputs" / "bench" / f"book-{profile}"
 
 
-def make_book(profile: str, cold: bool) -> dict[str, Any]:
-    """``make book PROFILE=<profile>`` in an isolated ``$HCC_ROOT`` (:func:`book_root`), cold or warm.
+def make_book(profile: str, cold: bool, manifest: str | None = None) -> dict[str, Any]:
+    """``make book PROFILE=<profile> [MANIFEST=...]`` in an isolated ``$HCC_ROOT`` (:func:`book_root`), cold or warm.
 
-    Cold: the root is emptied first, so the synthetic cohort is generated, every notebook runs and the HTML is
-    built, as on a fresh clone whose environment exists. Only the LiTS volume, a one-time registry download, is
+    Cold: the root is emptied first, so the synthetic cohort is generated (or the given manifest is read), every
+    notebook runs and the HTML is built, as on a fresh clone whose environment exists. Each run's log and
+    ``run_summary.json`` are kept in the root as ``make_book_<cold|warm>.log`` and ``run_summary_<cold|warm>.json``. Only the LiTS volume, a one-time registry download, is
     linked from ``data/lits`` when present (``data/lits`` of the checkout). Warm: the same command again with nothing
     changed (every step should be skipped). Peak RSS is the largest of all processes the run started (papermill
     kernels included: ``RUSAGE_CHILDREN`` of this child).
@@ -653,18 +654,22 @@ def make_book(profile: str, cold: bool) -> dict[str, Any]:
             (root / "data" / "lits").symlink_to(lits, target_is_directory=True)
     elif not (root / "outputs" / profile / "run_summary.json").exists():
         raise RuntimeError(f"warm make book: no earlier run in {root} (run the cold one first)")
-    env = {**os.environ, "HCC_ROOT": str(root), "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1",
-           "HCC_SHARED_DATA": os.environ.get("HCC_SHARED_DATA", str(ROOT.parent / "shared" / "data"))}
+    # a benchmark started from make (``make test ARGS=...``) must not pass that make's variables to this one
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES", "MAKELEVEL")}
+    env.update({"HCC_ROOT": str(root), "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1",
+                "HCC_SHARED_DATA": os.environ.get("HCC_SHARED_DATA", str(ROOT.parent / "shared" / "data"))})
     log = root / f"make_book_{'cold' if cold else 'warm'}.log"
     t0 = time.perf_counter()
     with open(log, "w") as fh:
-        proc = subprocess.run(["make", "book", f"PROFILE={profile}"], cwd=ROOT, env=env, stdout=fh,
-                              stderr=subprocess.STDOUT)
+        proc = subprocess.run(["make", "book", f"PROFILE={profile}", "ARGS=", f"MANIFEST={manifest or ''}"],
+                              cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
     s = time.perf_counter() - t0
     if proc.returncode != 0:
         tail = "\n  ".join(log.read_text().strip().splitlines()[-8:])
         raise RuntimeError(f"make book failed (exit {proc.returncode}); log {log}:\n  {tail}")
-    summ = json.loads((root / "outputs" / profile / "run_summary.json").read_text())
+    summary_file = root / "outputs" / profile / "run_summary.json"
+    shutil.copy2(summary_file, root / f"run_summary_{'cold' if cold else 'warm'}.json")
+    summ = json.loads(summary_file.read_text())
     steps = [{"step": r["step"], "status": r["status"], "seconds": r["seconds"]} for r in summ["steps"]]
     html = root / "book" / "_build" / "html"
     return {"seconds": s, "cold": cold, "steps": steps, "book_seconds": summ.get("book_seconds"),

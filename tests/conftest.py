@@ -13,6 +13,8 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
+from _privacy_book import tiny_benchmark  # noqa: E402,F401 - the fixture shared by test_benchmarks and test_book
+
 
 @pytest.fixture(scope="session")
 def ci_profile():

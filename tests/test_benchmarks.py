@@ -61,14 +61,13 @@ def test_gpu_script_cpu_path(tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_run_writes_valid_json_and_page(tmp_path):
-    out = tmp_path / "results"
-    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--tiny", "--out", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=1800)
+@pytest.mark.timeout(3600)
+def test_tiny_run_writes_valid_json_and_page(tiny_benchmark, tmp_path):
+    """The tiny run (its ``make book`` on the DICOM privacy cohort, shared with ``tests/test_book.py``)."""
+    proc, files = tiny_benchmark["proc"], tiny_benchmark["files"]
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    files = sorted(out.glob("*.json"))
     assert len(files) == 1
-    d = json.loads(files[0].read_text())
+    d = tiny_benchmark["json"]
     assert d["schema"] == 1 and d["mode"] == "tiny" and d["profile"] == "ci"
     assert d["git"]["commit"] and d["versions"]["torch"] and d["machine"]["usable_cpus"] >= 1
     assert d["errors"] == [], d["errors"]

@@ -1,48 +1,24 @@
 """End to end: the ci-profile book, run on DICOM series that carry fake patient identifiers.
 
-One run of ``python -m hcc_utils.run book --profile ci --manifest <DICOM manifest>`` (in an isolated ``$HCC_ROOT``, so
-the user's ``outputs/ci`` is untouched) serves three checks:
+The tiny benchmark's ``make book PROFILE=ci MANIFEST=<DICOM manifest>``, cold then warm, in an isolated
+``$HCC_ROOT`` so the user's ``outputs/ci`` is untouched (``tests/_privacy_book.py``; one run serves the benchmark's
+test too), serves these checks:
 
 * every notebook is executed (both phases where relevant), every expected output file exists, the HTML book exists;
 * the HTML loads nothing from the internet (no remote ``src``/``href`` of scripts, styles, fonts, images);
 * privacy: none of the fake name, MRN, birth date, accession number, institution... written into the DICOM headers
-  appears under ``outputs/``, in the HTML book or in what the run printed;
+  appears under ``outputs/``, in the HTML book or in what the runs printed;
 
-and a second run skips every step.
+and the second run skips every step.
 """
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
-import time
-from pathlib import Path
-
-import pandas as pd
 import pytest
+from _privacy_book import FAKE_PHI, NEEDLES
 
 from hcc_utils import imaging, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]  # the ci book run takes longer than one test
-
-#: Fake identifying DICOM tags written into every series of the privacy cohort.
-FAKE_PHI = {
-    "PatientName": "Qzorblat^Wilhelmina",
-    "PatientID": "MRN88412307",
-    "PatientBirthDate": "19470923",
-    "OtherPatientIDs": "OPID5519034",
-    "AccessionNumber": "ACC7730419X",
-    "InstitutionName": "Xylophone Privacy Hospital",
-    "InstitutionAddress": "17 Vrenkel Lane",
-    "ReferringPhysicianName": "Dr^Quoxtelbaum",
-    "StudyDate": "19990817",
-    "StudyID": "STUDY66129",
-}
-#: What must not appear anywhere: the tag values, their parts and other renderings of the dates.
-NEEDLES = sorted({*FAKE_PHI.values(), "Qzorblat", "Wilhelmina", "Quoxtelbaum", "Xylophone", "Vrenkel",
-                  "1947-09-23", "1999-08-17", "23.09.1947", "17.08.1999"})
 
 STEPS = ["01_cohort_table", "02_unet_training_AP", "02_unet_training_PP", "03_feature_extraction_AP",
          "03_feature_extraction_PP", "04_model_comparison", "05_survival_nomogram", "06_gradcam"]
@@ -69,53 +45,14 @@ EXPECTED = [
 EXPECTED_DIRS = ["cohort", "survival", "gradcam", "segmentation/AP/pred_masks", "segmentation/PP/pred_masks"]
 
 
-def _dicom_cohort(src_manifest: Path, dest: Path) -> Path:
-    """Copy a cohort with its CTs re-written as DICOM series that carry FAKE_PHI; masks and tables are copied."""
-    df = pd.read_csv(src_manifest, dtype=str, keep_default_na=False)
-    base = src_manifest.parent
-    dest.mkdir(parents=True, exist_ok=True)
-    for col in ("clinical_file", "visual_file", "outcome_file", "mask_ap", "mask_pp"):
-        if col not in df:
-            continue
-        for rel in df[col].unique():
-            if rel:
-                target = dest / rel.split("#", 1)[0]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(base / rel.split("#", 1)[0], target)
-    for i, row in df.iterrows():
-        for ph in ("ap", "pp"):
-            img = imaging.read_image(base / row[f"ct_{ph}"])
-            folder = Path("dicom") / f"{row['patient_id']}_{ph.upper()}"
-            imaging.write_dicom_series(img, dest / folder, phi=FAKE_PHI,
-                                           description=f"{ph.upper()} synthetic CT")
-            df.loc[i, f"ct_{ph}"] = str(folder)
-            if f"series_uid_{ph}" in df:
-                df.loc[i, f"series_uid_{ph}"] = ""
-    out = dest / "data_manifest.csv"
-    df.to_csv(out, index=False)
-    return out
-
-
-def _run(root: Path, manifest: Path, timeout: int = 1800) -> tuple[subprocess.CompletedProcess, float]:
-    env = {**os.environ, "HCC_ROOT": str(root), "PYTHONUNBUFFERED": "1"}
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "hcc_utils.run", "book", "--profile", "ci", "--manifest",
-                           str(manifest)], env=env, capture_output=True, text=True, encoding="utf-8", errors="replace",
-                          timeout=timeout)
-    return proc, time.perf_counter() - t0
-
-
 @pytest.fixture(scope="module")
-def book_run(tmp_path_factory, ci_manifest):
-    root = tmp_path_factory.mktemp("book_root")
-    shutil.copy2(run.CODE_ROOT / "profiles.yaml", root / "profiles.yaml")
-    manifest = _dicom_cohort(Path(ci_manifest), root / "privacy_cohort")
-    proc, seconds = _run(root, manifest)
-    log = proc.stdout + "\n" + proc.stderr
-    (root / "run1.log").write_text(log, encoding="utf-8")
-    assert proc.returncode == 0, f"the ci book run failed (exit {proc.returncode}):\n{log[-6000:]}"
-    return {"root": root, "manifest": manifest, "log": log, "seconds": seconds,
-            "outputs": root / "outputs" / "ci", "html": root / "book" / "_build" / "html"}
+def book_run(tiny_benchmark):
+    """The tiny benchmark's cold ``make book PROFILE=ci`` on the DICOM privacy cohort (``tests/_privacy_book.py``)."""
+    b = tiny_benchmark
+    log = b["logs"]["cold"]
+    assert b["summaries"]["cold"] is not None, (
+        f"the ci book run failed:\n{log[-6000:]}\n{b['proc'].stdout[-3000:]}{b['proc'].stderr[-3000:]}")
+    return {**b, "log": log}
 
 
 def test_dicom_manifest_carries_the_fake_identifiers(book_run):
@@ -127,7 +64,7 @@ def test_dicom_manifest_carries_the_fake_identifiers(book_run):
 
 def test_all_notebooks_executed_and_outputs_exist(book_run):
     out = book_run["outputs"]
-    summary = json.loads((out / "run_summary.json").read_text())
+    summary = book_run["summaries"]["cold"]
     status = {s["step"]: s["status"] for s in summary["steps"]}
     assert {s: status.get(s) for s in STEPS} == {s: "ran" for s in STEPS}, book_run["log"][-3000:]
     for s in OPTIONAL:
@@ -144,7 +81,7 @@ def test_all_notebooks_executed_and_outputs_exist(book_run):
         errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
                   if o.get("output_type") == "error"]
         assert not errors, f"{s}: {errors[0].get('ename')}: {errors[0].get('evalue')}"
-    print(f"\nci book run: {book_run['seconds']:.0f} s\n" + "\n".join(
+    print(f"\nci book run: {book_run['seconds'] or 0:.0f} s\n" + "\n".join(
         f"  {s['step']:34s} {s['status']:12s} {s['seconds']:7.1f} s" for s in summary["steps"])
         + f"\n  jupyter-book build {summary['book_seconds']:.1f} s")
 
@@ -180,14 +117,14 @@ def test_no_identifier_from_dicom_headers_is_published(book_run):
     hits = imaging.find_text_in_tree(root / "outputs", NEEDLES) + imaging.find_text_in_tree(book_run["html"], NEEDLES)
     hits += imaging.find_text_in_tree(root / "book" / "executed", NEEDLES)
     assert not hits, "identifiers found:\n" + "\n".join(f"{p}: {n}" for p, n in hits[:30])
-    printed = [n for n in NEEDLES if n.lower() in book_run["log"].lower()]
+    said = "\n".join([*book_run["logs"].values(), book_run["proc"].stdout, book_run["proc"].stderr]).lower()
+    printed = [n for n in NEEDLES if n.lower() in said]
     assert not printed, f"the run printed identifiers: {printed}"
 
 
 def test_second_run_skips_every_step(book_run):
-    proc, seconds = _run(book_run["root"], book_run["manifest"], timeout=600)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    summary = json.loads((book_run["outputs"] / "run_summary.json").read_text())
+    summary = book_run["summaries"]["warm"]
+    assert summary is not None, book_run["logs"]["warm"][-4000:]
     status = {s["step"]: s["status"] for s in summary["steps"]}
     assert {s: status[s] for s in STEPS} == {s: "skipped" for s in STEPS}
     assert all(status[s] in ("skipped", "unavailable") for s in OPTIONAL)
