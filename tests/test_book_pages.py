@@ -49,7 +49,12 @@ def page_problems(page, url: str) -> list[str]:
     for n in range(page.locator(".output.stderr, .cell_output .stderr").count()):
         text = page.locator(".output.stderr, .cell_output .stderr").nth(n).inner_text()[:120]
         problems.append(f"stderr block: {text!r}")
-    body = page.inner_text("article") if page.locator("article").count() else page.inner_text("body")
+    # the text of the page, folded cells (hide-input, hide-output) included: a reader can unfold them
+    body = page.evaluate("""() => {
+        const root = (document.querySelector('article') || document.body).cloneNode(true);
+        root.querySelectorAll('script, style').forEach(e => e.remove());
+        return root.textContent;
+    }""")
     for m in sorted(set(ABSOLUTE_PATH.findall(body))):
         problems.append(f"absolute path in the text: {m}")
     for img in page.locator("article img").all():

@@ -82,13 +82,17 @@ def title_suffix(step: Step) -> str:
 
 
 def copy_for_book(src: Path, dst: Path, suffix: str = "") -> None:
-    """Copy an executed notebook for the book, folding the parameter cells away (``hide-input``) and appending
+    """Copy an executed notebook for the book, folding the parameter cell away (``hide-input``), leaving out the cell
+    papermill injected (``remove-cell``: its values belong to this machine's run, local paths included), and appending
     ``suffix`` (:func:`title_suffix`) to its first heading, so the table of contents tells the AP and PP pages apart."""
     nb = nbformat.read(str(src), as_version=4)
     titled = not suffix
     for c in nb.cells:
         tags = c.metadata.get("tags", [])
-        if ("parameters" in tags or "injected-parameters" in tags) and "hide-input" not in tags:
+        if "injected-parameters" in tags:
+            if "remove-cell" not in tags:
+                c.metadata["tags"] = [*tags, "remove-cell"]
+        elif "parameters" in tags and "hide-input" not in tags:
             c.metadata["tags"] = [*tags, "hide-input"]
         if not titled and c.cell_type == "markdown" and c.source.lstrip().startswith("# "):
             first, _, rest = c.source.lstrip().partition("\n")
