@@ -208,6 +208,41 @@ def plot_nomogram(res_or_nomo):
     return fig
 
 
+def nomogram_points(res_or_nomo) -> pd.DataFrame:
+    """The data of Figure 4a: every tick of the nomogram's axes with its points.
+
+    Parameters
+    ----------
+    res_or_nomo : SurvivalResult or NomogramCalculator
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``axis, value, points``: one row per tick of each variable axis (points 0-100 of that variable), of the
+        total-points axis and of the predicted-RFS axis (``points`` on the total-points scale, as drawn).
+    """
+    nomo = res_or_nomo.nomogram if isinstance(res_or_nomo, SurvivalResult) else res_or_nomo
+    spec = nomo.spec
+    sc = spec["scale"]
+    rows = []
+    for v in spec["variables"]:
+        label = v.get("axis_label", v["label"])
+        if v["type"] == "continuous":
+            rows += [(label, f"{x:.4g}", (v["beta"] * x / v["per"] - v["lp_min"]) * sc)
+                     for x in _nice_ticks(v["min"], v["max"])]
+        else:
+            rows += [(label, str(lv), (lp - v["lp_min"]) * sc) for lv, lp in zip(v["levels"], v["lp"])]
+    s0, cen, off = spec["baseline_survival"], spec["centre"], spec["lp_offset"]
+    tmax = sum((v["lp_max"] - v["lp_min"]) * sc for v in spec["variables"])
+    tt = _nice_ticks(0, tmax, extend=True)
+    rows += [("Total points", f"{t:g}", t) for t in tt]
+    for p in (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1):
+        tp = (math.log(math.log(p) / math.log(s0)) + cen - off) * sc
+        if 0 <= tp <= tt[-1]:
+            rows.append((f"{spec['landmark']:g}-month RFS", f"{p:g}", tp))
+    return pd.DataFrame(rows, columns=["axis", "value", "points"])
+
+
 def _nice_ticks(lo, hi, n=6, extend=False):
     if hi <= lo:
         return [lo]
