@@ -160,3 +160,22 @@ def test_every_paper_item_is_numbered_and_captioned(html_dir):
         captions = " ".join(parser.text)
         missing += [f"{name}: {item}" for item in items if item not in captions]
     assert not missing, missing
+
+
+def test_a_local_path_in_a_folded_cell_is_caught(tmp_path):
+    """A path in a cell whose input is folded away (hide-input) is still on the page: a reader can unfold it."""
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    page = tmp_path / "p.html"
+    page.write_text("<html><body><article><p>text</p><details><summary>Show code</summary>"
+                    "<pre>table_path = '/work/data/clinical.tsv'</pre></details></article></body></html>")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            problems = page_problems(browser.new_page(), page.as_uri())
+        finally:
+            browser.close()
+    assert problems == ["absolute path in the text: /work/data"]
