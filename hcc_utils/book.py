@@ -95,6 +95,48 @@ class Context:
                 f"({n} patients).\n```")
 
 
+def figure_data(data, path: str | Path, key: str | None = None, label: str | None = None) -> str:
+    """Write the data behind a figure as CSV beside it and return the MyST link that offers it on the page.
+
+    The link is a ``{download}`` role to the file under ``outputs/`` (a path from the book's root, so it holds on
+    every page); Sphinx copies the file into the HTML build. With ``key`` the link is also glued (as Markdown) for a
+    caption: ``Data: {glue:md}`key:myst`.``
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        The figure's data, one row per plotted point (or step, bar, panel); the index is not written.
+    path : str or Path
+        The CSV to write (suffix set to ``.csv``), normally beside the figure's PNG under ``outputs/<profile>/``.
+    key : str, optional
+        Glue the link under this name (notebooks only).
+    label : str, optional
+        The link text (default: the file name).
+
+    Returns
+    -------
+    str
+        The MyST link, e.g. ``{download}`figure3_km_data.csv </outputs/ci/survival/synthetic/figure3_km_data.csv>```.
+    """
+    import os
+
+    path = Path(path).with_suffix(".csv")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data.to_csv(path, index=False)
+    root = repo_root().resolve()
+    try:
+        target = "/" + path.resolve().relative_to(root).as_posix()  # from the book's source root
+    except ValueError:  # outside the book's root: relative to the executed pages (book/executed/)
+        target = Path(os.path.relpath(path.resolve(), root / "book" / "executed")).as_posix()
+    link = f"{{download}}`{label or path.name} <{target}>`"
+    if key is not None:
+        from IPython.display import Markdown
+        from myst_nb import glue
+
+        glue(key, Markdown(link), display=False)
+    return link
+
+
 def synthetic_note(n_patients: int) -> str:
     """MyST of the "synthetic cohort" admonition shown on every chapter with synthetic results.
 

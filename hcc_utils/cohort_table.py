@@ -6,6 +6,7 @@ log CI (:func:`hcc_utils.stats.km_median`) and the log-rank test between cohorts
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,6 +19,15 @@ from hcc_utils import imaging as io, stats
 from hcc_utils.manifest import CLINICAL_VARIABLES, COHORTS, VISUAL_FEATURES
 
 TABLE1_VARIABLES = [*CLINICAL_VARIABLES, *VISUAL_FEATURES]
+#: Row labels of the displayed Table 1 where the manifest's label is written for a plain-text file.
+DISPLAY_LABELS = {"sex": "Sex", "hbv_dna": "HBV-DNA \u2265 10\u2074 IU/mL", "afp_ge400": "AFP \u2265 400 ng/mL",
+                  "tb": "Total bilirubin (\u00b5mol/L)"}
+#: Level names of categorical variables in the displayed Table 1.
+DISPLAY_LEVELS = {"sex": {"M": "Male", "F": "Female"}, "child_pugh": {"A": "Class A", "B": "Class B"}}
+#: Indentation of a level row under its variable: non-breaking spaces, kept by HTML, CSV readers and spreadsheets.
+LEVEL_INDENT = "\u00a0" * 4
+#: What a continuous variable's cell shows, by its ``table1`` kind.
+SUMMARY_NAMES = {"normal": "mean (SD)", "skewed": "median (IQR)"}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -68,41 +78,72 @@ def table_one(patients: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
     return t
 
 
-def format_table_one(t1: pd.DataFrame) -> pd.DataFrame:
+def display_label(name: str, label: str) -> str:
+    """The row label of a variable in the displayed Table 1: :data:`DISPLAY_LABELS`, else the manifest's label with
+    typed symbols replaced (``>=`` by ≥, ``<=`` by ≤, ``umol`` by µmol, ``10^9`` by 10⁹).
+
+    Parameters
+    ----------
+    name : str
+        The variable's column name.
+    label : str
+        Its label in the manifest.
+
+    Returns
+    -------
+    str
+    """
+    if name in DISPLAY_LABELS:
+        return DISPLAY_LABELS[name]
+    sup = str.maketrans("0123456789", "\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079")
+    out = label.replace(">=", "\u2265").replace("<=", "\u2264").replace("umol", "\u00b5mol")
+    out = re.sub(r"10\^(\d+)", lambda m: "10" + m.group(1).translate(sup), out)
+    return re.sub(r"(?<![A-Za-z])x\s*10(?=[\u2070-\u2079\u00b9\u00b2\u00b3])", "\u00d7 10", out)
+
+
+def format_table_one(t1: pd.DataFrame, indent: str = LEVEL_INDENT) -> pd.DataFrame:
     """Table 1 for display and CSV: one row per continuous or binary variable, level rows for categoricals.
 
-    Binary 0/1 variables are shown as one row (n (%) with the value 1); categorical variables keep a row per level
-    under a heading row carrying the p value. Column headers carry each cohort's n.
+    Binary 0/1 variables are shown as one row (n (%) with the value 1); categorical variables keep a row per level,
+    indented by ``indent``, under a heading row carrying the p value. Continuous rows name their summary (mean (SD)
+    or median (IQR)); labels carry units with their symbols (:func:`display_label`). Column headers carry each
+    cohort's n.
 
     Parameters
     ----------
     t1 : DataFrame
         :func:`table_one` output.
+    indent : str
+        Put before each level row's name (default :data:`LEVEL_INDENT`).
 
     Returns
     -------
     DataFrame
     """
+    kinds = {v.name: v.table1 for v in TABLE1_VARIABLES}
     n = t1.attrs.get("n", {})
     groups = [c for c in COHORTS if c in t1.columns]
     head = {g: f"{g.capitalize()} (n = {n[g]})" if g in n else g.capitalize() for g in groups}
     rows = []
     for name, block in t1.groupby("name", sort=False):
         first = block.iloc[0]
+        label = display_label(name, first["variable"])
         if first["kind"] == "binary":
             lvl = block[block["level"] == "1"]
             src = lvl.iloc[0] if len(lvl) else first
-            r = {"Variable": first["variable"], **{head[g]: src[g] for g in groups}}
+            r = {"Variable": label, **{head[g]: src[g] for g in groups}}
             r.update({"p": first["p_formatted"], "Test": first["test"]})
             rows.append(r)
         elif first["kind"] == "categorical":
-            rows.append({"Variable": first["variable"], **{head[g]: "" for g in groups},
+            rows.append({"Variable": label, **{head[g]: "" for g in groups},
                          "p": first["p_formatted"], "Test": first["test"]})
+            names = DISPLAY_LEVELS.get(name, {})
             for _, lv in block.iloc[1:].iterrows():
-                rows.append({"Variable": f"    {lv['level']}", **{head[g]: lv[g] for g in groups}, "p": "",
-                             "Test": ""})
+                rows.append({"Variable": indent + names.get(str(lv["level"]), str(lv["level"])),
+                             **{head[g]: lv[g] for g in groups}, "p": "", "Test": ""})
         else:
-            rows.append({"Variable": first["variable"], **{head[g]: first[g] for g in groups},
+            what = SUMMARY_NAMES.get(kinds.get(name, ""), "")
+            rows.append({"Variable": f"{label}, {what}" if what else label, **{head[g]: first[g] for g in groups},
                          "p": first["p_formatted"], "Test": first["test"]})
     return pd.DataFrame(rows)
 

@@ -500,11 +500,14 @@ def run_features(profile, manifest: pd.DataFrame | None = None, device="auto", p
 # figures
 # ----------------------------------------------------------------------------------------------------------------------
 def overlay_figure(res: dict[str, Any], n: int = 6, window: tuple[float, float] | None = None):
-    """Held-out axial slices: CT in the PP window, reference tumour (green) and prediction (magenta) contours.
+    """Held-out axial slices: CT in the PP window, reference tumour (solid white) and prediction (dashed
+    orange) contours with a legend.
 
     Picks ``n`` held-out slices spread over the held-out range among those with tumour.
     """
     import matplotlib.pyplot as plt
+
+    from hcc_utils import style
 
     sl = res["slices"]
     cand = sl[(sl.role == "held-out") & (sl.tumour_voxels > 0)]["z"].to_numpy()
@@ -519,13 +522,14 @@ def overlay_figure(res: dict[str, Any], n: int = 6, window: tuple[float, float] 
         ax.axis("off")
     for ax, z in zip(axes.ravel(), zs):
         ax.imshow(res["hu"][z], cmap="gray", vmin=level - width / 2, vmax=level + width / 2)
-        ax.contour(res["label"][z] == 2, levels=[0.5], colors="lime", linewidths=1.0)
+        ax.contour(res["label"][z] == 2, levels=[0.5], linewidths=1.2, **style.CONTOUR_REFERENCE)
         if (res["pred"][z] == 1).any():
-            ax.contour(res["pred"][z] == 1, levels=[0.5], colors="magenta", linewidths=1.0)
+            ax.contour(res["pred"][z] == 1, levels=[0.5], linewidths=1.2, **style.CONTOUR_PREDICTION)
         d = sl.loc[sl.z == z, "dice"].iloc[0]
         ax.set_title(f"z = {z}  (Dice {d:.2f})", fontsize=9)
-    fig.suptitle("Held-out slices: reference tumour (green), U-Net (magenta)", fontsize=10)
+    fig.suptitle("Held-out slices: reference tumour (solid white), U-Net (dashed orange)", fontsize=10)
     fig.tight_layout()
+    style.contour_legend(fig, "reference tumour", "U-Net", loc="lower center", ncol=2, bbox_to_anchor=(0.5, -0.02))
     return fig
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from hcc_utils import gradcam as gc
 from hcc_utils import preprocess as pp
+from hcc_utils import style
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;margin:1.5rem auto;max-width:60rem;
@@ -69,7 +70,7 @@ def ct_figure(row, per: dict, windows: dict):
         lo = float(w["level"]) - float(w["width"]) / 2
         ax.imshow(np.clip(ct[z], lo, lo + float(w["width"])), cmap="gray")
         if m[z].any():
-            ax.contour(m[z], levels=[0.5], colors="red", linewidths=1.2)
+            ax.contour(m[z], levels=[0.5], linewidths=1.2, **style.CONTOUR_PREDICTION)
         sp = r["mask_image"].GetSpacing()
         vol = float(m.sum()) * float(np.prod(sp)) / 1000.0
         ax.set_title(f"{ph}: slice {z}" + (f", tumour {vol:.1f} mL" if area.any() else ", no predicted tumour"),

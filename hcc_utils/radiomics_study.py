@@ -280,25 +280,45 @@ def harmonise_tables(tables: dict, patients: pd.DataFrame) -> dict:
     return {k: harmonise_table(t, patients) for k, t in tables.items()}
 
 
-def pca_by_centre(before: pd.DataFrame, after: pd.DataFrame, patients: pd.DataFrame, title: str = "", axes=None):
-    """First two principal components (fitted on the development rows, features standardised on them) before and
-    after harmonisation, coloured by centre; ``axes``: two matplotlib axes (else a new figure)."""
-    import matplotlib.pyplot as plt
+def pca_coordinates(before: pd.DataFrame, after: pd.DataFrame, patients: pd.DataFrame) -> pd.DataFrame:
+    """First two principal components of each patient before and after harmonisation (the data of
+    :func:`pca_by_centre`): PCA fitted on the development rows, features standardised on them.
+
+    Returns
+    -------
+    DataFrame
+        ``patient_id, cohort, centre, harmonisation`` (``before ComBat`` / ``after ComBat``), ``pc1, pc2``.
+    """
     from sklearn.decomposition import PCA
 
-    if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(8.4, 3.8))
     pt = patients.loc[before.index]
     dev = (pt["cohort"] == "development").to_numpy()
-    for ax, t, lab in zip(axes, (before, after), ("before ComBat", "after ComBat")):
+    rows = []
+    for t, lab in ((before, "before ComBat"), (after, "after ComBat")):
         x = t.astype(float)
         x = x.loc[:, np.isfinite(x.to_numpy()).all(0)]
         mu, sd = x[dev].mean(), x[dev].std(ddof=0).replace(0, 1.0)
         z = ((x - mu) / sd).to_numpy()
         pc = PCA(n_components=2, random_state=0).fit(z[dev]).transform(z)
-        for c in sorted(pt["centre"].astype(str).unique()):
-            m = (pt["centre"].astype(str) == c).to_numpy()
-            ax.scatter(pc[m, 0], pc[m, 1], s=18, alpha=0.8, label=f"centre {c} (n = {m.sum()})")
+        rows.append(pd.DataFrame({"patient_id": before.index.astype(str), "cohort": pt["cohort"].to_numpy(),
+                                  "centre": pt["centre"].astype(str).to_numpy(), "harmonisation": lab,
+                                  "pc1": pc[:, 0], "pc2": pc[:, 1]}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def pca_by_centre(before: pd.DataFrame, after: pd.DataFrame, patients: pd.DataFrame, title: str = "", axes=None):
+    """First two principal components (fitted on the development rows, features standardised on them) before and
+    after harmonisation, coloured by centre; ``axes``: two matplotlib axes (else a new figure)."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(8.4, 3.8))
+    coords = pca_coordinates(before, after, patients)
+    for ax, lab in zip(axes, ("before ComBat", "after ComBat")):
+        d = coords[coords["harmonisation"] == lab]
+        for c in sorted(d["centre"].unique()):
+            m = d[d["centre"] == c]
+            ax.scatter(m["pc1"], m["pc2"], s=18, alpha=0.8, label=f"centre {c} (n = {len(m)})")
         ax.set_xlabel("PC1")
         ax.set_ylabel("PC2")
         ax.set_title(f"{title}: {lab}", fontsize=9)

@@ -13,6 +13,36 @@ from hcc_utils.manifest import COHORTS
 from hcc_utils.stats import format_p as fmt_p  # noqa: F401  (notebook 04's name for the one p-value formatter)
 
 
+def roc_points(predictions: pd.DataFrame, models: Sequence[str], labels: dict[str, str] | None = None) -> pd.DataFrame:
+    """The data of a ROC figure (:func:`roc_figure`): the curve's points per cohort and model.
+
+    Parameters
+    ----------
+    predictions : DataFrame
+        ``patient_id, cohort, model, prob, er``.
+    models : list of str
+    labels : dict, optional
+        Display names per model (a ``label`` column).
+
+    Returns
+    -------
+    DataFrame
+        ``cohort, model, label, threshold, fpr, tpr`` (sklearn's ``roc_curve``; the first threshold is infinite).
+    """
+    labels = labels or {}
+    rows = []
+    for c in [c for c in COHORTS if (predictions.cohort == c).any()]:
+        for mname in models:
+            d = predictions[(predictions.model == mname) & (predictions.cohort == c)]
+            if d.empty:
+                continue
+            fpr, tpr, thr = roc_curve(d["er"].to_numpy(int), d["prob"].to_numpy(float))
+            rows.append(pd.DataFrame({"cohort": c, "model": mname, "label": labels.get(mname, mname),
+                                      "threshold": thr, "fpr": fpr, "tpr": tpr}))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
+        columns=["cohort", "model", "label", "threshold", "fpr", "tpr"])
+
+
 def roc_figure(predictions: pd.DataFrame, table2: pd.DataFrame, models: Sequence[str],
                labels: dict[str, str] | None = None):
     """Figure 1: ROC curves of the given models, one panel per cohort, AUC (95% CI) from Table 2 in the legend.

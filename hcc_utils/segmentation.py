@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hcc_utils import preprocess as pp
+from hcc_utils import style
 from hcc_utils.files import file_sha256
 from hcc_utils.manifest import safe_name
 from hcc_utils.progress import report as report_progress
@@ -716,7 +717,8 @@ def plot_history(history: pd.DataFrame, path: Path | None = None, title: str = "
 
 
 def plot_overlays(manifest, profile, phase: str, patients, path: Path | None = None):
-    """CT slice (largest ground-truth tumour area) with ground truth (green) and prediction (red) outlines."""
+    """CT slice (largest ground-truth tumour area) with ground truth (solid white) and prediction (dashed orange)
+    outlines (:data:`hcc_utils.style.CONTOUR_REFERENCE`, :data:`~hcc_utils.style.CONTOUR_PREDICTION`) and a legend."""
     import matplotlib.pyplot as plt
     import SimpleITK as sitk
 
@@ -737,14 +739,16 @@ def plot_overlays(manifest, profile, phase: str, patients, path: Path | None = N
         lo = w["level"] - w["width"] / 2
         ax.imshow(np.clip(ct[z], lo, lo + w["width"]), cmap="gray")
         if gt[z].any():
-            ax.contour(gt[z], levels=[0.5], colors="lime", linewidths=1)
+            ax.contour(gt[z], levels=[0.5], linewidths=1.2, **style.CONTOUR_REFERENCE)
         if pred[z].any():
-            ax.contour(pred[z], levels=[0.5], colors="red", linewidths=1)
+            ax.contour(pred[z], levels=[0.5], linewidths=1.2, **style.CONTOUR_PREDICTION)
         ax.set_title(f"{pid} z={z}\nDSC {dice_score(pred, gt):.2f}", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"{phase}: ground truth (green) vs prediction (red)", fontsize=9)
+    fig.suptitle(f"{phase}: ground truth (solid white) vs prediction (dashed orange)", fontsize=9)
     fig.tight_layout()
+    style.contour_legend(fig, "ground truth", "U-Net prediction", loc="lower center", ncol=2,
+                         bbox_to_anchor=(0.5, -0.02))
     if path is not None:
         fig.savefig(path, dpi=150)
     return fig

@@ -42,6 +42,32 @@ def rc_params() -> dict:
     }
 
 
+def contour_legend(target, reference: str = "reference", prediction: str = "prediction", **kwargs):
+    """A legend naming the reference (solid) and prediction (dashed) contours of :data:`CONTOUR_REFERENCE` and
+    :data:`CONTOUR_PREDICTION` (contour sets make no legend entries of their own).
+
+    Parameters
+    ----------
+    target : matplotlib.axes.Axes or matplotlib.figure.Figure
+        Where the legend goes.
+    reference, prediction : str
+        The two labels.
+    **kwargs
+        Passed to ``legend``.
+
+    Returns
+    -------
+    matplotlib.legend.Legend
+    """
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=spec["colors"], ls=spec["linestyles"], lw=1.5, label=label)
+               for spec, label in ((CONTOUR_REFERENCE, reference), (CONTOUR_PREDICTION, prediction))]
+    # white lines need a dark legend background to be seen
+    kw = {"facecolor": "#404040", "framealpha": 1.0, "frameon": True, "labelcolor": "white", "fontsize": 8, **kwargs}
+    return target.legend(handles=handles, **kw)
+
+
 def apply() -> None:
     """Make :func:`rc_params` the current matplotlib style."""
     import matplotlib

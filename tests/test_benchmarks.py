@@ -103,3 +103,42 @@ def test_tiny_run_writes_valid_json_and_page(tiny_benchmark, tmp_path):
         assert section in text
     assert (tmp_path / "scaling.png").stat().st_size > 5000
     assert "Slowest stage measured" in text
+
+
+def test_book_page_reads_the_stored_results_or_says_there_are_none(tmp_path):
+    """The book's benchmarks page: every figure from the stored JSON; without one, a page saying so."""
+    import json
+
+    from hcc_utils.run import book
+
+    latest = ROOT / "benchmarks" / "latest.json"
+    data = json.loads(latest.read_text())
+    page = book.write_benchmarks_page(tmp_path, results=latest, book_results=tmp_path / "absent.json")
+    text = page.read_text()
+    assert page == tmp_path / "book" / "benchmarks.md" and text.startswith("# Benchmarks\n")
+    assert "benchmarks/latest.json" in text and "Do not edit by hand" not in text
+    # numbers of the stored results appear on the page (the machine, a stage's value as the report formats it)
+    assert data["machine"]["cpu"] in text and data["timestamp"] in text
+    from benchmarks.report import _fmt
+
+    stage = next(f for f in data["figures"] if f["group"] == "stage")
+    assert f"| {_fmt(stage['value'], stage['unit'])} |" in text
+    # another results file gives another page
+    other = json.loads(latest.read_text())
+    other["timestamp"] = "20990101T000000Z"
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    assert "20990101T000000Z" in book.write_benchmarks_page(tmp_path, results=tmp_path / "other.json").read_text()
+    # no results: the page says so, and a figure of earlier results is removed
+    (tmp_path / "book" / "benchmarks_scaling.png").write_bytes(b"old")
+    empty = book.write_benchmarks_page(tmp_path, results=tmp_path / "none.json",
+                                       book_results=tmp_path / "none-book.json").read_text()
+    assert "No benchmark results are stored" in empty and not any(ch.isdigit() for ch in empty.split("`")[0][12:])
+    assert not (tmp_path / "book" / "benchmarks_scaling.png").exists()
+
+
+def test_the_benchmarks_page_is_in_the_table_of_contents():
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    ref = next(p for p in toc["parts"] if p["caption"] == "Reference")
+    assert {"file": "book/benchmarks"} in ref["chapters"]

@@ -49,7 +49,12 @@ def page_problems(page, url: str) -> list[str]:
     for n in range(page.locator(".output.stderr, .cell_output .stderr").count()):
         text = page.locator(".output.stderr, .cell_output .stderr").nth(n).inner_text()[:120]
         problems.append(f"stderr block: {text!r}")
-    body = page.inner_text("article") if page.locator("article").count() else page.inner_text("body")
+    # the text of the page, folded cells (hide-input, hide-output) included: a reader can unfold them
+    body = page.evaluate("""() => {
+        const root = (document.querySelector('article') || document.body).cloneNode(true);
+        root.querySelectorAll('script, style').forEach(e => e.remove());
+        return root.textContent;
+    }""")
     for m in sorted(set(ABSOLUTE_PATH.findall(body))):
         problems.append(f"absolute path in the text: {m}")
     for img in page.locator("article img").all():
@@ -155,3 +160,22 @@ def test_every_paper_item_is_numbered_and_captioned(html_dir):
         captions = " ".join(parser.text)
         missing += [f"{name}: {item}" for item in items if item not in captions]
     assert not missing, missing
+
+
+def test_a_local_path_in_a_folded_cell_is_caught(tmp_path):
+    """A path in a cell whose input is folded away (hide-input) is still on the page: a reader can unfold it."""
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    page = tmp_path / "p.html"
+    page.write_text("<html><body><article><p>text</p><details><summary>Show code</summary>"
+                    "<pre>table_path = '/work/data/clinical.tsv'</pre></details></article></body></html>")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            problems = page_problems(browser.new_page(), page.as_uri())
+        finally:
+            browser.close()
+    assert problems == ["absolute path in the text: /work/data"]

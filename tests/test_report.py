@@ -281,3 +281,22 @@ def test_table2_does_not_read_truth(tmp_path, ci_manifest, monkeypatch):
     for f in files:
         assert runs[0][f] == runs[1][f], f
     assert runs[0]["ground_truth.json"] != runs[1]["ground_truth.json"]
+
+
+def test_table_one_display_indents_levels_and_writes_units_with_symbols():
+    t1 = cohort_table.table_one(patient_table())
+    fmt = cohort_table.format_table_one(t1)
+    labels = list(fmt["Variable"])
+    # level rows sit under their heading, indented with non-breaking spaces (kept by HTML), heading without counts
+    i = labels.index("Child-Pugh class")
+    assert labels[i + 1] == "\u00a0" * 4 + "Class A" and labels[i + 2] == "\u00a0" * 4 + "Class B"
+    assert fmt.iloc[i]["p"] != "" and fmt.iloc[i + 1]["p"] == ""
+    assert "\u00a0" * 4 + "Male" in labels and "Sex" in labels
+    # units and comparisons with their symbols; no typed ">=", "umol" or "^"
+    assert "HBV-DNA \u2265 10\u2074 IU/mL" in labels and "AFP \u2265 400 ng/mL" in labels
+    assert "Total bilirubin (\u00b5mol/L), median (IQR)" in labels and "Age (years), mean (SD)" in labels
+    assert not any(s in lb for lb in labels for s in (">=", "umol", "^"))
+    # the HTML of the page keeps the indentation
+    html = fmt.style.hide(axis="index").to_html()
+    assert "\u00a0\u00a0\u00a0\u00a0Class A" in html
+    assert cohort_table.display_label("plt", "Platelets (x 10^9/L)") == "Platelets (\u00d7 10\u2079/L)"

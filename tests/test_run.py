@@ -388,7 +388,9 @@ def test_book_copy_names_the_phase_in_the_title(tmp_path):
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("phase = 'AP'", metadata={"tags": ["parameters"]}),
-                nbformat.v4.new_markdown_cell("# U-Net training\nText."), nbformat.v4.new_markdown_cell("# Later")]
+                nbformat.v4.new_markdown_cell("# U-Net training\nText."), nbformat.v4.new_markdown_cell("# Later"),
+                nbformat.v4.new_code_cell("table_path = '/home/me/data/t.tsv'",
+                                          metadata={"tags": ["injected-parameters"]})]
     src = tmp_path / "a.ipynb"
     nbformat.write(nb, str(src))
     step = run.Step(name="02_unet_training_AP", notebook="02_unet_training", params={"phase": "AP"})
@@ -397,6 +399,8 @@ def test_book_copy_names_the_phase_in_the_title(tmp_path):
     assert out.cells[1].source == "# U-Net training (AP)\nText."
     assert out.cells[2].source == "# Later"
     assert "hide-input" in out.cells[0].metadata["tags"]
+    # the injected values (local paths of this machine) are not on the page
+    assert "remove-cell" in out.cells[3].metadata["tags"]
     gse = run.Step(name="05_gse", notebook="05_survival_nomogram", params={"chapter": "gse14520"})
     assert run.book.title_suffix(gse) == " (GSE14520)"
 

@@ -364,3 +364,40 @@ def test_hr_of_a_group_without_events_is_nan_with_a_warning():
     with pytest.warns(UserWarning, match="not estimable"):
         km = sv.km_table(d)
     assert np.isnan(km.loc["validation", "hr"]) and 0 <= km.loc["validation", "logrank_p"] <= 1
+
+
+def test_km_figure_has_confidence_bands_and_numbers_at_risk(table):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.collections import PolyCollection
+
+    from hcc_utils.survival import figures
+
+    prep = sv.split_cohorts(sv.prepare_table(table, MAPPING), "Arm", seed=0, raw=table)
+    res = sv.run_survival(prep, landmark=24, n_bootstrap=5, seed=3, progress=False)
+    fig = figures.plot_km(res)
+    panels = [ax for ax in fig.axes if ax.get_title().endswith(")")]
+    assert len(panels) == 2
+    for ax in panels:
+        # a shaded 95% band per risk group
+        assert sum(isinstance(c, PolyCollection) for c in ax.collections) == 2
+        ticks = ax.get_xticks()
+        assert np.allclose(ticks, np.round(ticks)) and ticks[0] == 0
+    # the numbers-at-risk rows: one labelled row per group under each panel, counted at the panel's ticks
+    tables = [ax for ax in fig.axes if ax not in panels]
+    assert len(tables) == 2
+    for ax in tables:
+        labels = [t.get_text() for t in ax.get_yticklabels()] + [t.get_text() for t in ax.get_xticklabels()]
+        assert any("High risk" in lb for lb in labels) and any("Low risk" in lb for lb in labels)
+    # the figure's data: KM steps with their band and the numbers at risk
+    data = figures.km_curves(res)
+    assert {"cohort", "risk_group", "time", "survival", "ci_lower", "ci_upper", "at_risk"} <= set(data.columns)
+    assert (data["ci_lower"] <= data["survival"] + 1e-12).all() and (data["survival"] <= data["ci_upper"] + 1e-12).all()
+    dev_high = data[(data.cohort == "development") & (data.risk_group == "high")]
+    assert dev_high["at_risk"].iloc[0] == int(((res.prep.data.cohort == "development")
+                                               & (res.prep.data.risk_group == "high")).sum())
+    # tdAUC over time: ticks at whole months
+    for ax in figures.plot_tdauc(res).axes:
+        ticks = ax.get_xticks()
+        assert np.allclose(ticks % 6, 0), ticks

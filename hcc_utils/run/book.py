@@ -14,6 +14,16 @@ from hcc_utils.run.audit import remote_resources
 from hcc_utils.run.steps import CODE_ROOT, RunError, Step, StepResult
 
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
+#: The stored benchmark results the book's benchmarks page reads (``make bench``, ``make bench-book``).
+BENCHMARK_RESULTS = CODE_ROOT / "benchmarks" / "latest.json"
+BENCHMARK_BOOK_RESULTS = CODE_ROOT / "benchmarks" / "latest-book.json"
+#: The page (and its figure) written at each build under the book's root; listed in ``_toc.yml``, not in git.
+BENCHMARKS_PAGE = Path("book") / "benchmarks.md"
+BENCHMARKS_INTRO = (
+    "What `make bench` (stages, scaling, ratios, FLOPs) and `make bench-book` (the whole `make book`, cold and warm) "
+    "measured, read from the stored results `benchmarks/{results}`{book} when this book was built; "
+    "`benchmarks/README.md` shows the same tables. The figures describe the machine below, which need not be the "
+    "one that built this book.")
 
 
 def fallback_page(step: Step, reason: str) -> str:
@@ -82,19 +92,66 @@ def title_suffix(step: Step) -> str:
 
 
 def copy_for_book(src: Path, dst: Path, suffix: str = "") -> None:
-    """Copy an executed notebook for the book, folding the parameter cells away (``hide-input``) and appending
+    """Copy an executed notebook for the book, folding the parameter cell away (``hide-input``), leaving out the cell
+    papermill injected (``remove-cell``: its values belong to this machine's run, local paths included), and appending
     ``suffix`` (:func:`title_suffix`) to its first heading, so the table of contents tells the AP and PP pages apart."""
     nb = nbformat.read(str(src), as_version=4)
     titled = not suffix
     for c in nb.cells:
         tags = c.metadata.get("tags", [])
-        if ("parameters" in tags or "injected-parameters" in tags) and "hide-input" not in tags:
+        if "injected-parameters" in tags:
+            if "remove-cell" not in tags:
+                c.metadata["tags"] = [*tags, "remove-cell"]
+        elif "parameters" in tags and "hide-input" not in tags:
             c.metadata["tags"] = [*tags, "hide-input"]
         if not titled and c.cell_type == "markdown" and c.source.lstrip().startswith("# "):
             first, _, rest = c.source.lstrip().partition("\n")
             c.source = first.rstrip() + suffix + ("\n" + rest if rest else "")
             titled = True
     nbformat.write(nb, str(dst))
+
+
+def write_benchmarks_page(root: Path, results: Path | None = None, book_results: Path | None = None) -> Path:
+    """Write the book's benchmarks page, ``<root>/book/benchmarks.md``, from the stored benchmark results.
+
+    Every number comes from the results JSON (rendered by :func:`benchmarks.report.write_report`, as for
+    ``benchmarks/README.md``); without results, the page says that none are stored and how to measure them.
+
+    Parameters
+    ----------
+    root : Path
+        The book's root (``$HCC_ROOT``).
+    results, book_results : Path, optional
+        The results of ``make bench`` and of ``make bench-book`` (default :data:`BENCHMARK_RESULTS`,
+        :data:`BENCHMARK_BOOK_RESULTS`); a missing file is left out.
+
+    Returns
+    -------
+    Path
+        The page.
+    """
+    results = Path(results or BENCHMARK_RESULTS)
+    book_results = Path(book_results or BENCHMARK_BOOK_RESULTS)
+    page = Path(root) / BENCHMARKS_PAGE
+    plot = page.with_name("benchmarks_scaling.png")
+    page.parent.mkdir(parents=True, exist_ok=True)
+    plot.unlink(missing_ok=True)  # a figure of earlier results never stays beside new ones
+    if not results.is_file():
+        page.write_text(
+            "# Benchmarks\n\nNo benchmark results are stored in the checkout that built this book "
+            f"(`benchmarks/{results.name}` is missing), so this page has no figures. `make bench` measures the "
+            "stages of the book, their scaling with the cohort and the U-Net FLOPs; `make bench-book` times the "
+            "whole `make book`. Their results are kept in `benchmarks/` and the next build shows them here.\n")
+        return page
+    if str(CODE_ROOT) not in sys.path:  # the benchmarks package sits beside hcc_utils, not installed with it
+        sys.path.insert(0, str(CODE_ROOT))
+    from benchmarks.report import write_report
+
+    extra = book_results.is_file()
+    intro = BENCHMARKS_INTRO.format(results=results.name,
+                                    book=f" and `benchmarks/{book_results.name}`" if extra else "")
+    write_report(results, readme=page, plot=plot, book_json=book_results if extra else None, intro=intro)
+    return page
 
 
 def build_book(root: Path, log: Callable[[str], None] = print) -> Path:

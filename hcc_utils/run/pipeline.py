@@ -17,7 +17,7 @@ from hcc_utils.checks import ACCEPT_FILE
 from hcc_utils.config import Profile, load_profile, repo_root
 from hcc_utils.run import monitor
 from hcc_utils.run.assets import assets_present, vendor_assets
-from hcc_utils.run.book import build_book, stage_book_sources, sync_executed
+from hcc_utils.run.book import build_book, stage_book_sources, sync_executed, write_benchmarks_page
 from hcc_utils.run.execute import run_steps
 from hcc_utils.run.hashing import manifest_digest, notebook_code_digest
 from hcc_utils.run.state import load_state
@@ -178,6 +178,7 @@ def run_book(profile_name: str = "demo", manifest: str | Path | None = None, *, 
         stage_book_sources(root)
         sync_executed(steps, summary.results, executed_dir, root / "book" / "executed",
                       state=load_state(outputs / "run_state.json"))
+        write_benchmarks_page(root)
         if previous_book:
             log(f"the book build took {monitor.duration(previous_book)} last time")
         t0 = time.perf_counter()

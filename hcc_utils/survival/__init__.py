@@ -10,7 +10,8 @@ from .analysis import (SurvivalResult, km_table, multivariable_cox, risk_groups,
 from .evaluation import calibration, decision_curve, discrimination_table, eval_time, tdauc_over_time
 from .export import (ASSETS, format_table3, format_table4, format_table_s1, glue_values, ground_truth_table,
                      nomogram_html, save_results)
-from .figures import plot_calibration, plot_decision_curves, plot_km, plot_nomogram, plot_tdauc
+from .figures import (km_curves, nomogram_points, plot_calibration, plot_decision_curves, plot_km, plot_nomogram,
+                      plot_tdauc)
 from .table import (GSE14520_MAPPING, GSE14520_SPLIT, MISSING_TOKENS, Prepared, gse14520_parameters, gse14520_path,
                     load_input, load_synthetic_table, normalise_mapping, prepare_table, split_cohorts,
                     synthetic_mapping)
@@ -22,5 +23,5 @@ __all__ = [
     "discrimination_table", "calibration", "decision_curve", "tdauc_over_time", "eval_time", "run_survival",
     "SurvivalResult", "save_results", "ground_truth_table", "format_table3", "format_table4", "format_table_s1",
     "glue_values", "plot_km", "plot_calibration", "plot_decision_curves", "plot_tdauc", "plot_nomogram",
-    "nomogram_html", "ASSETS",
+    "nomogram_html", "ASSETS", "km_curves", "nomogram_points",
 ]

@@ -11,16 +11,88 @@ from lifelines import KaplanMeierFitter
 from lifelines.plotting import add_at_risk_counts
 
 from hcc_utils import stats
+from hcc_utils.style import PALETTE
 
 from .analysis import SurvivalResult
 
-COLORS = {"high": "#c0392b", "low": "#2471a3", "Nomogram": "#c0392b", "Signature": "#2471a3",
+#: Okabe-Ito colours (:data:`hcc_utils.style.PALETTE`): vermillion for high risk and the nomogram, blue for low risk
+#: and the signature.
+COLORS = {"high": PALETTE[1], "low": PALETTE[0], "Nomogram": PALETTE[1], "Signature": PALETTE[0],
           "treat_all": "#7f8c8d", "treat_none": "#000000"}
+#: Line styles of the risk groups, so the curves differ without colour.
+LINESTYLE = {"high": "-", "low": "--"}
 
+
+def month_ticks(tmax: float) -> np.ndarray:
+    """Ticks of a follow-up axis at whole months: every 6 months up to 3 years of follow-up, else every 12.
+
+    Parameters
+    ----------
+    tmax : float
+        Longest follow-up shown (months).
+
+    Returns
+    -------
+    numpy.ndarray
+        From 0 to the first tick at or after ``tmax``.
+    """
+    step = 12.0 if tmax > 36 else 6.0
+    return np.arange(0, max(step, math.ceil(float(tmax) / step) * step) + 1e-9, step)
+
+
+def _km_panel(ax, data: pd.DataFrame, ticks, title: str, stats_row: pd.Series | None = None) -> list:
+    """One Kaplan-Meier panel: a curve per risk group with its 95% confidence band (shaded), censoring marks, the
+    log-rank p and hazard ratio, and the numbers at risk under the axis at ``ticks``.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+    data : pandas.DataFrame
+        One cohort's patients: ``time``, ``event``, ``risk_group`` (``high``/``low``).
+    ticks : array-like
+        Months of the x ticks, where the numbers at risk are counted.
+    title : str
+    stats_row : pandas.Series, optional
+        ``logrank_p``, ``hr``, ``hr_lower``, ``hr_upper`` of this cohort (a row of ``SurvivalResult.km``).
+
+    Returns
+    -------
+    list of lifelines.KaplanMeierFitter
+        The groups' fitters, in the order drawn.
+    """
+    fitters = []
+    for g in ("high", "low"):
+        s = data[data["risk_group"] == g]
+        if len(s) == 0:
+            continue
+        km = KaplanMeierFitter(label=f"{g.capitalize()} risk").fit(s["time"], s["event"])
+        km.plot_survival_function(ax=ax, ci_show=True, ci_alpha=0.15, color=COLORS[g], ls=LINESTYLE[g],
+                                  show_censors=True, censor_styles={"ms": 5, "marker": "|"})
+        fitters.append(km)
+    ax.set_xticks(ticks)
+    ax.set_xlim(0, ticks[-1])
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("Months after resection")
+    ax.set_ylabel("Recurrence-free survival")
+    txt = ""
+    if stats_row is not None:
+        if pd.notna(stats_row.get("logrank_p")):
+            txt = f"log-rank {stats.format_p(stats_row['logrank_p'], prefix=True)}"
+        if pd.notna(stats_row.get("hr")):
+            txt += f"\nHR {stats_row['hr']:.2f} ({stats_row['hr_lower']:.2f}-{stats_row['hr_upper']:.2f})"
+    ax.text(0.97, 0.95, txt.strip(), transform=ax.transAxes, ha="right", va="top", fontsize=9)
+    ax.set_title(title)
+    handles, labels = ax.get_legend_handles_labels()
+    keep = [(h, lb) for h, lb in zip(handles, labels) if lb.endswith("risk")]  # not the censor marks
+    if keep:
+        ax.legend(*zip(*keep), loc="lower left", fontsize=9, title="shaded: 95% CI", title_fontsize=8)
+    if fitters:
+        add_at_risk_counts(*fitters, ax=ax, rows_to_show=["At risk"], xticks=list(ticks))
+    return fitters
 
 
 def plot_km(res: SurvivalResult):
-    """Figure 3: KM curves of high/low risk per cohort with log-rank p and numbers at risk.
+    """Figure 3: KM curves of high/low risk per cohort with 95% confidence bands, log-rank p and numbers at risk.
 
     Parameters
     ----------
@@ -33,36 +105,45 @@ def plot_km(res: SurvivalResult):
     """
     d = res.prep.data
     cohorts = ["development", "validation"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
-    tmax = float(d["time"].max())
-    step = 12.0 if tmax > 36 else 6.0
-    ticks = np.arange(0, tmax + 1e-9, step)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.6))
+    ticks = month_ticks(float(d["time"].max()))
     for ax, coh in zip(axes, cohorts):
         sub = d[d["cohort"] == coh]
-        fitters = []
-        for g in ("high", "low"):
-            s = sub[sub["risk_group"] == g]
-            if len(s) == 0:
-                continue
-            km = KaplanMeierFitter(label=f"{g} risk").fit(s["time"], s["event"])
-            km.plot_survival_function(ax=ax, ci_show=False, color=COLORS[g], show_censors=True,
-                                      censor_styles={"ms": 4, "marker": "|"})
-            fitters.append(km)
-        ax.set_xticks(ticks)
-        ax.set_xlim(0, ticks[-1] if len(ticks) > 1 else tmax)
-        ax.set_ylim(0, 1.02)
-        ax.set_xlabel("Months after resection")
-        ax.set_ylabel("Recurrence-free survival")
-        row = res.km.loc[coh]
-        txt = f"log-rank {stats.format_p(row['logrank_p'], prefix=True)}" if "logrank_p" in row and pd.notna(row["logrank_p"]) else ""
-        if "hr" in row and pd.notna(row.get("hr")):
-            txt += f"\nHR {row['hr']:.2f} ({row['hr_lower']:.2f}-{row['hr_upper']:.2f})"
-        ax.text(0.97, 0.95, txt, transform=ax.transAxes, ha="right", va="top", fontsize=9)
-        ax.set_title(f"{coh.capitalize()} cohort (n = {len(sub)})")
-        ax.legend(loc="lower left", fontsize=9)
-        add_at_risk_counts(*fitters, ax=ax, rows_to_show=["At risk"], xticks=ticks)
+        row = res.km.loc[coh] if coh in res.km.index else None
+        _km_panel(ax, sub, ticks, f"{coh.capitalize()} cohort (n = {len(sub)})", row)
     fig.tight_layout()
     return fig
+
+
+def km_curves(res: SurvivalResult) -> pd.DataFrame:
+    """The data of Figure 3: the Kaplan-Meier steps of each cohort and risk group.
+
+    Parameters
+    ----------
+    res : SurvivalResult
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``cohort, risk_group, time, survival, ci_lower, ci_upper`` (95%, log(-log)), ``at_risk``, ``events``,
+        ``censored``: one row per distinct time (0 included).
+    """
+    d = res.prep.data
+    rows = []
+    for coh in ("development", "validation"):
+        for g in ("high", "low"):
+            s = d[(d["cohort"] == coh) & (d["risk_group"] == g)]
+            if len(s) == 0:
+                continue
+            km = KaplanMeierFitter(label="s").fit(s["time"], s["event"])
+            t = pd.concat([km.survival_function_, km.confidence_interval_, km.event_table], axis=1)
+            t = t.reset_index().rename(columns={"timeline": "time", "event_at": "time"})
+            rows.append(pd.DataFrame({
+                "cohort": coh, "risk_group": g, "time": t.iloc[:, 0], "survival": t["s"],
+                "ci_lower": t["s_lower_0.95"], "ci_upper": t["s_upper_0.95"], "at_risk": t["at_risk"],
+                "events": t["observed"], "censored": t["censored"]}))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
+        columns=["cohort", "risk_group", "time", "survival", "ci_lower", "ci_upper", "at_risk", "events", "censored"])
 
 
 def plot_nomogram(res_or_nomo):
@@ -125,6 +206,41 @@ def plot_nomogram(res_or_nomo):
     ax.set_title(spec.get("title", "Nomogram"), fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def nomogram_points(res_or_nomo) -> pd.DataFrame:
+    """The data of Figure 4a: every tick of the nomogram's axes with its points.
+
+    Parameters
+    ----------
+    res_or_nomo : SurvivalResult or NomogramCalculator
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``axis, value, points``: one row per tick of each variable axis (points 0-100 of that variable), of the
+        total-points axis and of the predicted-RFS axis (``points`` on the total-points scale, as drawn).
+    """
+    nomo = res_or_nomo.nomogram if isinstance(res_or_nomo, SurvivalResult) else res_or_nomo
+    spec = nomo.spec
+    sc = spec["scale"]
+    rows = []
+    for v in spec["variables"]:
+        label = v.get("axis_label", v["label"])
+        if v["type"] == "continuous":
+            rows += [(label, f"{x:.4g}", (v["beta"] * x / v["per"] - v["lp_min"]) * sc)
+                     for x in _nice_ticks(v["min"], v["max"])]
+        else:
+            rows += [(label, str(lv), (lp - v["lp_min"]) * sc) for lv, lp in zip(v["levels"], v["lp"])]
+    s0, cen, off = spec["baseline_survival"], spec["centre"], spec["lp_offset"]
+    tmax = sum((v["lp_max"] - v["lp_min"]) * sc for v in spec["variables"])
+    tt = _nice_ticks(0, tmax, extend=True)
+    rows += [("Total points", f"{t:g}", t) for t in tt]
+    for p in (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1):
+        tp = (math.log(math.log(p) / math.log(s0)) + cen - off) * sc
+        if 0 <= tp <= tt[-1]:
+            rows.append((f"{spec['landmark']:g}-month RFS", f"{p:g}", tp))
+    return pd.DataFrame(rows, columns=["axis", "value", "points"])
 
 
 def _nice_ticks(lo, hi, n=6, extend=False):
@@ -235,6 +351,9 @@ def plot_tdauc(res: SurvivalResult):
             ax.plot(c["time"], c["tdauc"], marker="o", ms=3, color=COLORS[model], label=model)
         ax.axhline(0.5, color="grey", ls=":", lw=1)
         ax.axvline(res.landmark, color="grey", ls="--", lw=0.8)
+        xt = month_ticks(float(t["time"].max()) if len(t) else res.landmark)
+        ax.set_xticks(xt)
+        ax.set_xlim(0, xt[-1])
         ax.set_ylim(0.3, 1.0)
         ax.set_xlabel("Months after resection")
         ax.set_title(f"{coh.capitalize()} cohort")
