@@ -11,6 +11,7 @@ from lifelines import KaplanMeierFitter
 from lifelines.plotting import add_at_risk_counts
 
 from hcc_utils import stats
+from hcc_utils.manifest import cohort_label, report_cohorts
 
 from .analysis import SurvivalResult
 
@@ -20,7 +21,8 @@ COLORS = {"high": "#c0392b", "low": "#2471a3", "Nomogram": "#c0392b", "Signature
 
 
 def plot_km(res: SurvivalResult):
-    """Figure 3: KM curves of high/low risk per cohort with log-rank p and numbers at risk.
+    """Figure 3: KM curves of high/low risk per cohort (development, then one panel per external cohort) with
+    log-rank p and numbers at risk.
 
     Parameters
     ----------
@@ -32,8 +34,9 @@ def plot_km(res: SurvivalResult):
     matplotlib.figure.Figure
     """
     d = res.prep.data
-    cohorts = ["development", "validation"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
+    cohorts = report_cohorts(d["cohort"])
+    fig, axes = plt.subplots(1, len(cohorts), figsize=(5.5 * len(cohorts), 4.8), squeeze=False)
+    axes = axes[0]
     tmax = float(d["time"].max())
     step = 12.0 if tmax > 36 else 6.0
     ticks = np.arange(0, tmax + 1e-9, step)
@@ -58,7 +61,7 @@ def plot_km(res: SurvivalResult):
         if "hr" in row and pd.notna(row.get("hr")):
             txt += f"\nHR {row['hr']:.2f} ({row['hr_lower']:.2f}-{row['hr_upper']:.2f})"
         ax.text(0.97, 0.95, txt, transform=ax.transAxes, ha="right", va="top", fontsize=9)
-        ax.set_title(f"{coh.capitalize()} cohort (n = {len(sub)})")
+        ax.set_title(f"{cohort_label(coh)} cohort (n = {len(sub)})")
         ax.legend(loc="lower left", fontsize=9)
         add_at_risk_counts(*fitters, ax=ax, rows_to_show=["At risk"], xticks=ticks)
     fig.tight_layout()
@@ -149,8 +152,18 @@ def _nice_ticks(lo, hi, n=6, extend=False):
     return [float(v) for v in vals]
 
 
+def _panels(res: SurvivalResult, letter: str) -> tuple[list[str], list[str]]:
+    """The cohorts of a figure with lettered panels and their tags: development ``letter``, the external cohort the
+    next letter (``c``), or that letter numbered per external cohort (``c1``, ``c2``) when there are several."""
+    cohorts = report_cohorts(res.prep.data["cohort"])
+    nxt = chr(ord(letter) + 1)
+    ext = [nxt] if len(cohorts) == 2 else [f"{nxt}{i}" for i in range(1, len(cohorts))]
+    return cohorts, [letter] + ext
+
+
 def plot_calibration(res: SurvivalResult):
-    """Figures 4b,c: calibration at the landmark, development (apparent and bias-corrected) and validation.
+    """Figures 4b,c: calibration at the landmark, development (apparent and bias-corrected) and validation (a panel
+    per external cohort: c1, c2, ... when there are several).
 
     Parameters
     ----------
@@ -162,8 +175,9 @@ def plot_calibration(res: SurvivalResult):
     matplotlib.figure.Figure
     """
     cal = res.calibration
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
-    for ax, coh, tag in zip(axes, ("development", "validation"), ("b", "c")):
+    cohorts, tags = _panels(res, "b")
+    fig, axes = plt.subplots(1, len(cohorts), figsize=(5 * len(cohorts), 4.6), squeeze=False)
+    for ax, coh, tag in zip(axes[0], cohorts, tags):
         for model, mk in (("Nomogram", "o"), ("Signature", "s")):
             c = cal[(cal["cohort"] == coh) & (cal["model"] == model)].dropna(subset=["predicted"])
             if c.empty:
@@ -179,14 +193,14 @@ def plot_calibration(res: SurvivalResult):
         ax.set_ylim(0, 1)
         ax.set_xlabel(f"Predicted {res.landmark:g}-month RFS")
         ax.set_ylabel(f"Observed {res.landmark:g}-month RFS (KM)")
-        ax.set_title(f"({tag}) {coh.capitalize()} cohort")
+        ax.set_title(f"({tag}) {cohort_label(coh)} cohort")
         ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig
 
 
 def plot_decision_curves(res: SurvivalResult):
-    """Figures 4d,e: decision curves at the landmark per cohort.
+    """Figures 4d,e: decision curves at the landmark per cohort (e1, e2, ... for several external cohorts).
 
     Parameters
     ----------
@@ -198,8 +212,9 @@ def plot_decision_curves(res: SurvivalResult):
     matplotlib.figure.Figure
     """
     dca = res.decision
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
-    for ax, coh, tag in zip(axes, ("development", "validation"), ("d", "e")):
+    cohorts, tags = _panels(res, "d")
+    fig, axes = plt.subplots(1, len(cohorts), figsize=(5 * len(cohorts), 4.4), squeeze=False)
+    for ax, coh, tag in zip(axes[0], cohorts, tags):
         c = dca[dca["cohort"] == coh]
         for k, lab, ls in (("Nomogram", "Nomogram", "-"), ("Signature", "Signature alone", "-"),
                            ("treat_all", "Treat all", "--"), ("treat_none", "Treat none", ":")):
@@ -209,7 +224,7 @@ def plot_decision_curves(res: SurvivalResult):
         ax.set_xlim(0, 1)
         ax.set_xlabel(f"Threshold probability (recurrence by {res.landmark:g} months)")
         ax.set_ylabel("Net benefit")
-        ax.set_title(f"({tag}) {coh.capitalize()} cohort")
+        ax.set_title(f"({tag}) {cohort_label(coh)} cohort")
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -228,8 +243,10 @@ def plot_tdauc(res: SurvivalResult):
     matplotlib.figure.Figure
     """
     t = res.tdauc_time
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, coh in zip(axes, ("development", "validation")):
+    cohorts = report_cohorts(res.prep.data["cohort"])
+    fig, axes = plt.subplots(1, len(cohorts), figsize=(5 * len(cohorts), 4), sharey=True, squeeze=False)
+    axes = axes[0]
+    for ax, coh in zip(axes, cohorts):
         for model in ("Nomogram", "Signature"):
             c = t[(t["cohort"] == coh) & (t["model"] == model)]
             ax.plot(c["time"], c["tdauc"], marker="o", ms=3, color=COLORS[model], label=model)
@@ -237,7 +254,7 @@ def plot_tdauc(res: SurvivalResult):
         ax.axvline(res.landmark, color="grey", ls="--", lw=0.8)
         ax.set_ylim(0.3, 1.0)
         ax.set_xlabel("Months after resection")
-        ax.set_title(f"{coh.capitalize()} cohort")
+        ax.set_title(f"{cohort_label(coh)} cohort")
     axes[0].set_ylabel("Time-dependent AUC")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
