@@ -251,5 +251,6 @@ def comparison_text(table2, reference: str, other: str, cohort: str, names: dict
     tail = ("the difference is significant" if sig else
             "the difference is within chance for this number of patients")
     label = cohort_label(cohort)
-    return (f"In the {label[0].lower() + label[1:]} cohort {verdict} (AUC {style.fmt(b.auc)} for {rb}, {style.fmt(a.auc)} for {ra}; "
+    label = label[0].lower() + label[1:]
+    return (f"In the {label} cohort {verdict} (AUC {style.fmt(b.auc)} for {rb}, {style.fmt(a.auc)} for {ra}; "
             f"DeLong {style.format_p(p, prefix=True) or 'p not available'}): {tail}.")

@@ -50,9 +50,9 @@ import numpy as np
 import pandas as pd
 
 from hcc_utils.config import PHASES
-from hcc_utils.tables import (COHORTS, DEVELOPMENT, VALIDATION, TableError, blank as _blank, cohort_label,  # noqa: F401
-                              cohort_order, external_cohorts, external_text, is_cohort, is_external,
-                              patients_label as _patients_label, read_table, report_cohorts, split_spec)
+from hcc_utils.tables import (  # noqa: F401  (the cohort helpers are re-exported)
+    COHORTS, DEVELOPMENT, VALIDATION, TableError, blank as _blank, cohort_label, cohort_order, external_cohorts,
+    external_text, is_cohort, is_external, patients_label as _patients_label, read_table, report_cohorts, split_spec)
 
 LANDMARK_MONTHS = 24.0
 

@@ -433,9 +433,10 @@ def ground_truth_check(truth: pd.DataFrame, patients: pd.DataFrame, signature: p
     Returns
     -------
     dict
-        ``spearman``: signature vs latent per cohort; ``ceilings``: AUC per cohort (development nested CV,
-        each external cohort from the refit) of the same procedure on the latent, the image phenotype (what a perfect reader of the
-        images knows) and the image phenotype + clinical variables; ``ceiling_auc``: that of latent + clinical.
+        ``spearman``: signature vs latent per cohort; ``ceilings``: AUC per cohort (development nested CV, each
+        external cohort from the refit) of the same procedure on the latent, the image phenotype (what a perfect
+        reader of the images knows) and the image phenotype + clinical variables; ``ceiling_auc``: that of latent +
+        clinical.
     """
     from scipy.stats import spearmanr
 

@@ -187,7 +187,7 @@ def patients_label(ids) -> str:
     return f"{ids[0]}, {ids[1]}, ... ({len(ids)} patients)"
 
 
-# --- cohort values ---------------------------------------------------------------------------------------------------
+# --- cohort values -------------------------------------------------------------------------------------------------
 
 def is_external(cohort):
     """Whether a cohort value names an external (validation) cohort: ``validation`` or ``validation:<name>``.
@@ -244,7 +244,8 @@ def report_cohorts(cohorts) -> list[str]:
 
 
 def cohort_label(cohort: str) -> str:
-    """Display label of a cohort: ``Development``, ``Validation``, ``Validation (centre2)`` for ``validation:centre2``."""
+    """Display label of a cohort: ``Development``, ``Validation``, ``Validation (centre2)`` for ``validation:centre2``.
+    """
     head, _, name = str(cohort).partition(":")
     return head.capitalize() + (f" ({name})" if name else "")
 

@@ -31,7 +31,8 @@ def test_cohort_helpers():
     for bad in ("development", "validation:", "validation:centre 3", "validation:a/b", "Validation", "val", None, 2):
         assert not manifest.is_external(bad), bad
     s = pd.Series(["development", "validation:b", "validation:a"], index=list("xyz"))
-    assert manifest.is_external(s).tolist() == [False, True, True] and list(manifest.is_external(s).index) == list("xyz")
+    ext = manifest.is_external(s)
+    assert ext.tolist() == [False, True, True] and list(ext.index) == list("xyz")
     assert manifest.external_cohorts(s) == ["validation:a", "validation:b"]
     assert manifest.cohort_order(s) == ["development", "validation:a", "validation:b"]
     assert manifest.report_cohorts(["development"]) == ["development", "validation"]
