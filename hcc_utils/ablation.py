@@ -23,7 +23,7 @@ from hcc_utils import preprocess as pp
 from hcc_utils import segmentation as seg
 from hcc_utils.config import load_profile
 from hcc_utils.files import write_json
-from hcc_utils.manifest import load_patient_table
+from hcc_utils.manifest import is_external, load_patient_table
 
 #: Width (pixels at network size) of the peritumoral ring around the predicted tumour.
 RING_PX = 3
@@ -186,7 +186,8 @@ def run_ablation(profile, manifest=None, seed: int | None = None, progress: bool
     Returns
     -------
     DataFrame
-        Columns :data:`COLUMNS`: development (nested cross-validated) and validation AUC per variant and phase.
+        Columns :data:`COLUMNS`: development (nested cross-validated) and validation (every external cohort
+        together) AUC per variant and phase.
     """
     manifest = Path(manifest) if manifest else profile.manifest
     seed = profile.seed if seed is None else int(seed)
@@ -195,7 +196,7 @@ def run_ablation(profile, manifest=None, seed: int | None = None, progress: bool
     patients = load_patient_table(manifest)
     patients.index = patients.index.astype(str)
     dev = patients[patients["cohort"] == "development"]
-    val = patients[patients["cohort"] == "validation"]
+    val = patients[is_external(patients["cohort"])]  # every external cohort, pooled
     y = dev["er"].astype(int)
     grid, folds = profile["models"]["grid"], int(profile["models"]["cv_folds"])
     all_layers = list(dict.fromkeys(layer for layer, _ in tables["PP"]))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from hcc_utils import style
 from hcc_utils.config import Profile, load_profile, repo_root
+from hcc_utils.manifest import cohort_label
 
 
 @dataclass
@@ -269,7 +270,7 @@ def comparison_text(table2, reference: str, other: str, cohort: str, names: dict
     reference, other : str
         Model names.
     cohort : str
-        ``development`` or ``validation``.
+        ``development``, ``validation`` or a named external cohort (``validation:centre2``).
     names : dict, optional
         Model name -> how the sentence calls it.
 
@@ -291,5 +292,7 @@ def comparison_text(table2, reference: str, other: str, cohort: str, names: dict
         verdict = f"{ra} is ahead of {rb}"
     tail = ("the difference is significant" if sig else
             "the difference is within chance for this number of patients")
-    return (f"In the {cohort} cohort {verdict} (AUC {style.fmt(b.auc)} for {rb}, {style.fmt(a.auc)} for {ra}; "
+    label = cohort_label(cohort)
+    label = label[0].lower() + label[1:]
+    return (f"In the {label} cohort {verdict} (AUC {style.fmt(b.auc)} for {rb}, {style.fmt(a.auc)} for {ra}; "
             f"DeLong {style.format_p(p, prefix=True) or 'p not available'}): {tail}.")

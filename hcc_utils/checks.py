@@ -10,9 +10,9 @@ Three kinds, each reported as a :class:`hcc_utils.manifest.Problem` naming the p
   that are not axial, a mask that lies mostly on air, the same image used for two patients or for both phases, a
   DICOM series whose slices disagree (size, spacing, orientation, image type, positions).
 * **Cohort preconditions** (:func:`cohort_checks`): what every later stage needs, checked before the first one runs:
-  development and validation patients, at least two cases that train the segmentation network per phase, both
-  outcome classes and recurrence events in development, visual reads for every patient, survival times and
-  laboratory values in the expected units.
+  development and validation patients (of any external cohort), at least two cases that train the segmentation
+  network per phase, both outcome classes and recurrence events in development, visual reads for every patient,
+  survival times and laboratory values in the expected units.
 
 Warnings carry a ``check`` code. A warning that is right for a cohort is accepted deliberately by listing it in
 ``accepted_warnings.csv`` beside the manifest (columns ``check, patient_id, column, reason``; ``*`` as patient_id
@@ -310,8 +310,10 @@ def cohort_checks(table: pd.DataFrame, manifest_df: pd.DataFrame, report, mf: st
 
     if table.empty:
         return
+    from hcc_utils.tables import is_external
+
     dev = table[table["cohort"] == "development"]
-    val = table[table["cohort"] == "validation"]
+    val = table[is_external(table["cohort"])]  # every external cohort counts
     if dev.empty:
         report.add("(all)", mf, "cohort", "no development patient: the models and the segmentation network are "
                                           "fitted on development patients", check="no_development")

@@ -16,7 +16,7 @@ import pandas as pd
 import SimpleITK as sitk
 
 from hcc_utils import imaging as io, stats
-from hcc_utils.manifest import CLINICAL_VARIABLES, COHORTS, VISUAL_FEATURES
+from hcc_utils.manifest import CLINICAL_VARIABLES, VISUAL_FEATURES, cohort_label, cohort_order
 
 TABLE1_VARIABLES = [*CLINICAL_VARIABLES, *VISUAL_FEATURES]
 #: Row labels of the displayed Table 1 where the manifest's label is written for a plain-text file.
@@ -34,7 +34,8 @@ SUMMARY_NAMES = {"normal": "mean (SD)", "skewed": "median (IQR)"}
 # Table 1
 # ----------------------------------------------------------------------------------------------------------------
 def table_one(patients: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
-    """Table 1 (development vs validation) with the paper's tests.
+    """Table 1 (development vs validation; a column per external cohort when there are several) with the paper's
+    tests (those for more than two groups then).
 
     Parameters
     ----------
@@ -54,7 +55,7 @@ def table_one(patients: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
         raise ValueError("patient table has no 'cohort' column")
     present = [v for v in TABLE1_VARIABLES if v.name in patients.columns and patients[v.name].notna().any()]
     df = patients[[v.name for v in present]].copy()
-    df["cohort"] = pd.Categorical(patients["cohort"], categories=[c for c in COHORTS if (patients.cohort == c).any()])
+    df["cohort"] = pd.Categorical(patients["cohort"], categories=cohort_order(patients["cohort"]))
     kinds = {k: [v.name for v in present if v.table1 == k] for k in ("normal", "skewed", "categorical")}
     for name in kinds["categorical"]:
         var = next(v for v in present if v.name == name)
@@ -122,8 +123,8 @@ def format_table_one(t1: pd.DataFrame, indent: str = LEVEL_INDENT) -> pd.DataFra
     """
     kinds = {v.name: v.table1 for v in TABLE1_VARIABLES}
     n = t1.attrs.get("n", {})
-    groups = [c for c in COHORTS if c in t1.columns]
-    head = {g: f"{g.capitalize()} (n = {n[g]})" if g in n else g.capitalize() for g in groups}
+    groups = cohort_order(c for c in t1.columns if c != "Overall")
+    head = {g: f"{cohort_label(g)} (n = {n[g]})" if g in n else cohort_label(g) for g in groups}
     rows = []
     for name, block in t1.groupby("name", sort=False):
         first = block.iloc[0]
@@ -193,10 +194,8 @@ def cohort_summary(patients: pd.DataFrame, landmark: float = 24.0) -> dict[str, 
         if col not in patients.columns:
             raise ValueError(f"patient table has no {col!r} column")
     out: dict[str, Any] = {"n": int(len(patients)), "landmark_months": float(landmark), "cohorts": {}}
-    for c in COHORTS:
+    for c in cohort_order(patients.cohort):
         d = patients[patients.cohort == c]
-        if d.empty:
-            continue
         km = stats.km_median(d["rfs_months"].to_numpy(float), d["recurrence"].to_numpy(int))
         # reverse Kaplan-Meier median follow-up (censoring as the event)
         fu = stats.km_median(d["rfs_months"].to_numpy(float), 1 - d["recurrence"].to_numpy(int))
@@ -211,7 +210,7 @@ def cohort_summary(patients: pd.DataFrame, landmark: float = 24.0) -> dict[str, 
             "median_rfs_upper": _num(km.upper),
             "median_follow_up": _num(fu.median),
         }
-    if len(out["cohorts"]) == 2:
+    if len(out["cohorts"]) >= 2:  # across every cohort (several external ones: more than two groups)
         lr = stats.logrank(patients["rfs_months"].to_numpy(float), patients["recurrence"].to_numpy(int),
                            patients["cohort"].to_numpy())
         out["logrank"] = {"chisq": float(lr.chisq), "p": float(lr.p), "df": int(lr.df)}
@@ -240,7 +239,7 @@ def summary_table(summary: dict[str, Any], digits: int = 1) -> pd.DataFrame:
 
     rows = []
     for name, c in summary["cohorts"].items():
-        rows.append({"Cohort": name.capitalize(), "n": c["n"],
+        rows.append({"Cohort": cohort_label(name), "n": c["n"],
                      "Recurrence, n (%)": f"{c['recurrences']} ({100 * c['recurrence_rate']:.{digits}f}%)",
                      f"ER (< {summary['landmark_months']:g} months), n (%)":
                          f"{c['er']} ({100 * c['er_rate']:.{digits}f}%)",
@@ -270,7 +269,7 @@ def pick_cases(patients: pd.DataFrame, n: int = 3, seed: int = 0) -> list[str]:
     """
     rng = np.random.default_rng(seed)
     groups = []
-    for c in COHORTS:
+    for c in cohort_order(patients.cohort):
         for er in (1, 0):
             ids = patients.index[(patients.cohort == c) & (patients.er == er)].tolist()
             if ids:

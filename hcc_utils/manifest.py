@@ -6,7 +6,7 @@ The manifest (``data_manifest.csv``) has one row per patient. Paths are relative
 column              required  meaning
 ==================  ========  ==========================================================================
 patient_id          yes       unique id; the only patient identifier that appears in outputs
-cohort              yes       ``development`` or ``validation``
+cohort              yes       ``development``, ``validation`` or ``validation:<name>`` (an external cohort)
 centre              yes       centre label (e.g. 1, 2)
 ct_ap, ct_pp        yes       arterial / portal CT: NIfTI/NRRD/MHA file or DICOM series folder
 series_uid_ap/_pp   no        SeriesInstanceUID when the DICOM folder holds several series
@@ -16,6 +16,13 @@ clinical_file       yes       CSV or Excel (``file.xlsx`` or ``file.xlsx#Sheet``
 visual_file         no        CSV/Excel with the radiologists' visual reads (columns ``vis_*``)
 outcome_file        yes       CSV/Excel with ``patient_id, rfs_months, recurrence``
 ==================  ========  ==========================================================================
+
+Cohorts: ``development`` patients fit every model; every other patient belongs to an external (validation) cohort.
+Plain ``validation`` is one external cohort; ``validation:<name>`` (``<name>`` of letters, digits, ``_`` and ``-``,
+e.g. ``validation:centre2``, ``validation:centre3``) names one of several, and Tables 2 and 4 and the survival
+figures then report a block per external cohort. :func:`is_external`, :func:`external_cohorts`,
+:func:`cohort_order`, :func:`report_cohorts` and :func:`cohort_label` (from :mod:`hcc_utils.tables`, re-exported
+here) are the one place that tells the cohorts apart.
 
 Tables: the clinical table has ``patient_id`` and the columns of :data:`CLINICAL_VARIABLES` (``sex`` M/F, ``age``,
 ``hbsag``, ``hbv_dna``, ``afp_ge400`` 0/1, ``child_pugh`` A/B, ``tb``, ``alb``, ``alt``, ``ggt``); the visual table the
@@ -43,9 +50,10 @@ import numpy as np
 import pandas as pd
 
 from hcc_utils.config import PHASES
-from hcc_utils.tables import TableError, blank as _blank, patients_label as _patients_label, read_table, split_spec
+from hcc_utils.tables import (  # noqa: F401  (the cohort helpers are re-exported)
+    COHORTS, DEVELOPMENT, VALIDATION, TableError, blank as _blank, cohort_label, cohort_order, external_cohorts,
+    external_text, is_cohort, is_external, patients_label as _patients_label, read_table, report_cohorts, split_spec)
 
-COHORTS = ("development", "validation")
 LANDMARK_MONTHS = 24.0
 
 MANIFEST_COLUMNS = [
@@ -329,8 +337,9 @@ def _structure_problems(df: pd.DataFrame, manifest: Path, report: ValidationRepo
                 report.add(pid, mf, col, "required value is blank")
                 good = False
         cohort = row.get("cohort")
-        if "cohort" in df.columns and not _blank(cohort) and cohort not in COHORTS:
-            report.add(pid, mf, "cohort", f"unknown cohort {cohort!r}; use one of {', '.join(COHORTS)}")
+        if "cohort" in df.columns and not _blank(cohort) and not is_cohort(cohort):
+            report.add(pid, mf, "cohort", f"unknown cohort {cohort!r}; use one of {', '.join(COHORTS)} or "
+                                          "validation:<name> (name of letters, digits, _ and -)")
         seg = row.get("seg_train")
         if "seg_train" in df.columns and not _blank(seg):
             try:
@@ -339,9 +348,10 @@ def _structure_problems(df: pd.DataFrame, manifest: Path, report: ValidationRepo
                 segv = np.nan
             if segv not in (0.0, 1.0):
                 report.add(pid, mf, "seg_train", f"seg_train must be 0 or 1, got {seg!r}")
-            elif segv == 1.0 and cohort == "validation":
-                report.add(pid, mf, "seg_train",
-                           "seg_train is 1 for a validation patient: only development masks may train the network")
+            elif segv == 1.0 and is_external(cohort):
+                where = "" if cohort == VALIDATION else f" ({cohort})"
+                report.add(pid, mf, "seg_train", f"seg_train is 1 for a validation patient{where}: only development "
+                                                 "masks may train the network")
             elif segv == 1.0:
                 for phase in PHASES:
                     if _blank(row.get(f"mask_{phase.lower()}")):

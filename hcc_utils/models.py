@@ -5,6 +5,9 @@ The classifiers themselves (the paper's logistic model, its grid search and the 
 honest development estimates) are in :mod:`hcc_utils.classifiers`. The phase (AP, PP or DP) with the best development
 cross-validated AUC gives the DSFR model; the Youden threshold of the development predictions is applied unchanged to
 validation. The method page describes the whole procedure.
+
+Validation is every external cohort (``validation`` or several ``validation:<name>``, :mod:`hcc_utils.manifest`):
+the final models predict them all, and Table 2 has a block per cohort.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from hcc_utils.classifiers import ModelFit, clinical_design, fit_nested, radiomics_design, visual_design
-from hcc_utils.manifest import COHORTS
+from hcc_utils.manifest import cohort_label, cohort_order, is_cohort, is_external, report_cohorts
 from hcc_utils.stats import format_p
 
 DSFR_PHASES = ("AP", "PP", "DP")
@@ -142,13 +145,13 @@ def run_comparison(patients: pd.DataFrame, features: dict[str, pd.DataFrame], gr
     for col in ("cohort", "er"):
         if col not in patients.columns:
             raise ValueError(f"patient table has no {col!r} column")
-    bad = ~patients["cohort"].isin(COHORTS)
+    bad = ~patients["cohort"].map(is_cohort).astype(bool)
     if bad.any():
         raise ValueError(f"unknown cohort {patients['cohort'][bad].iloc[0]!r} for patient {patients.index[bad][0]}")
     patients = patients.copy()
     patients.index = patients.index.astype(str)
     dev = patients[patients["cohort"] == "development"]
-    val = patients[patients["cohort"] == "validation"]
+    val = patients[is_external(patients["cohort"])]  # all external cohorts, predicted by the same final models
     y_dev = dev["er"].astype(int)
     phases = [p for p in DSFR_PHASES if p in features]
     fits: dict[str, ModelFit] = {}
@@ -201,7 +204,7 @@ def _fit_radiomics(patients: pd.DataFrame, radiomics: dict[str, pd.DataFrame], g
     from tqdm.auto import tqdm
 
     dev = patients[patients["cohort"] == "development"]
-    val = patients[patients["cohort"] == "validation"]
+    val = patients[is_external(patients["cohort"])]
     y_dev = dev["er"].astype(int)
     phases = [p for p in DSFR_PHASES if p in radiomics]
     if not phases:
@@ -243,11 +246,13 @@ def _auc(y, p) -> float:
 
 
 def predictions_table(comp: Comparison) -> pd.DataFrame:
-    """Long table: patient_id, cohort, model, prob, er (development = outer-CV predictions)."""
+    """Long table: patient_id, cohort, model, prob, er (development = outer-CV predictions; external patients keep
+    their own cohort)."""
     rows = []
     for name, f in comp.fits.items():
-        for cohort, s in (("development", f.cv_prob), ("validation", f.val_prob)):
-            rows.append(pd.DataFrame({"patient_id": s.index, "cohort": cohort, "model": name,
+        for cohort, s in (("development", f.cv_prob), (None, f.val_prob)):
+            coh = cohort or comp.patients.loc[s.index, "cohort"].to_numpy()
+            rows.append(pd.DataFrame({"patient_id": s.index, "cohort": coh, "model": name,
                                       "prob": s.to_numpy(),
                                       "er": comp.patients.loc[s.index, "er"].astype(int).to_numpy()}))
     return pd.concat(rows, ignore_index=True)
@@ -256,13 +261,14 @@ def predictions_table(comp: Comparison) -> pd.DataFrame:
 def table2(comp: Comparison) -> pd.DataFrame:
     """Table 2: per model and cohort AUC (95% DeLong CI), ACC, SEN, SPEC at the development threshold, DeLong p.
 
-    The DeLong test is paired (same patients) against the chosen DSFR model; its own row has p = NaN.
+    The DeLong test is paired (same patients) against the chosen DSFR model; its own row has p = NaN. Development
+    comes first, then a block per external cohort (:func:`hcc_utils.manifest.cohort_order`).
     """
     from hcc_utils import stats
 
     pred = comp.predictions
     rows = []
-    for cohort in COHORTS:
+    for cohort in cohort_order(pred.cohort):
         ref = pred[(pred.model == comp.dsfr) & (pred.cohort == cohort)].set_index("patient_id")
         for name in [m for m in MODEL_ORDER + RADIOMICS_ORDER if m in comp.fits]:
             f = comp.fits[name]
@@ -296,7 +302,7 @@ def format_table2(t2: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
         return "ref" if is_ref else format_p(p)
 
     out = pd.DataFrame({
-        "Cohort": t2["cohort"].str.capitalize(),
+        "Cohort": t2["cohort"].map(cohort_label),
         "Model": [m + (" (DSFR)" if d else "") for m, d in zip(t2["model"], t2["dsfr"])],
         "AUC (95% CI)": [f"{a:.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})" if np.isfinite(a) else ""
                          for a, lo, hi in zip(t2["auc"], t2["auc_lower"], t2["auc_upper"])],
@@ -315,6 +321,7 @@ def results_dict(comp: Comparison, seed: int, grid: dict[str, list]) -> dict[str
     """Everything a later notebook or the book quotes, as plain JSON types."""
     t2 = comp.table2
     dev = comp.patients[comp.patients.cohort == "development"]
+    cohorts = report_cohorts(comp.patients.cohort)
     models = {}
     for name, f in comp.fits.items():
         r = t2[t2.model == name].set_index("cohort")
@@ -337,8 +344,8 @@ def results_dict(comp: Comparison, seed: int, grid: dict[str, list]) -> dict[str
         "dsfr_model": comp.dsfr,
         "phase_cv_auc": {n.split("-", 1)[1]: _auc(dev["er"], comp.fits[n].cv_prob)
                          for n in comp.fits if n.startswith("DSFR-") and n != "DSFR-C"},
-        "n": {c: int((comp.patients.cohort == c).sum()) for c in COHORTS},
-        "n_er": {c: int(comp.patients.loc[comp.patients.cohort == c, "er"].sum()) for c in COHORTS},
+        "n": {c: int((comp.patients.cohort == c).sum()) for c in cohorts},
+        "n_er": {c: int(comp.patients.loc[comp.patients.cohort == c, "er"].sum()) for c in cohorts},
         "models": models,
         **({"radiomics_phase": comp.fits["Radiomics"].extra["phase"],
             "radiomics_phase_cv_auc": comp.fits["Radiomics"].extra["phase_cv_auc"]}
@@ -426,9 +433,10 @@ def ground_truth_check(truth: pd.DataFrame, patients: pd.DataFrame, signature: p
     Returns
     -------
     dict
-        ``spearman``: signature vs latent per cohort; ``ceilings``: AUC per cohort (development nested CV,
-        validation refit) of the same procedure on the latent, the image phenotype (what a perfect reader of the
-        images knows) and the image phenotype + clinical variables; ``ceiling_auc``: that of latent + clinical.
+        ``spearman``: signature vs latent per cohort; ``ceilings``: AUC per cohort (development nested CV, each
+        external cohort from the refit) of the same procedure on the latent, the image phenotype (what a perfect
+        reader of the images knows) and the image phenotype + clinical variables; ``ceiling_auc``: that of latent +
+        clinical.
     """
     from scipy.stats import spearmanr
 
@@ -447,7 +455,7 @@ def ground_truth_check(truth: pd.DataFrame, patients: pd.DataFrame, signature: p
     sig = signature.set_index(signature["patient_id"].astype(str))
     out: dict[str, Any] = {"latent_column": latent_col, "phenotype_columns": phenotype, "spearman": {},
                            "ceilings": {}}
-    for c in COHORTS:
+    for c in cohort_order(sig["cohort"]):
         ids = sig.index[sig["cohort"] == c]
         if len(ids) > 2:
             r = spearmanr(sig.loc[ids, "dsfr_signature"], truth.loc[ids, latent_col])
@@ -463,9 +471,12 @@ def ground_truth_check(truth: pd.DataFrame, patients: pd.DataFrame, signature: p
     dev = patients.cohort == "development"
     y = patients.loc[dev, "er"].astype(int)
     yv = patients.loc[~dev, "er"].astype(int)
+    coh = patients.loc[~dev, "cohort"]
     for name, X in sets.items():
         f = fit_nested(f"ceiling ({name})", X[dev], y, X[~dev], grid, n_folds, seed, allow_missing=True)
-        out["ceilings"][name] = {"development": _auc(patients.loc[dev, "er"], f.cv_prob),
-                                 "validation": _auc(yv, f.val_prob) if yv.nunique() == 2 else None}
+        out["ceilings"][name] = {"development": _auc(patients.loc[dev, "er"], f.cv_prob)}
+        for c in report_cohorts(patients.cohort)[1:]:  # each external cohort
+            yc = yv[coh == c]
+            out["ceilings"][name][c] = _auc(yc, f.val_prob.loc[yc.index]) if yc.nunique() == 2 else None
     out["ceiling_auc"] = out["ceilings"]["latent + clinical"]
     return out

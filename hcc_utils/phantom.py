@@ -13,10 +13,13 @@ from typing import Any
 import numpy as np
 
 #: Per-centre acquisition: voxel grid (x, y, z), spacing (mm), noise SD (HU), arterial contrast factor, kernel
-#: blur (mm).
+#: blur (mm) and, optionally, a calibration offset added to every HU (``hu_offset``). Centre 3 is made only on
+#: request (:mod:`hcc_utils.synthetic`, ``n_external``).
 CENTRES: dict[int, dict[str, Any]] = {
     1: {"size": (128, 128, 36), "spacing": (3.0, 3.0, 5.0), "noise": 11.0, "contrast": 1.00, "psf": 1.2},
     2: {"size": (136, 136, 45), "spacing": (2.8, 2.8, 4.0), "noise": 15.0, "contrast": 0.90, "psf": 1.4},
+    3: {"size": (120, 120, 40), "spacing": (3.2, 3.2, 4.5), "noise": 18.0, "contrast": 1.05, "psf": 1.0,
+        "hu_offset": 12.0},
 }
 
 def _grid(centre: int, shift: np.ndarray):
@@ -85,7 +88,7 @@ def render_patient(params: dict[str, Any], centre: int, seed: int, index: int):
     params : dict
         The patient's row of :func:`cohort_tables` (image parameters are read from it).
     centre : int
-        1 or 2 (the acquisition, :data:`CENTRES`).
+        1, 2 or 3 (the acquisition, :data:`CENTRES`).
     seed, index : int
         Master seed and the patient's index: the patient's generator is seeded with ``(seed, index)``.
 
@@ -268,6 +271,8 @@ def render_patient(params: dict[str, Any], centre: int, seed: int, index: int):
         img = gaussian_filter(img, (0.4, acq["psf"] / sp[1], acq["psf"] / sp[0]))
         noise = _smooth_noise(rng, shape, (0.3, 0.7, 0.7), acq["noise"])
         img = np.where(base > -900, img + noise, img + 0.2 * noise)
+        if acq.get("hu_offset"):  # a scanner whose HU calibration is off
+            img = img + np.float32(acq["hu_offset"])
         out[phase] = np.clip(np.round(img), -1024, 3071).astype(np.int16)
     mask = tumour.astype(np.uint8)
     zs = np.flatnonzero(mask.any(axis=(1, 2)))

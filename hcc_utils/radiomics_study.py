@@ -23,6 +23,7 @@ from hcc_utils import handcrafted as hc
 from hcc_utils import models
 from hcc_utils import robustness as rb
 from hcc_utils.harmonisation import fit_combat
+from hcc_utils.manifest import external_cohorts, is_external
 
 #: Mask conditions: name -> (mask, perturbation); ``None`` mask = the profile's own.
 CONDITIONS = {"manual": ("manual", None), "predicted": ("predicted", None), "eroded": (None, "erode"),
@@ -340,9 +341,21 @@ def centre_separation(table: pd.DataFrame, patients: pd.DataFrame) -> float:
     return float(np.sqrt(((means.iloc[0] - means.iloc[1:]) ** 2).mean(axis=1).mean()))
 
 
+def _pooled_auc(pred: pd.DataFrame, model: str) -> float:
+    """AUC of one model over every external cohort together (NaN without both outcome classes)."""
+    d = pred[(pred.model == model) & is_external(pred.cohort)]
+    return models._auc(d["er"], d["prob"]) if d["er"].nunique() == 2 else np.nan
+
+
 def auc_rows(comp: models.Comparison, label: str, model_names=None) -> pd.DataFrame:
-    """AUC per cohort of some models of a comparison, one row per model (``setting`` = ``label``)."""
+    """AUC per cohort of some models of a comparison, one row per model (``setting`` = ``label``).
+
+    ``auc_validation`` is Table 2's AUC of the external cohort, or of all external cohorts pooled when there are
+    several.
+    """
     t2 = comp.table2
+    ext = external_cohorts(t2.cohort)
+    pred = comp.predictions
     names = model_names or [comp.dsfr, "DSFR-C", "Radiomics", "Radiomics-C"]
     rows = []
     for m in names:
@@ -352,5 +365,6 @@ def auc_rows(comp: models.Comparison, label: str, model_names=None) -> pd.DataFr
         rows.append({"setting": label, "model": "DSFR" if m == comp.dsfr else m,
                      "phase": comp.phase if m in (comp.dsfr, "DSFR-C") else comp.fits[m].extra.get("phase", ""),
                      "n_features": len(comp.fits[m].features),
-                     **{f"auc_{c}": r.loc[c, "auc"] if c in r.index else np.nan for c in ("development", "validation")}})
+                     "auc_development": r.loc["development", "auc"] if "development" in r.index else np.nan,
+                     "auc_validation": r.loc[ext[0], "auc"] if len(ext) == 1 else _pooled_auc(pred, m)})
     return pd.DataFrame(rows)

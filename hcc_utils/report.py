@@ -9,7 +9,7 @@ import pandas as pd
 from sklearn.metrics import roc_curve
 
 from hcc_utils.files import save_figure, write_json  # noqa: F401  (notebook 04's names)
-from hcc_utils.manifest import COHORTS
+from hcc_utils.manifest import cohort_label, cohort_order
 from hcc_utils.stats import format_p as fmt_p  # noqa: F401  (notebook 04's name for the one p-value formatter)
 
 
@@ -63,7 +63,7 @@ def roc_figure(predictions: pd.DataFrame, table2: pd.DataFrame, models: Sequence
     matplotlib.figure.Figure
     """
     labels = labels or {}
-    cohorts = [c for c in COHORTS if (predictions.cohort == c).any()]
+    cohorts = cohort_order(predictions.cohort)  # development, then each external cohort
     fig, axes = plt.subplots(1, len(cohorts), figsize=(4.8 * len(cohorts), 4.6), squeeze=False)
     for ax, c in zip(axes[0], cohorts):
         for mname in models:
@@ -81,7 +81,7 @@ def roc_figure(predictions: pd.DataFrame, table2: pd.DataFrame, models: Sequence
         ax.set_xlabel("1 - specificity")
         ax.set_ylabel("Sensitivity")
         n = int(predictions[(predictions.cohort == c)].patient_id.nunique())
-        ax.set_title(f"{c.capitalize()} cohort (n = {n})")
+        ax.set_title(f"{cohort_label(c)} cohort (n = {n})")
         ax.set_aspect("equal")
         ax.legend(loc="lower right", fontsize=9)
     fig.tight_layout()

@@ -27,6 +27,15 @@ Cohort
 Every patient has masks, so segmentation can be scored everywhere. Centre 2 is another scanner: 2.8 mm pixels and 4 mm
 slices instead of 3.0 mm and 5 mm, more noise (15 vs 11 HU), 10 % less arterial enhancement, a softer kernel.
 
+More external centres, on request: ``n_external`` in the profile's ``cohort`` settings (``n_external: {centre3:
+20}``; default none) or ``--external centre3=20`` on the command line adds 20 patients of centre 3, a third scanner
+(3.2 mm pixels, 4.5 mm slices, noise 18 HU, 5 % more arterial enhancement, a sharper kernel and HU read 12 too high),
+named ``C3_001``... with cohort ``validation:centre3``; centre 2's patients are then labelled ``validation:centre2``,
+so that the book reports each external cohort apart. A key is ``centre<k>`` for a centre ``k >= 3`` of
+:data:`hcc_utils.phantom.CENTRES`. The extra centre is drawn from its own streams (its tables from a generator seeded
+with ``(seed, k)``, its images with ``(seed, 100000 k + j)``), so that centres 1 and 2, their files included, are the
+same with or without it; without ``n_external`` the cohort is exactly the two-centre one.
+
 Targeted marginals (Table 1 of the paper; :func:`simulate_tables`, checked by ``tests/test_synthetic.py``)
 ------------------------------------------------------------------------------------------------------------------
 =============  =======================================================  ===================
@@ -126,6 +135,8 @@ VIS_NAMES = [v.name for v in VISUAL_FEATURES]
 CLIN_NAMES = [v.name for v in CLINICAL_VARIABLES]
 
 CENTRE_NAMES = {1: "development", 2: "validation"}
+#: Image-seed offset of an extra centre's patients (patient j of centre k: ``IMAGE_INDEX_STRIDE * k + j``).
+IMAGE_INDEX_STRIDE = 100_000
 
 
 def _sigmoid(x):
@@ -134,7 +145,7 @@ def _sigmoid(x):
 
 # --- tables -----------------------------------------------------------------------------------------------------------
 
-def simulate_tables(n: int, seed: int, centre: np.ndarray | None = None) -> pd.DataFrame:
+def simulate_tables(n: int, seed: int, centre: np.ndarray | None = None, stream: int = 0) -> pd.DataFrame:
     """Simulate the tables of ``n`` patients (no images): clinical, latent truth, image parameters, reads, outcome.
 
     Parameters
@@ -144,7 +155,9 @@ def simulate_tables(n: int, seed: int, centre: np.ndarray | None = None) -> pd.D
     seed : int
         Master seed; the same ``(n, seed, centre)`` always gives the same table.
     centre : array of int, optional
-        Centre (1 or 2) of each patient (default: all 1). Only the readers' view of the images depends on it.
+        Centre (1, 2, ...) of each patient (default: all 1). Only the readers' view of the images depends on it.
+    stream : int
+        0: the cohort's stream; another value (an extra centre's number) gives an independent generator.
 
     Returns
     -------
@@ -157,7 +170,7 @@ def simulate_tables(n: int, seed: int, centre: np.ndarray | None = None) -> pd.D
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xC11]))
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xC11] + ([int(stream)] if stream else [])))
     centre = np.ones(n, dtype=int) if centre is None else np.asarray(centre, dtype=int)
     if centre.shape != (n,):
         raise ValueError(f"centre must have {n} entries, got {centre.shape}")
@@ -200,7 +213,7 @@ def simulate_tables(n: int, seed: int, centre: np.ndarray | None = None) -> pd.D
     # property: it blurs what the AP images say about z)
     df["ap_timing"] = np.round(np.where(rng.random(n) < 0.2, rng.uniform(0.35, 0.7, n), 1.0), 3)
     # readers
-    noisier = np.where(centre == 2, 1.2, 1.0)
+    noisier = np.where(centre >= 2, 1.2, 1.0)  # images of the external scanners are read less surely
     reads = {}
     for r in (1, 2, 3):
         size_seen = df["diameter_mm"].to_numpy() * np.exp(rng.normal(0, 0.08, n))
@@ -291,17 +304,63 @@ class CohortSpec:
     n_validation: int
     n_annotated: int
     seed: int
+    #: Extra external centres: ``(("centre3", 20),)``; empty for the two-centre cohort.
+    n_external: tuple[tuple[str, int], ...] = ()
 
     @property
     def n(self) -> int:
-        return self.n_development + self.n_validation
+        return self.n_development + self.n_validation + sum(n for _, n in self.n_external)
+
+    @property
+    def extra_centres(self) -> list[tuple[int, str, int]]:
+        """``(centre number, name, n patients)`` of each extra centre."""
+        return [(int(name[len("centre"):]), name, n) for name, n in self.n_external]
+
+    def stamp(self) -> dict[str, Any]:
+        """The spec as the stamp records it (``n_external`` only when there is one)."""
+        d = dict(self.__dict__)
+        if not self.n_external:
+            d.pop("n_external")
+        else:
+            d["n_external"] = dict(self.n_external)
+        return d
+
+
+def external_spec(n_external) -> tuple[tuple[str, int], ...]:
+    """Checked ``n_external`` setting (name -> patients) as a spec field.
+
+    Raises
+    ------
+    ValueError
+        For a name that is not ``centre<k>`` with ``k >= 3`` a centre of :data:`hcc_utils.phantom.CENTRES`, or a
+        count below 1.
+    """
+    out = []
+    for name, n in dict(n_external or {}).items():
+        name = str(name)
+        k = name[len("centre"):]
+        if not (name.startswith("centre") and k.isdigit() and int(k) >= 3 and int(k) in CENTRES):
+            extra = ", ".join(f"centre{c}" for c in CENTRES if c >= 3)
+            raise ValueError(f"n_external: unknown centre {name!r}; the phantom has the extra centre(s) {extra}")
+        if int(n) < 1:
+            raise ValueError(f"n_external: {name} needs at least 1 patient, got {n}")
+        out.append((name, int(n)))
+    return tuple(sorted(out, key=lambda t: int(t[0][len("centre"):])))
 
 
 def patient_ids(spec: CohortSpec) -> list[str]:
-    """``DEV001``.. then ``VAL001``.. (3 digits, more when needed)."""
+    """``DEV001``.. then ``VAL001``.. (3 digits, more when needed), then ``C3_001``.. for an extra centre 3."""
     w = max(3, len(str(max(spec.n_development, spec.n_validation))))
     return ([f"DEV{i + 1:0{w}d}" for i in range(spec.n_development)]
-            + [f"VAL{i + 1:0{w}d}" for i in range(spec.n_validation)])
+            + [f"VAL{i + 1:0{w}d}" for i in range(spec.n_validation)]
+            + [f"C{k}_{i + 1:0{max(3, len(str(n)))}d}" for k, _, n in spec.extra_centres for i in range(n)])
+
+
+def image_indices(spec: CohortSpec) -> list[int]:
+    """The index each patient's images are seeded with: its position for centres 1 and 2, its own stream
+    (:data:`IMAGE_INDEX_STRIDE` x centre + j) for an extra centre."""
+    return (list(range(spec.n_development + spec.n_validation))
+            + [IMAGE_INDEX_STRIDE * k + i for k, _, n in spec.extra_centres for i in range(n)])
 
 
 def cohort_tables(spec: CohortSpec) -> pd.DataFrame:
@@ -319,9 +378,19 @@ def cohort_tables(spec: CohortSpec) -> pd.DataFrame:
     if spec.n_annotated > spec.n_development:
         raise ValueError(f"n_annotated ({spec.n_annotated}) exceeds n_development ({spec.n_development})")
     centre = np.r_[np.ones(spec.n_development, int), np.full(spec.n_validation, 2)]
-    df = simulate_tables(spec.n, spec.seed, centre)
+    n12 = spec.n_development + spec.n_validation
+    df = simulate_tables(n12, spec.seed, centre)
+    names = dict(CENTRE_NAMES)
+    if spec.extra_centres:  # each external cohort by its centre's name; each extra centre from its own stream
+        names[2] = "validation:centre2"
+        parts = [df]
+        for k, name, n in spec.extra_centres:
+            names[k] = f"validation:{name}"
+            parts.append(simulate_tables(n, spec.seed, np.full(n, k), stream=k))
+            centre = np.r_[centre, np.full(n, k)]
+        df = pd.concat(parts, ignore_index=True)
     df.insert(0, "patient_id", patient_ids(spec))
-    df.insert(1, "cohort", [CENTRE_NAMES[c] for c in centre])
+    df.insert(1, "cohort", [names[c] for c in centre])
     df.insert(2, "centre", centre)
     rng = np.random.default_rng(np.random.SeedSequence([int(spec.seed), 0x5E6]))
     ann = np.zeros(spec.n, dtype=int)
@@ -340,22 +409,25 @@ def code_hash() -> str:
 
 
 def cohort_spec(profile, n_development: int | None = None, n_validation: int | None = None,
-                n_annotated: int | None = None) -> tuple[CohortSpec, Path, Path]:
+                n_annotated: int | None = None, n_external: dict | None = None) -> tuple[CohortSpec, Path, Path]:
     """Spec, root folder and manifest path of a profile's cohort, with optional size overrides.
 
-    When the sizes differ from the profile's, the cohort goes to ``<root>-<n_dev>-<n_val>`` with its manifest inside
-    (so the committed manifest and the profile's cohort are never overwritten).
+    When the sizes (or the extra centres, ``n_external``: name -> patients, see the module's docstring) differ from
+    the profile's, the cohort goes to ``<root>-<n_dev>-<n_val>-<n_ann>`` (plus ``-<centre>_<n>`` per extra centre)
+    with its manifest inside (so the committed manifest and the profile's cohort are never overwritten).
     """
     c = profile["cohort"]
     nd = int(c["n_development"] if n_development is None else n_development)
     nv = int(c["n_validation"] if n_validation is None else n_validation)
     na = int(c["n_annotated"] if n_annotated is None else n_annotated)
     na = min(na, nd)
-    spec = CohortSpec(nd, nv, na, int(c.get("seed", profile.seed)))
+    ext = external_spec(c.get("n_external") if n_external is None else n_external)
+    spec = CohortSpec(nd, nv, na, int(c.get("seed", profile.seed)), ext)
     root = profile.root / c["root"]
     manifest = profile.root / c["manifest"]
-    if (nd, nv, na) != (int(c["n_development"]), int(c["n_validation"]), min(int(c["n_annotated"]), nd)):
-        root = root.with_name(f"{root.name}-{nd}-{nv}-{na}")
+    if ((nd, nv, na) != (int(c["n_development"]), int(c["n_validation"]), min(int(c["n_annotated"]), nd))
+            or ext != external_spec(c.get("n_external"))):
+        root = root.with_name(f"{root.name}-{nd}-{nv}-{na}" + "".join(f"-{k}_{n}" for k, n in ext))
         manifest = root / "data_manifest.csv"
     return spec, root, manifest
 
@@ -405,9 +477,10 @@ TRUTH_COLUMNS = ["cohort", "centre", "latent", "lp", "t_event", "t_censor", "dia
 
 def _stamp(spec: CohortSpec, manifest: Path, root: Path) -> dict[str, Any]:
     rel = os.path.relpath(Path(manifest).resolve(), Path(root).resolve())
-    return {"generator": "hcc_utils.synthetic", "code": code_hash(), "spec": spec.__dict__, "manifest": rel,
+    used = {1, 2} | {k for k, _, _ in spec.extra_centres}
+    return {"generator": "hcc_utils.synthetic", "code": code_hash(), "spec": spec.stamp(), "manifest": rel,
             "centres": {str(k): {kk: list(vv) if isinstance(vv, tuple) else vv for kk, vv in v.items()}
-                        for k, v in CENTRES.items()}}
+                        for k, v in CENTRES.items() if k in used}}
 
 
 def is_complete(spec: CohortSpec, root: Path, manifest: Path) -> bool:
@@ -430,8 +503,9 @@ def is_complete(spec: CohortSpec, root: Path, manifest: Path) -> bool:
 
 
 def generate_cohort(profile, force: bool = False, *, n_development: int | None = None,
-                    n_validation: int | None = None, n_annotated: int | None = None, root: str | Path | None = None,
-                    manifest: str | Path | None = None, workers: int = 2, progress: bool = True) -> Path:
+                    n_validation: int | None = None, n_annotated: int | None = None, n_external: dict | None = None,
+                    root: str | Path | None = None, manifest: str | Path | None = None, workers: int = 2,
+                    progress: bool = True) -> Path:
     """Generate (or find) a profile's synthetic cohort and return the path of its manifest.
 
     Parameters
@@ -443,6 +517,9 @@ def generate_cohort(profile, force: bool = False, *, n_development: int | None =
     n_development, n_validation, n_annotated : int, optional
         Size overrides; when they differ from the profile's the cohort is written to a separate root
         (see :func:`cohort_spec`).
+    n_external : dict, optional
+        Extra external centres, name -> patients (``{"centre3": 20}``; default: the profile's ``n_external``, none
+        unless set); ``{}`` asks for none.
     root, manifest : path, optional
         Write somewhere else (tests); ``manifest`` defaults to ``<root>/data_manifest.csv``.
     workers : int
@@ -455,7 +532,7 @@ def generate_cohort(profile, force: bool = False, *, n_development: int | None =
     Path
         The manifest.
     """
-    spec, root_, manifest_ = cohort_spec(profile, n_development, n_validation, n_annotated)
+    spec, root_, manifest_ = cohort_spec(profile, n_development, n_validation, n_annotated, n_external)
     if root is not None:
         root_ = Path(root)
         manifest_ = Path(manifest) if manifest is not None else root_ / "data_manifest.csv"
@@ -490,7 +567,7 @@ def _generate(spec: CohortSpec, root_: Path, manifest_: Path, workers: int, prog
     stamp.unlink(missing_ok=True)  # an interrupted run must not look complete
     tab = cohort_tables(spec)
     jobs = []
-    for i, (pid, r) in enumerate(tab.iterrows()):
+    for i, (pid, r) in zip(image_indices(spec), tab.iterrows()):
         params = {k: (v.item() if hasattr(v, "item") else v) for k, v in r[TRUTH_COLUMNS].items()}
         jobs.append((pid, params, int(r["centre"]), spec.seed, i, str(root_)))
     geos: dict[str, dict] = {}
@@ -536,7 +613,8 @@ def _progress(total: int, desc: str, show: bool):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m hcc_utils.synthetic --profile demo [--force] [--n-development N ...]``."""
+    """Command line: ``python -m hcc_utils.synthetic --profile demo [--force] [--n-development N ...]
+    [--external centre3=20]``."""
     from hcc_utils.config import load_profile
 
     ap = argparse.ArgumentParser(prog="python -m hcc_utils.synthetic", description=__doc__.split("\n")[0])
@@ -545,12 +623,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-development", type=int)
     ap.add_argument("--n-validation", type=int)
     ap.add_argument("--n-annotated", type=int)
+    ap.add_argument("--external", action="append", metavar="CENTRE=N",
+                    help="an extra external centre and its patients, e.g. centre3=20 (repeatable)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
     prof = load_profile(a.profile)
+    ext = None
+    if a.external:
+        try:
+            ext = {k.strip(): int(v) for k, v in (e.split("=", 1) for e in a.external)}
+        except ValueError:
+            ap.error(f"--external takes CENTRE=N (e.g. centre3=20), got {a.external}")
     path = generate_cohort(prof, force=a.force, n_development=a.n_development, n_validation=a.n_validation,
-                           n_annotated=a.n_annotated, workers=a.workers, progress=not a.no_progress)
+                           n_annotated=a.n_annotated, n_external=ext, workers=a.workers, progress=not a.no_progress)
     print(path)
     return 0
 

@@ -11,6 +11,10 @@ Accepted variants
 * Excel (``.xlsx``, ``.xlsm``, ``.xls``): the first sheet, or the sheet named after ``#`` (``clinical.xlsx#Labs``).
   A ``#`` that is part of a real file name is kept when that file exists.
 * Header names are trimmed and lower-cased; two headers that are then equal (``CT_AP`` and ``ct_ap``) are an error.
+
+The cohort values of the manifest's ``cohort`` column (``development``, ``validation``, ``validation:<name>``) are
+told apart here too (:func:`is_external`, :func:`external_cohorts`, :func:`cohort_order`, :func:`report_cohorts`,
+:func:`cohort_label`), so that every stage, the checks included, reads them alike.
 """
 from __future__ import annotations
 
@@ -23,6 +27,12 @@ import pandas as pd
 
 EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls")
 _DECIMAL_COMMA = re.compile(r"^[-+]?\d+,\d+$")
+
+DEVELOPMENT = "development"
+VALIDATION = "validation"
+#: The two kinds of cohort; an external cohort may also be named ``validation:<name>`` (:func:`is_external`).
+COHORTS = (DEVELOPMENT, VALIDATION)
+_EXTERNAL = re.compile(r"validation(?::[A-Za-z0-9_-]+)?")
 
 
 class TableError(ValueError):
@@ -175,3 +185,80 @@ def patients_label(ids) -> str:
     if len(ids) <= 3:
         return ", ".join(ids)
     return f"{ids[0]}, {ids[1]}, ... ({len(ids)} patients)"
+
+
+# --- cohort values -------------------------------------------------------------------------------------------------
+
+def is_external(cohort):
+    """Whether a cohort value names an external (validation) cohort: ``validation`` or ``validation:<name>``.
+
+    Parameters
+    ----------
+    cohort : str, pandas.Series or array-like
+        One value, or several.
+
+    Returns
+    -------
+    bool, or a boolean Series (same index) / array for several values
+    """
+    test = lambda v: isinstance(v, str) and _EXTERNAL.fullmatch(v) is not None
+    if isinstance(cohort, pd.Series):
+        return cohort.map(test).astype(bool)
+    if isinstance(cohort, (pd.Index, np.ndarray, list, tuple)):
+        return np.array([test(v) for v in cohort], dtype=bool)
+    return test(cohort)
+
+
+def is_cohort(value) -> bool:
+    """Whether ``value`` is a valid cohort: ``development`` or an external cohort (:func:`is_external`)."""
+    return value == DEVELOPMENT or is_external(value)
+
+
+def external_cohorts(cohorts) -> list[str]:
+    """The distinct external cohorts among some cohort values, sorted (plain ``validation`` first, then by name).
+
+    Sorted order is also the order of ``groupby("cohort")``, so per-cohort tables list their blocks alike.
+
+    Parameters
+    ----------
+    cohorts : iterable of str
+        E.g. a patient table's ``cohort`` column.
+
+    Returns
+    -------
+    list of str
+    """
+    return sorted({c for c in cohorts if is_external(c)})
+
+
+def cohort_order(cohorts) -> list[str]:
+    """The distinct valid cohorts among ``cohorts``: ``development`` (when present), then :func:`external_cohorts`."""
+    values = set(cohorts)
+    return ([DEVELOPMENT] if DEVELOPMENT in values else []) + external_cohorts(values)
+
+
+def report_cohorts(cohorts) -> list[str]:
+    """The cohorts a per-cohort report has: ``development``, then each external cohort (``validation`` when there is
+    none, so that a report of one external cohort keeps its two blocks)."""
+    return [DEVELOPMENT] + (external_cohorts(cohorts) or [VALIDATION])
+
+
+def cohort_label(cohort: str) -> str:
+    """Display label of a cohort: ``Development``, ``Validation``, ``Validation (centre2)`` for ``validation:centre2``.
+    """
+    head, _, name = str(cohort).partition(":")
+    return head.capitalize() + (f" ({name})" if name else "")
+
+
+def external_text(values: dict) -> str:
+    """Text of one value per external cohort: the value alone for one cohort, else ``v1 (centre2), v2 (centre3)``.
+
+    Parameters
+    ----------
+    values : dict
+        External cohort -> text, in display order.
+    """
+    if len(values) == 1:
+        return str(next(iter(values.values())))
+    return ", ".join(f"{v} ({str(c).partition(':')[2] or c})" for c, v in values.items())
+

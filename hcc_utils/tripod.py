@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from hcc_utils.config import Profile
+from hcc_utils.manifest import external_cohorts
 
 TO_COMPLETE = "to be completed by the authors"
 
@@ -166,9 +167,10 @@ def checklist(profile: Profile) -> pd.DataFrame:
                      "features/AP_info.json, features/PP_info.json, survival/synthetic/results.json")
     if mres:
         n, ner = mres["n"], mres["n_er"]
+        ext = external_cohorts(n)  # one per external cohort
         ans["10"] = ("No sample size calculation: all available patients, development "
-                     f"{n['development']} ({ner['development']} early recurrences), validation {n['validation']} "
-                     f"({ner['validation']}).", "04", "models/results.json")
+                     f"{n['development']} ({ner['development']} early recurrences), "
+                     + ", ".join(f"{c} {n[c]} ({ner[c]})" for c in ext) + ".", "04", "models/results.json")
         ans["12a"] = (f"Development cohort only for every fit and choice: nested cross-validation "
                       f"({mres['models'][mres['dsfr_model']]['folds']['outer']} outer, "
                       f"{mres['models'][mres['dsfr_model']]['folds']['inner']} inner stratified folds) for the "
@@ -189,8 +191,8 @@ def checklist(profile: Profile) -> pd.DataFrame:
         ans["12g"] = ("Development: each patient predicted by the model of the outer fold that left it out; "
                       "validation: the final model.", "04", "models/predictions.csv, models/signature.csv")
         ans["21"] = ("Every model: development "
-                     f"{n['development']} patients, {ner['development']} events; validation {n['validation']}, "
-                     f"{ner['validation']} events.", "04", "models/results.json")
+                     f"{n['development']} patients, {ner['development']} events; "
+                     + ", ".join(f"{c} {n[c]}, {ner[c]} events" for c in ext) + ".", "04", "models/results.json")
         ans["13"] = (f"No resampling or reweighting; the prevalence of early recurrence is "
                      f"{100 * ner['development'] / n['development']:.1f}% in development. Thresholds are Youden's on "
                      "the development cross-validated predictions.", "04", "models/results.json")

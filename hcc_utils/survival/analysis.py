@@ -14,6 +14,7 @@ import pandas as pd
 from scipy.stats import chi2
 
 from hcc_utils import stats
+from hcc_utils.manifest import report_cohorts
 
 from .evaluation import calibration, decision_curve, discrimination_table, tdauc_over_time
 from .table import Prepared, _safe_name
@@ -296,7 +297,7 @@ def _tdauc_times(pred: pd.DataFrame, landmark: float) -> list[float]:
         x = np.sort(pred.loc[pred["cohort"] == c, "time"].to_numpy())
         return x[-max(2, min(10, len(x) // 4))]
 
-    tmax = min(followed(c) for c in ("development", "validation"))
+    tmax = min(followed(c) for c in report_cohorts(pred["cohort"]))
     times = [float(t) for t in np.arange(6.0, tmax, 6.0)]
     if landmark <= tmax and float(landmark) not in times:  # follow-up ending at the landmark (see eval_time)
         times = sorted(times + [float(landmark)])

@@ -12,6 +12,7 @@ import pandas as pd
 
 from hcc_utils import stats, synthetic
 from hcc_utils.files import json_text
+from hcc_utils.manifest import external_cohorts, external_text
 
 from .analysis import SurvivalResult
 from .figures import plot_calibration, plot_decision_curves, plot_km, plot_nomogram, plot_tdauc
@@ -150,7 +151,8 @@ def glue_values(res: SurvivalResult) -> dict[str, str]:
     Returns
     -------
     dict
-        Glue key -> text.
+        Glue key -> text. ``dev_*`` keys hold the development cohort's numbers, ``val_*`` keys the external cohort's
+        (with several external cohorts, each cohort's number followed by its name).
     """
     r = res.results
     g: dict[str, str] = {
@@ -170,19 +172,26 @@ def glue_values(res: SurvivalResult) -> dict[str, str]:
         "split_rule": json.dumps(r["split"]), "screen_p": f"{r['screen_p']:g}",
         "n_bootstrap": str(r["n_bootstrap"]),
     }
+    per: dict[str, dict[str, str]] = {}
     for coh, c in r["cohorts"].items():
-        k = coh[:3]
-        g[f"{k}_n"], g[f"{k}_events"] = str(c["n"]), str(c["events"])
-        g[f"{k}_er_rate"] = f"{100 * c['er_rate']:.1f}%"
-        g[f"{k}_logrank_p"] = stats.format_p(c.get("logrank_p", np.nan))
-        g[f"{k}_km_hr"] = _ci(c.get("hr", np.nan), c.get("hr_lower", np.nan), c.get("hr_upper", np.nan))
+        v = per[coh] = {}
+        v["n"], v["events"] = str(c["n"]), str(c["events"])
+        v["er_rate"] = f"{100 * c['er_rate']:.1f}%"
+        v["logrank_p"] = stats.format_p(c.get("logrank_p", np.nan))
+        v["km_hr"] = _ci(c.get("hr", np.nan), c.get("hr_lower", np.nan), c.get("hr_upper", np.nan))
         for m in ("nomogram", "signature"):
-            g[f"{k}_{m}_c"] = _ci(c.get(f"{m}_c_index", np.nan), c.get(f"{m}_c_index_lower", np.nan),
-                                  c.get(f"{m}_c_index_upper", np.nan), 3, True)
-            g[f"{k}_{m}_tdauc"] = _ci(c.get(f"{m}_tdauc", np.nan), c.get(f"{m}_tdauc_lower", np.nan),
-                                      c.get(f"{m}_tdauc_upper", np.nan), 3, True)
-        g[f"{k}_c_p"] = stats.format_p(c.get("signature_c_index_p", np.nan))
-        g[f"{k}_tdauc_p"] = stats.format_p(c.get("signature_tdauc_p", np.nan))
+            v[f"{m}_c"] = _ci(c.get(f"{m}_c_index", np.nan), c.get(f"{m}_c_index_lower", np.nan),
+                              c.get(f"{m}_c_index_upper", np.nan), 3, True)
+            v[f"{m}_tdauc"] = _ci(c.get(f"{m}_tdauc", np.nan), c.get(f"{m}_tdauc_lower", np.nan),
+                                  c.get(f"{m}_tdauc_upper", np.nan), 3, True)
+        v["c_p"] = stats.format_p(c.get("signature_c_index_p", np.nan))
+        v["tdauc_p"] = stats.format_p(c.get("signature_tdauc_p", np.nan))
+    ext = external_cohorts(per)
+    for coh, v in per.items():
+        if coh not in ext:
+            g.update({f"{coh[:3]}_{key}": text for key, text in v.items()})
+    if ext:  # val_*: the one external cohort's value, or one per external cohort, each named
+        g.update({f"val_{key}": external_text({coh: per[coh][key] for coh in ext}) for key in per[ext[0]]})
     return g
 
 

@@ -11,6 +11,7 @@ from lifelines import KaplanMeierFitter
 from lifelines.plotting import add_at_risk_counts
 
 from hcc_utils import stats
+from hcc_utils.manifest import cohort_label, report_cohorts
 from hcc_utils.style import PALETTE
 
 from .analysis import SurvivalResult
@@ -92,7 +93,8 @@ def _km_panel(ax, data: pd.DataFrame, ticks, title: str, stats_row: pd.Series | 
 
 
 def plot_km(res: SurvivalResult):
-    """Figure 3: KM curves of high/low risk per cohort with 95% confidence bands, log-rank p and numbers at risk.
+    """Figure 3: KM curves of high/low risk per cohort (development, then one panel per external cohort) with 95%
+    confidence bands, log-rank p and numbers at risk.
 
     Parameters
     ----------
@@ -104,13 +106,13 @@ def plot_km(res: SurvivalResult):
     matplotlib.figure.Figure
     """
     d = res.prep.data
-    cohorts = ["development", "validation"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5.6))
+    cohorts = report_cohorts(d["cohort"])
+    fig, axes = plt.subplots(1, len(cohorts), figsize=(5.5 * len(cohorts), 5.6), squeeze=False)
     ticks = month_ticks(float(d["time"].max()))
-    for ax, coh in zip(axes, cohorts):
+    for ax, coh in zip(axes[0], cohorts):
         sub = d[d["cohort"] == coh]
         row = res.km.loc[coh] if coh in res.km.index else None
-        _km_panel(ax, sub, ticks, f"{coh.capitalize()} cohort (n = {len(sub)})", row)
+        _km_panel(ax, sub, ticks, f"{cohort_label(coh)} cohort (n = {len(sub)})", row)
     fig.tight_layout()
     return fig
 
@@ -130,7 +132,7 @@ def km_curves(res: SurvivalResult) -> pd.DataFrame:
     """
     d = res.prep.data
     rows = []
-    for coh in ("development", "validation"):
+    for coh in report_cohorts(d["cohort"]):
         for g in ("high", "low"):
             s = d[(d["cohort"] == coh) & (d["risk_group"] == g)]
             if len(s) == 0:
@@ -265,8 +267,18 @@ def _nice_ticks(lo, hi, n=6, extend=False):
     return [float(v) for v in vals]
 
 
+def _panels(res: SurvivalResult, letter: str) -> tuple[list[str], list[str]]:
+    """The cohorts of a figure with lettered panels and their tags: development ``letter``, the external cohort the
+    next letter (``c``), or that letter numbered per external cohort (``c1``, ``c2``) when there are several."""
+    cohorts = report_cohorts(res.prep.data["cohort"])
+    nxt = chr(ord(letter) + 1)
+    ext = [nxt] if len(cohorts) == 2 else [f"{nxt}{i}" for i in range(1, len(cohorts))]
+    return cohorts, [letter] + ext
+
+
 def plot_calibration(res: SurvivalResult):
-    """Figures 4b,c: calibration at the landmark, development (apparent and bias-corrected) and validation.
+    """Figures 4b,c: calibration at the landmark, development (apparent and bias-corrected) and validation (a panel
+    per external cohort: c1, c2, ... when there are several).
 
     Parameters
     ----------
@@ -278,8 +290,9 @@ def plot_calibration(res: SurvivalResult):
     matplotlib.figure.Figure
     """
     cal = res.calibration
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
-    for ax, coh, tag in zip(axes, ("development", "validation"), ("b", "c")):
+    cohorts, tags = _panels(res, "b")
+    fig, axes = plt.subplots(1, len(cohorts), figsize=(5 * len(cohorts), 4.6), squeeze=False)
+    for ax, coh, tag in zip(axes[0], cohorts, tags):
         for model, mk in (("Nomogram", "o"), ("Signature", "s")):
             c = cal[(cal["cohort"] == coh) & (cal["model"] == model)].dropna(subset=["predicted"])
             if c.empty:
@@ -295,14 +308,14 @@ def plot_calibration(res: SurvivalResult):
         ax.set_ylim(0, 1)
         ax.set_xlabel(f"Predicted {res.landmark:g}-month RFS")
         ax.set_ylabel(f"Observed {res.landmark:g}-month RFS (KM)")
-        ax.set_title(f"({tag}) {coh.capitalize()} cohort")
+        ax.set_title(f"({tag}) {cohort_label(coh)} cohort")
         ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig
 
 
 def plot_decision_curves(res: SurvivalResult):
-    """Figures 4d,e: decision curves at the landmark per cohort.
+    """Figures 4d,e: decision curves at the landmark per cohort (e1, e2, ... for several external cohorts).
 
     Parameters
     ----------
@@ -314,8 +327,9 @@ def plot_decision_curves(res: SurvivalResult):
     matplotlib.figure.Figure
     """
     dca = res.decision
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
-    for ax, coh, tag in zip(axes, ("development", "validation"), ("d", "e")):
+    cohorts, tags = _panels(res, "d")
+    fig, axes = plt.subplots(1, len(cohorts), figsize=(5 * len(cohorts), 4.4), squeeze=False)
+    for ax, coh, tag in zip(axes[0], cohorts, tags):
         c = dca[dca["cohort"] == coh]
         for k, lab, ls in (("Nomogram", "Nomogram", "-"), ("Signature", "Signature alone", "-"),
                            ("treat_all", "Treat all", "--"), ("treat_none", "Treat none", ":")):
@@ -325,7 +339,7 @@ def plot_decision_curves(res: SurvivalResult):
         ax.set_xlim(0, 1)
         ax.set_xlabel(f"Threshold probability (recurrence by {res.landmark:g} months)")
         ax.set_ylabel("Net benefit")
-        ax.set_title(f"({tag}) {coh.capitalize()} cohort")
+        ax.set_title(f"({tag}) {cohort_label(coh)} cohort")
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -344,8 +358,10 @@ def plot_tdauc(res: SurvivalResult):
     matplotlib.figure.Figure
     """
     t = res.tdauc_time
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, coh in zip(axes, ("development", "validation")):
+    cohorts = report_cohorts(res.prep.data["cohort"])
+    fig, axes = plt.subplots(1, len(cohorts), figsize=(5 * len(cohorts), 4), sharey=True, squeeze=False)
+    axes = axes[0]
+    for ax, coh in zip(axes, cohorts):
         for model in ("Nomogram", "Signature"):
             c = t[(t["cohort"] == coh) & (t["model"] == model)]
             ax.plot(c["time"], c["tdauc"], marker="o", ms=3, color=COLORS[model], label=model)
@@ -356,7 +372,7 @@ def plot_tdauc(res: SurvivalResult):
         ax.set_xlim(0, xt[-1])
         ax.set_ylim(0.3, 1.0)
         ax.set_xlabel("Months after resection")
-        ax.set_title(f"{coh.capitalize()} cohort")
+        ax.set_title(f"{cohort_label(coh)} cohort")
     axes[0].set_ylabel("Time-dependent AUC")
     axes[0].legend(fontsize=8)
     fig.tight_layout()

@@ -18,7 +18,8 @@ import yaml
 from sklearn.model_selection import train_test_split
 
 from hcc_utils.config import repo_root
-from hcc_utils.manifest import CLINICAL_VARIABLES, early_recurrence, load_patient_table, read_table
+from hcc_utils.manifest import (CLINICAL_VARIABLES, early_recurrence, is_external, load_patient_table, read_table,
+                                report_cohorts)
 
 DATASETS_FILE = Path(__file__).resolve().parent / "datasets.yaml"
 
@@ -507,15 +508,15 @@ def load_input(profile, manifest=None, table_path=None, column_map=None) -> tupl
 # split
 # ----------------------------------------------------------------------------------------------------------------
 def split_cohorts(prep: Prepared, rule: str | dict | None, seed: int, raw: pd.DataFrame | None = None) -> Prepared:
-    """Assign ``cohort`` (development / validation) to each patient.
+    """Assign ``cohort`` (development / validation, or several named external cohorts) to each patient.
 
     Parameters
     ----------
     prep : Prepared
     rule : str, dict or None
         * a column name of the raw table whose values are ``development`` / ``validation`` (case and spaces ignored;
-          ``train``/``test`` and ``dev``/``val`` also accepted), or ``{"column": c, "development": v1,
-          "validation": v2}``;
+          ``train``/``test`` and ``dev``/``val`` also accepted; ``validation:<name>`` names one of several external
+          cohorts, each reported apart), or ``{"column": c, "development": v1, "validation": v2}``;
         * ``{"method": "stratified", "fraction": f, "seed": s}``: seeded random split, a fraction ``f`` of patients
           to validation, stratified by event status (scikit-learn ``train_test_split``); ``seed`` defaults to the
           ``seed`` argument;
@@ -558,6 +559,10 @@ def split_cohorts(prep: Prepared, rule: str | dict | None, seed: int, raw: pd.Da
         coh = []
         for pid, x in vals.items():
             key = str(x).strip().lower()
+            named = str(x).strip()
+            if key.startswith("validation:") and is_external("validation:" + named.split(":", 1)[1]):
+                coh.append("validation:" + named.split(":", 1)[1])  # a named external cohort, its name as given
+                continue
             if key not in aliases:
                 raise ValueError(f"{prep.source}: patient {pid}: split column {col!r} has {x!r}, expected "
                                  f"{rule.get('development', 'development')!r} or "
@@ -580,7 +585,7 @@ def split_cohorts(prep: Prepared, rule: str | dict | None, seed: int, raw: pd.Da
     else:
         raise ValueError(f"unknown split rule {rule!r}: give a column name or "
                          "{'method': 'stratified', 'fraction': f, 'seed': s}")
-    for c in ("development", "validation"):
+    for c in report_cohorts(data["cohort"]):
         sub = data[data["cohort"] == c]
         if len(sub) == 0:
             raise ValueError(f"{prep.source}: the split leaves no {c} patients")
