@@ -31,7 +31,7 @@ def roc_points(predictions: pd.DataFrame, models: Sequence[str], labels: dict[st
     """
     labels = labels or {}
     rows = []
-    for c in [c for c in COHORTS if (predictions.cohort == c).any()]:
+    for c in cohort_order(predictions.cohort):
         for mname in models:
             d = predictions[(predictions.model == mname) & (predictions.cohort == c)]
             if d.empty:
