@@ -257,11 +257,21 @@ class DiceCELoss(nn.Module):
     class imbalance, but its gradient is noisy on slices with little or no tumour. Cross-entropy keeps a stable,
     per-pixel gradient (and teaches context slices to be empty); the sum is the usual robust choice (nnU-Net's
     default loss).
+
+    Parameters
+    ----------
+    smooth : float
+        Added to the Dice numerator and denominator.
+    per_slice : bool
+        False (``loss: dice_ce``): one Dice over every pixel of the batch, in which the slices of large tumours
+        dominate. True (``loss: dice_ce_slice``): the mean of the Dice of each slice that holds tumour, so a small
+        tumour's slice weighs as much as a large one's (the batch Dice when no slice holds tumour).
     """
 
-    def __init__(self, smooth: float = 1.0):
+    def __init__(self, smooth: float = 1.0, per_slice: bool = False):
         super().__init__()
         self.smooth = smooth
+        self.per_slice = per_slice
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
@@ -269,8 +279,12 @@ class DiceCELoss(nn.Module):
         ce = F.cross_entropy(logits, target)
         p = logits.softmax(1)[:, 1]
         t = (target == 1).float()
-        inter = (p * t).sum()
-        dice = (2 * inter + self.smooth) / (p.sum() + t.sum() + self.smooth)
+        inter, den = (p * t).flatten(1).sum(1), p.flatten(1).sum(1) + t.flatten(1).sum(1)
+        has = t.flatten(1).sum(1) > 0
+        if self.per_slice and bool(has.any()):
+            dice = ((2 * inter[has] + self.smooth) / (den[has] + self.smooth)).mean()
+        else:
+            dice = (2 * inter.sum() + self.smooth) / (den.sum() + self.smooth)
         return ce + (1 - dice)
 
     def activation(self, x):
@@ -278,6 +292,17 @@ class DiceCELoss(nn.Module):
 
     def decodes(self, x):
         return x.argmax(dim=1)
+
+
+#: The profile's ``unet.loss`` values.
+LOSSES = {"dice_ce": {}, "dice_ce_slice": {"per_slice": True}}
+
+
+def loss_function(name: str) -> DiceCELoss:
+    """The training loss named by a profile's ``unet.loss`` (:data:`LOSSES`)."""
+    if name not in LOSSES:
+        raise ValueError(f"unet.loss {name!r} is not one of {', '.join(LOSSES)} (profiles.yaml)")
+    return DiceCELoss(**LOSSES[name])
 
 
 def _augment_callback(seed: int):
@@ -480,7 +505,7 @@ def train_phase(manifest, profile, phase: str, seed: int | None = None, device="
     torch.manual_seed(seed)
     model = build_model(profile).to(memory_format=torch.channels_last)
     timer = _timer_callback()
-    learn = Learner(dls, model, loss_func=DiceCELoss(), metrics=[_patient_dice_metric([c.patient_id for c, _ in va_items])],
+    learn = Learner(dls, model, loss_func=loss_function(cfg.get("loss", "dice_ce")), metrics=[_patient_dice_metric([c.patient_id for c, _ in va_items])],
                     path=out_dir, model_dir=".",
                     cbs=[_augment_callback(seed), _channels_last_callback(), timer,
                          _progress_callback(f"U-Net {phase}"),

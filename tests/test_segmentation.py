@@ -74,6 +74,29 @@ def test_dice_ce_loss_prefers_right_answer():
     assert np.isnan(seg.dice_score(np.zeros(3), np.zeros(3)))
 
 
+def test_per_slice_dice_weighs_each_tumour_slice_alike():
+    """``dice_ce_slice``: the mean of the Dice of the slices with tumour; ``dice_ce``: one Dice over the batch."""
+    t = torch.zeros(2, 16, 16, dtype=torch.long)
+    t[0, 2:14, 2:14] = 1  # a large tumour, found
+    t[1, 7:9, 7:9] = 1  # a small tumour, missed
+    fg = torch.zeros(2, 16, 16)
+    fg[0] = t[0].float()
+    logits = torch.stack([(1 - fg) * 20 - 10, fg * 20 - 10], 1)
+    ce = torch.nn.functional.cross_entropy(logits, t)
+    p = logits.softmax(1)[:, 1]
+    per_slice = [(2 * (p[i] * t[i]).sum() + 1) / (p[i].sum() + t[i].sum() + 1) for i in range(2)]
+    batch = (2 * (p * t).sum() + 1) / (p.sum() + t.sum() + 1)
+    assert seg.loss_function("dice_ce_slice")(logits, t) == pytest.approx(float(ce + 1 - sum(per_slice) / 2), rel=1e-5)
+    assert seg.loss_function("dice_ce")(logits, t) == pytest.approx(float(ce + 1 - batch), rel=1e-5)
+    # the missed small tumour costs about half the Dice per slice, little in the batch Dice
+    assert seg.loss_function("dice_ce_slice")(logits, t) > seg.loss_function("dice_ce")(logits, t) + 0.3
+    # no tumour in the batch: both are the batch Dice
+    z = torch.zeros(2, 16, 16, dtype=torch.long)
+    assert seg.loss_function("dice_ce_slice")(logits, z) == pytest.approx(float(seg.loss_function("dice_ce")(logits, z)))
+    with pytest.raises(ValueError, match="unet.loss"):
+        seg.loss_function("focal")
+
+
 def test_end_to_end_train_select_predict(trained):
     manifest, prof, metrics, dsc = trained
     d = prof.outputs / "segmentation" / "AP"
