@@ -361,16 +361,19 @@ def plot_tdauc(res: SurvivalResult):
     cohorts = report_cohorts(res.prep.data["cohort"])
     fig, axes = plt.subplots(1, len(cohorts), figsize=(5 * len(cohorts), 4), sharey=True, squeeze=False)
     axes = axes[0]
+    lowest = float(np.nanmin(t["tdauc"])) if len(t) and t["tdauc"].notna().any() else 0.3
+    y_lo = max(0.0, min(0.3, math.floor((lowest - 0.05) * 10) / 10))  # 0.3 unless a curve goes lower
     for ax, coh in zip(axes, cohorts):
         for model in ("Nomogram", "Signature"):
             c = t[(t["cohort"] == coh) & (t["model"] == model)]
-            ax.plot(c["time"], c["tdauc"], marker="o", ms=3, color=COLORS[model], label=model)
+            ax.plot(c["time"], c["tdauc"], marker="o", ms=3, color=COLORS[model],
+                    ls="-" if model == "Nomogram" else "--", label=model)
         ax.axhline(0.5, color="grey", ls=":", lw=1)
         ax.axvline(res.landmark, color="grey", ls="--", lw=0.8)
         xt = month_ticks(float(t["time"].max()) if len(t) else res.landmark)
         ax.set_xticks(xt)
         ax.set_xlim(0, xt[-1])
-        ax.set_ylim(0.3, 1.0)
+        ax.set_ylim(y_lo, 1.0)
         ax.set_xlabel("Months after resection")
         ax.set_title(f"{cohort_label(coh)} cohort")
     axes[0].set_ylabel("Time-dependent AUC")
