@@ -279,12 +279,13 @@ class DiceCELoss(nn.Module):
         ce = F.cross_entropy(logits, target)
         p = logits.softmax(1)[:, 1]
         t = (target == 1).float()
-        inter, den = (p * t).flatten(1).sum(1), p.flatten(1).sum(1) + t.flatten(1).sum(1)
         has = t.flatten(1).sum(1) > 0
         if self.per_slice and bool(has.any()):
+            inter, den = (p * t).flatten(1).sum(1), p.flatten(1).sum(1) + t.flatten(1).sum(1)
             dice = ((2 * inter[has] + self.smooth) / (den[has] + self.smooth)).mean()
-        else:
-            dice = (2 * inter.sum() + self.smooth) / (den.sum() + self.smooth)
+        else:  # summed in this order, the batch Dice of every earlier run, bit for bit
+            inter = (p * t).sum()
+            dice = (2 * inter + self.smooth) / (p.sum() + t.sum() + self.smooth)
         return ce + (1 - dice)
 
     def activation(self, x):
