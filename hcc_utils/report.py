@@ -64,18 +64,18 @@ def roc_figure(predictions: pd.DataFrame, table2: pd.DataFrame, models: Sequence
     """
     labels = labels or {}
     cohorts = cohort_order(predictions.cohort)  # development, then each external cohort
+    points = roc_points(predictions, models, labels)
     fig, axes = plt.subplots(1, len(cohorts), figsize=(4.8 * len(cohorts), 4.6), squeeze=False)
     for ax, c in zip(axes[0], cohorts):
         for mname in models:
-            d = predictions[(predictions.model == mname) & (predictions.cohort == c)]
+            d = points[(points.model == mname) & (points.cohort == c)]
             if d.empty:
                 raise ValueError(f"no predictions of model {mname!r} in the {c} cohort")
             r = table2[(table2.model == mname) & (table2.cohort == c)]
             if r.empty:
                 raise ValueError(f"Table 2 has no row for model {mname!r}, cohort {c}")
             r = r.iloc[0]
-            fpr, tpr, _ = roc_curve(d["er"].to_numpy(int), d["prob"].to_numpy(float))
-            ax.plot(fpr, tpr, lw=1.6, drawstyle="steps-post",
+            ax.plot(d["fpr"], d["tpr"], lw=1.6, drawstyle="steps-post",
                     label=f"{labels.get(mname, mname)}: AUC {r.auc:.3f} ({r.auc_lower:.3f}-{r.auc_upper:.3f})")
         ax.plot([0, 1], [0, 1], ls="--", color="0.6", lw=0.8)
         ax.set_xlabel("1 - specificity")

@@ -279,13 +279,14 @@ class DiceCELoss(nn.Module):
         ce = F.cross_entropy(logits, target)
         p = logits.softmax(1)[:, 1]
         t = (target == 1).float()
-        has = t.flatten(1).sum(1) > 0
-        if self.per_slice and bool(has.any()):
-            inter, den = (p * t).flatten(1).sum(1), p.flatten(1).sum(1) + t.flatten(1).sum(1)
-            dice = ((2 * inter[has] + self.smooth) / (den[has] + self.smooth)).mean()
-        else:  # summed in this order, the batch Dice of every earlier run, bit for bit
-            inter = (p * t).sum()
-            dice = (2 * inter + self.smooth) / (p.sum() + t.sum() + self.smooth)
+        if self.per_slice:
+            t_sum = t.flatten(1).sum(1)
+            has = t_sum > 0
+            if bool(has.any()):
+                inter, den = (p * t).flatten(1).sum(1)[has], p.flatten(1).sum(1)[has] + t_sum[has]
+                return ce + (1 - ((2 * inter + self.smooth) / (den + self.smooth)).mean())
+        # summed in this order, the batch Dice of every earlier run, bit for bit
+        dice = (2 * (p * t).sum() + self.smooth) / (p.sum() + t.sum() + self.smooth)
         return ce + (1 - dice)
 
     def activation(self, x):
@@ -506,7 +507,8 @@ def train_phase(manifest, profile, phase: str, seed: int | None = None, device="
     torch.manual_seed(seed)
     model = build_model(profile).to(memory_format=torch.channels_last)
     timer = _timer_callback()
-    learn = Learner(dls, model, loss_func=loss_function(cfg.get("loss", "dice_ce")), metrics=[_patient_dice_metric([c.patient_id for c, _ in va_items])],
+    learn = Learner(dls, model, loss_func=loss_function(cfg.get("loss", "dice_ce")),
+                    metrics=[_patient_dice_metric([c.patient_id for c, _ in va_items])],
                     path=out_dir, model_dir=".",
                     cbs=[_augment_callback(seed), _channels_last_callback(), timer,
                          _progress_callback(f"U-Net {phase}"),

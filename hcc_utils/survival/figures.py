@@ -161,7 +161,6 @@ def plot_nomogram(res_or_nomo):
     """
     nomo = res_or_nomo.nomogram if isinstance(res_or_nomo, SurvivalResult) else res_or_nomo
     spec = nomo.spec
-    sc = spec["scale"]
     vars_ = spec["variables"]
     nrow = len(vars_) + 4
     fig, ax = plt.subplots(figsize=(10, 0.55 * nrow + 1))
@@ -169,7 +168,7 @@ def plot_nomogram(res_or_nomo):
     ax.set_ylim(-nrow + 1.5, 1)
     ax.axis("off")
 
-    def axis_line(y, label, pos, labels, fmt=None):
+    def axis_line(y, label, pos, labels):
         ax.text(-3, y, label, ha="right", va="center", fontsize=9)
         pos = np.asarray(pos, float)
         ax.plot([pos.min(), pos.max()], [y, y], color="k", lw=0.8)
@@ -178,33 +177,14 @@ def plot_nomogram(res_or_nomo):
             ax.text(p, y + 0.18, lb, ha="center", va="bottom", fontsize=7)
 
     axis_line(0, "Points", np.arange(0, 101, 10), [str(i) for i in range(0, 101, 10)])
+    pts = nomogram_points(nomo)
+    total = pts[pts["axis"] == "Total points"]
+    tscale = 100.0 / max(float(total["points"].iloc[-1]), 1e-9)  # total points drawn on the 0-100 points scale
     y = -1
-    for v in vars_:
-        if v["type"] == "continuous":
-            vals = _nice_ticks(v["min"], v["max"])
-            pos = [(v["beta"] * x / v["per"] - v["lp_min"]) * sc for x in vals]
-            axis_line(y, v.get("axis_label", v["label"]), pos, [f"{x:.4g}" for x in vals])
-        else:
-            pos = [(lp - v["lp_min"]) * sc for lp in v["lp"]]
-            axis_line(y, v.get("axis_label", v["label"]), pos, v["levels"])
+    for axis, rows in pts.groupby("axis", sort=False):
+        scale = 1.0 if y > -1 - len(vars_) else tscale  # the variable axes, then total points and RFS
+        axis_line(y, axis, rows["points"].to_numpy(float) * scale, list(rows["value"]))
         y -= 1
-    tmax = sum((v["lp_max"] - v["lp_min"]) * sc for v in vars_)
-    tt = _nice_ticks(0, tmax, extend=True)
-    tscale = 100.0 / max(tt[-1], 1e-9)
-    axis_line(y, "Total points", [t * tscale for t in tt], [f"{t:g}" for t in tt])
-    y -= 1
-    # predicted RFS axis on the total-points scale
-    probs = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
-    pos, labs = [], []
-    s0, cen, off = spec["baseline_survival"], spec["centre"], spec["lp_offset"]
-    for p in probs:
-        lp = math.log(math.log(p) / math.log(s0)) + cen
-        tp = (lp - off) * sc
-        if 0 <= tp <= tt[-1]:
-            pos.append(tp * tscale)
-            labs.append(f"{p:g}")
-    if pos:
-        axis_line(y, f"{spec['landmark']:g}-month RFS", pos, labs)
     ax.set_title(spec.get("title", "Nomogram"), fontsize=11)
     fig.tight_layout()
     return fig
