@@ -299,6 +299,15 @@ class DiceCELoss(nn.Module):
 #: The profile's ``unet.loss`` values.
 LOSSES = {"dice_ce": {}, "dice_ce_slice": {"per_slice": True}}
 
+#: What each ``unet.loss`` and ``unet.augment`` does, in the words of the book's training page.
+DESCRIPTIONS = {
+    "dice_ce": "cross-entropy plus one soft Dice over every pixel of a batch",
+    "dice_ce_slice": "cross-entropy plus the mean soft Dice of the batch's tumour slices",
+    "spatial": "flips and a small affine transform",
+    "spatial_intensity": ("flips and a small affine transform, then per slice a calibration offset, a contrast "
+                          "scale, a softer kernel and added noise (another scanner)"),
+}
+
 
 def loss_function(name: str) -> DiceCELoss:
     """The training loss named by a profile's ``unet.loss`` (:data:`LOSSES`)."""
@@ -307,21 +316,34 @@ def loss_function(name: str) -> DiceCELoss:
     return DiceCELoss(**LOSSES[name])
 
 
-def _augment_callback(seed: int):
+#: The profile's ``unet.augment`` values.
+AUGMENTS = ("spatial", "spatial_intensity")
+
+#: Ranges of the intensity augmentation, in units of the phase's window width (PP 200 HU: 0.1 = 20 HU).
+INTENSITY_AUGMENT = {"shift": 0.10, "contrast": 0.15, "noise": 0.08, "blur_p": 0.3, "blur_sigma": (0.3, 1.0)}
+
+
+def _augment_callback(seed: int, mode: str = "spatial"):
     from fastai.callback.core import Callback
 
-    class Augment(Callback):
-        """Light augmentation on the batch (training only): random flips and a small affine transform.
+    if mode not in AUGMENTS:
+        raise ValueError(f"unet.augment {mode!r} is not one of {', '.join(AUGMENTS)} (profiles.yaml)")
 
-        Left-right and up-down flips (p=0.5 each), rotation within +/-10 degrees, scale 0.9-1.1, shift within 5%.
-        CT: bilinear with border padding; mask: nearest. Random numbers come from a seeded CPU generator, so runs
-        are reproducible and identical on CPU and GPU.
+    class Augment(Callback):
+        """Augmentation on the batch (training only).
+
+        ``spatial``: left-right and up-down flips (p=0.5 each), rotation within +/-10 degrees, scale 0.9-1.1, shift
+        within 5%. CT: bilinear with border padding; mask: nearest. ``spatial_intensity`` adds, per slice and after
+        the spatial transform, what another scanner changes (:func:`intensity_augment`). Random numbers come from
+        seeded CPU generators (one per kind, so the spatial draws are the same in both modes): runs are
+        reproducible and identical on CPU and GPU.
         """
 
         order = 1
 
         def __init__(self):
             self.gen = torch.Generator().manual_seed(int(seed))
+            self.gen_intensity = torch.Generator().manual_seed(int(seed) + 1)
 
         def before_batch(self):
             if not self.training:
@@ -343,10 +365,62 @@ def _augment_callback(seed: int):
             grid = F.affine_grid(theta, list(x.shape), align_corners=False)
             xa = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
             ya = F.grid_sample(y[:, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
+            if mode == "spatial_intensity":
+                xa = intensity_augment(xa, self.gen_intensity)
             self.learn.xb = (xa.to(x.dtype),)
             self.learn.yb = (ya[:, 0].round().long(),)
 
     return Augment()
+
+
+def intensity_augment(x: torch.Tensor, gen: torch.Generator, ranges: dict | None = None) -> torch.Tensor:
+    """What another scanner changes in a windowed slice, drawn per slice (:data:`INTENSITY_AUGMENT`).
+
+    A calibration offset (uniform within +/- ``shift`` window widths), a contrast scale about the slice mean
+    (1 +/- ``contrast``), a Gaussian blur of a softer kernel (probability ``blur_p``, sigma in pixels uniform in
+    ``blur_sigma``) and added white noise (SD uniform in 0..``noise`` window widths). Centre 2 of the synthetic
+    cohort has 4 HU more noise and a softer kernel than centre 1, centre 3 a 12 HU offset.
+
+    Parameters
+    ----------
+    x : Tensor
+        Batch of normalised slices, B x 1 x H x W (:func:`hcc_utils.preprocess.window_normalise`).
+    gen : torch.Generator
+        CPU generator of the draws.
+    ranges : dict, optional
+        Default :data:`INTENSITY_AUGMENT`.
+
+    Returns
+    -------
+    Tensor
+        Same shape, float32.
+    """
+    r = {**INTENSITY_AUGMENT, **(ranges or {})}
+    b = x.shape[0]
+    unit = 1.0 / pp.NORM_STD  # one window width in normalised units
+
+    def draw(*shape):
+        return torch.rand(*shape, generator=gen).to(x.device)
+
+    offset = (draw(b) * 2 - 1) * r["shift"] * unit
+    gain = 1 + (draw(b) * 2 - 1) * r["contrast"]
+    blur = draw(b) < r["blur_p"]
+    lo, hi = r["blur_sigma"]
+    sigma = lo + (hi - lo) * draw(b)
+    noise_sd = draw(b) * r["noise"] * unit
+    noise = torch.randn(x.shape, generator=gen).to(x.device)
+    x = x.float()
+    if bool(blur.any()):
+        k = torch.arange(-2, 3, dtype=torch.float32, device=x.device)
+        w = torch.exp(-0.5 * (k[None] / sigma[:, None]) ** 2)
+        w = w / w.sum(1, keepdim=True)  # B x 5 separable kernels
+        xb = F.pad(x, (2, 2, 2, 2), mode="replicate").transpose(0, 1)  # 1 x B x H+4 x W+4
+        xb = F.conv2d(xb, w[:, None, None, :], groups=b)
+        xb = F.conv2d(xb, w[:, None, :, None], groups=b).transpose(0, 1)
+        x = torch.where(blur[:, None, None, None], xb, x)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = mean + (x - mean) * gain[:, None, None, None] + offset[:, None, None, None]
+    return x + noise * noise_sd[:, None, None, None]
 
 
 def _patient_dice_metric(patient_of_item: list[str]):
@@ -480,6 +554,8 @@ def train_phase(manifest, profile, phase: str, seed: int | None = None, device="
     dev = resolve_device(device)
     seed_everything(seed, dev)
     cfg = profile["unet"]
+    loss_func = loss_function(cfg.get("loss", "dice_ce"))  # an unknown loss or augmentation fails before any work
+    augment = _augment_callback(seed, cfg.get("augment", "spatial"))
     out_dir = Path(out_dir) if out_dir else phase_dir(profile, phase)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -507,10 +583,10 @@ def train_phase(manifest, profile, phase: str, seed: int | None = None, device="
     torch.manual_seed(seed)
     model = build_model(profile).to(memory_format=torch.channels_last)
     timer = _timer_callback()
-    learn = Learner(dls, model, loss_func=loss_function(cfg.get("loss", "dice_ce")),
+    learn = Learner(dls, model, loss_func=loss_func,
                     metrics=[_patient_dice_metric([c.patient_id for c, _ in va_items])],
                     path=out_dir, model_dir=".",
-                    cbs=[_augment_callback(seed), _channels_last_callback(), timer,
+                    cbs=[augment, _channels_last_callback(), timer,
                          _progress_callback(f"U-Net {phase}"),
                          SaveModelCallback(monitor="dice", comp=np.greater, fname="model", with_opt=False)])
     if dev.type == "cuda":

@@ -97,6 +97,51 @@ def test_per_slice_dice_weighs_each_tumour_slice_alike():
         seg.loss_function("focal")
 
 
+def test_intensity_augment_draws_what_a_scanner_changes():
+    """Offset, contrast, blur and noise in their stated ranges, seeded; zero ranges leave the slices unchanged."""
+    unit = 1 / seg.pp.NORM_STD
+    x = torch.zeros(64, 1, 24, 24)
+    x[:, :, 8:16, 8:16] = 1.0
+    y = seg.intensity_augment(x, torch.Generator().manual_seed(1), {"noise": 0, "blur_p": 0, "contrast": 0})
+    shift = (y - x).mean(dim=(1, 2, 3))
+    assert (shift.abs() <= 0.10 * unit + 1e-6).all() and shift.std() > 0.02 * unit  # one offset per slice
+    assert torch.allclose(y - x, shift[:, None, None, None].expand_as(x), atol=1e-5)
+    # contrast about the slice mean within 1 +/- 0.15
+    y = seg.intensity_augment(x, torch.Generator().manual_seed(1), {"noise": 0, "blur_p": 0, "shift": 0})
+    gain = (y[:, 0, 12, 12] - y[:, 0, 0, 0]) / 1.0
+    assert gain.min() >= 0.85 - 1e-5 and gain.max() <= 1.15 + 1e-5 and gain.std() > 0.03
+    # blur: some slices (about blur_p) soften the edge, the others keep it
+    y = seg.intensity_augment(x, torch.Generator().manual_seed(1), {"noise": 0, "contrast": 0, "shift": 0})
+    blurred = (y[:, 0, 12, 7] - x[:, 0, 12, 7]).abs() > 1e-3
+    assert 0.1 < blurred.float().mean() < 0.6
+    assert torch.allclose(y[~blurred], x[~blurred])
+    # noise: SD per slice within 0..0.08 window widths
+    y = seg.intensity_augment(x, torch.Generator().manual_seed(1), {"blur_p": 0, "contrast": 0, "shift": 0})
+    sd = (y - x).flatten(1).std(1)
+    assert sd.max() <= 0.08 * unit * 1.2 and sd.max() > 0.05 * unit
+    # seeded, and nothing drawn changes a slice when every range is zero
+    a = seg.intensity_augment(x, torch.Generator().manual_seed(3))
+    assert torch.equal(a, seg.intensity_augment(x, torch.Generator().manual_seed(3)))
+    zero = {"shift": 0, "contrast": 0, "noise": 0, "blur_p": 0}
+    assert torch.allclose(seg.intensity_augment(x, torch.Generator().manual_seed(3), zero), x)
+    with pytest.raises(ValueError, match="unet.augment"):
+        seg._augment_callback(0, "elastic")
+
+
+def test_intensity_augmentation_trains_and_unknown_names_fail_first(trained, tmp_path):
+    manifest = trained[0]
+    prof = toy_profile(tmp_path / "a", unet={"epochs": 1, "batch_size": 8, "augment": "spatial_intensity",
+                                             "loss": "dice_ce_slice"})
+    m = seg.train_phase(manifest, prof, "AP", progress=False)
+    assert m["unet"]["augment"] == "spatial_intensity" and m["unet"]["loss"] == "dice_ce_slice"
+    assert np.isfinite(pd.read_csv(prof.outputs / "segmentation" / "AP" / "history.csv")["train_loss"]).all()
+    for key, bad in (("augment", "elastic"), ("loss", "focal")):
+        p = toy_profile(tmp_path / key, unet={key: bad})
+        with pytest.raises(ValueError, match=f"unet.{key}"):
+            seg.train_phase(manifest, p, "AP", progress=False)
+        assert not (p.outputs / "segmentation" / "AP").exists()  # refused before any work
+
+
 def test_end_to_end_train_select_predict(trained):
     manifest, prof, metrics, dsc = trained
     d = prof.outputs / "segmentation" / "AP"
