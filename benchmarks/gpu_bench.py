@@ -55,7 +55,7 @@ def count_flops(model, size: int, dev) -> tuple[float, float]:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from hcc_utils.segmentation import DiceCELoss
+    from hcc_utils.training import DiceCELoss
 
     x = torch.randn(2, 1, size, size, device=dev)
     y = torch.randint(0, 2, (2, size, size), device=dev)
@@ -73,7 +73,7 @@ def bench_mode(make_model, mode: str, size: int, batch: int, steps: int, warmup:
     """Training and inference throughput of one model in one precision / memory-format mode."""
     import torch
 
-    from hcc_utils.segmentation import DiceCELoss
+    from hcc_utils.training import DiceCELoss
 
     torch.manual_seed(0)
     model = make_model().to(dev)
@@ -133,7 +133,7 @@ def bench_fastai(make_model, size: int, batch: int, steps: int, dev) -> dict:
     from fastai.data.load import DataLoader
     from fastai.learner import Learner
 
-    from hcc_utils.segmentation import DiceCELoss
+    from hcc_utils.training import DiceCELoss
 
     torch.manual_seed(0)
     n = batch * steps

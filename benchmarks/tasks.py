@@ -324,6 +324,7 @@ def ratio_fastai_vs_plain(base: str, tag: str, n_slices: int = 256, epochs: int 
     from fastai.optimizer import Adam
 
     from hcc_utils import segmentation as seg
+    from hcc_utils import training
 
     _threads()
     prof = bench_profile(base, tag)
@@ -352,12 +353,12 @@ def ratio_fastai_vs_plain(base: str, tag: str, n_slices: int = 256, epochs: int 
     dls = DataLoaders(FDL(ds, bs=bs, shuffle=True, drop_last=True, num_workers=0),
                       FDL(seg.SliceDataset(items[:bs]), bs=bs, num_workers=0), device=torch.device("cpu"))
     timer = TrainTimer()
-    learn = Learner(dls, m_fa, loss_func=seg.DiceCELoss(), opt_func=Adam, lr=lr, cbs=[timer])
+    learn = Learner(dls, m_fa, loss_func=training.DiceCELoss(), opt_func=Adam, lr=lr, cbs=[timer])
     with learn.no_bar(), learn.no_logging():
         learn.fit(epochs, lr)
     fa = timer.times[1:]
 
-    crit = seg.DiceCELoss()
+    crit = training.DiceCELoss()
     opt = torch.optim.Adam(m_pl.parameters(), lr=lr, betas=(0.9, 0.99), eps=1e-5)  # fastai's Adam defaults
     g = torch.Generator().manual_seed(1)
     dl = torch.utils.data.DataLoader(ds, batch_size=bs, shuffle=True, drop_last=True, num_workers=0, generator=g)
@@ -561,6 +562,7 @@ def flops(configs: list[dict]) -> dict[str, Any]:
     from torch.utils.flop_counter import FlopCounterMode
 
     from hcc_utils import segmentation as seg
+    from hcc_utils import training
     from hcc_utils.config import load_profile
 
     _threads()
@@ -580,7 +582,7 @@ def flops(configs: list[dict]) -> dict[str, Any]:
             model(x)
         fwd = fc.get_total_flops() / 2
         model.train()
-        crit = seg.DiceCELoss()
+        crit = training.DiceCELoss()
         with FlopCounterMode(display=False) as fc2:
             loss = crit(model(x), y)
             loss.backward()

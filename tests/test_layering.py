@@ -14,7 +14,7 @@ LAYERS = [
     ["manifest"],
     ["phantom"],
     ["synthetic", "preprocess"],
-    ["handcrafted", "robustness", "harmonisation", "classifiers"],
+    ["handcrafted", "robustness", "harmonisation", "classifiers", "training"],
     ["segmentation"],
     ["features"],
     ["gradcam", "lits"],

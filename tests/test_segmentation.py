@@ -10,6 +10,7 @@ import SimpleITK as sitk
 import torch
 
 from hcc_utils import segmentation as seg
+from hcc_utils import training
 from toy_cohort import SHAPE, make_cohort, toy_profile
 
 
@@ -68,7 +69,7 @@ def test_dice_ce_loss_prefers_right_answer():
     t[0, 2:5, 2:5] = 1
     good = torch.stack([(1 - t.float()) * 8 - 4, t.float() * 8 - 4], 1)
     bad = -good
-    loss = seg.DiceCELoss()
+    loss = training.DiceCELoss()
     assert loss(good, t) < 0.1 < loss(bad, t)
     assert seg.dice_score(np.array([1, 1, 0]), np.array([1, 0, 0])) == pytest.approx(2 / 3)
     assert np.isnan(seg.dice_score(np.zeros(3), np.zeros(3)))
@@ -86,46 +87,46 @@ def test_per_slice_dice_weighs_each_tumour_slice_alike():
     p = logits.softmax(1)[:, 1]
     per_slice = [(2 * (p[i] * t[i]).sum() + 1) / (p[i].sum() + t[i].sum() + 1) for i in range(2)]
     batch = (2 * (p * t).sum() + 1) / (p.sum() + t.sum() + 1)
-    assert seg.loss_function("dice_ce_slice")(logits, t) == pytest.approx(float(ce + 1 - sum(per_slice) / 2), rel=1e-5)
-    assert seg.loss_function("dice_ce")(logits, t) == pytest.approx(float(ce + 1 - batch), rel=1e-5)
+    assert training.loss_function("dice_ce_slice")(logits, t) == pytest.approx(float(ce + 1 - sum(per_slice) / 2), rel=1e-5)
+    assert training.loss_function("dice_ce")(logits, t) == pytest.approx(float(ce + 1 - batch), rel=1e-5)
     # the missed small tumour costs about half the Dice per slice, little in the batch Dice
-    assert seg.loss_function("dice_ce_slice")(logits, t) > seg.loss_function("dice_ce")(logits, t) + 0.3
+    assert training.loss_function("dice_ce_slice")(logits, t) > training.loss_function("dice_ce")(logits, t) + 0.3
     # no tumour in the batch: both are the batch Dice
     z = torch.zeros(2, 16, 16, dtype=torch.long)
-    assert seg.loss_function("dice_ce_slice")(logits, z) == pytest.approx(float(seg.loss_function("dice_ce")(logits, z)))
+    assert training.loss_function("dice_ce_slice")(logits, z) == pytest.approx(float(training.loss_function("dice_ce")(logits, z)))
     with pytest.raises(ValueError, match="unet.loss"):
-        seg.loss_function("focal")
+        training.loss_function("focal")
 
 
 def test_intensity_augment_draws_what_a_scanner_changes():
     """Offset, contrast, blur and noise in their stated ranges, seeded; zero ranges leave the slices unchanged."""
-    unit = 1 / seg.pp.NORM_STD
+    unit = 1 / training.pp.NORM_STD
     x = torch.zeros(64, 1, 24, 24)
     x[:, :, 8:16, 8:16] = 1.0
-    y = seg.intensity_augment(x, torch.Generator().manual_seed(1), {"noise": 0, "blur_p": 0, "contrast": 0})
+    y = training.intensity_augment(x, torch.Generator().manual_seed(1), {"noise": 0, "blur_p": 0, "contrast": 0})
     shift = (y - x).mean(dim=(1, 2, 3))
     assert (shift.abs() <= 0.10 * unit + 1e-6).all() and shift.std() > 0.02 * unit  # one offset per slice
     assert torch.allclose(y - x, shift[:, None, None, None].expand_as(x), atol=1e-5)
     # contrast about the slice mean within 1 +/- 0.15
-    y = seg.intensity_augment(x, torch.Generator().manual_seed(1), {"noise": 0, "blur_p": 0, "shift": 0})
-    gain = (y[:, 0, 12, 12] - y[:, 0, 0, 0]) / 1.0
+    y = training.intensity_augment(x, torch.Generator().manual_seed(1), {"noise": 0, "blur_p": 0, "shift": 0})
+    gain = y[:, 0, 12, 12] - y[:, 0, 0, 0]  # the step of height 1, scaled
     assert gain.min() >= 0.85 - 1e-5 and gain.max() <= 1.15 + 1e-5 and gain.std() > 0.03
     # blur: some slices (about blur_p) soften the edge, the others keep it
-    y = seg.intensity_augment(x, torch.Generator().manual_seed(1), {"noise": 0, "contrast": 0, "shift": 0})
+    y = training.intensity_augment(x, torch.Generator().manual_seed(1), {"noise": 0, "contrast": 0, "shift": 0})
     blurred = (y[:, 0, 12, 7] - x[:, 0, 12, 7]).abs() > 1e-3
     assert 0.1 < blurred.float().mean() < 0.6
     assert torch.allclose(y[~blurred], x[~blurred])
     # noise: SD per slice within 0..0.08 window widths
-    y = seg.intensity_augment(x, torch.Generator().manual_seed(1), {"blur_p": 0, "contrast": 0, "shift": 0})
+    y = training.intensity_augment(x, torch.Generator().manual_seed(1), {"blur_p": 0, "contrast": 0, "shift": 0})
     sd = (y - x).flatten(1).std(1)
     assert sd.max() <= 0.08 * unit * 1.2 and sd.max() > 0.05 * unit
     # seeded, and nothing drawn changes a slice when every range is zero
-    a = seg.intensity_augment(x, torch.Generator().manual_seed(3))
-    assert torch.equal(a, seg.intensity_augment(x, torch.Generator().manual_seed(3)))
+    a = training.intensity_augment(x, torch.Generator().manual_seed(3))
+    assert torch.equal(a, training.intensity_augment(x, torch.Generator().manual_seed(3)))
     zero = {"shift": 0, "contrast": 0, "noise": 0, "blur_p": 0}
-    assert torch.allclose(seg.intensity_augment(x, torch.Generator().manual_seed(3), zero), x)
+    assert torch.allclose(training.intensity_augment(x, torch.Generator().manual_seed(3), zero), x)
     with pytest.raises(ValueError, match="unet.augment"):
-        seg._augment_callback(0, "elastic")
+        training.augment_callback(0, "elastic")
 
 
 def test_intensity_augmentation_trains_and_unknown_names_fail_first(trained, tmp_path):
