@@ -675,7 +675,9 @@ def make_book(profile: str, cold: bool, manifest: str | None = None) -> dict[str
     steps = [{"step": r["step"], "status": r["status"], "seconds": r["seconds"]} for r in summ["steps"]]
     html = root / "book" / "_build" / "html"
     return {"seconds": s, "cold": cold, "steps": steps, "book_seconds": summ.get("book_seconds"),
-            "run_seconds": summ.get("total_seconds"), "n_run": sum(r["status"] == "ran" for r in steps),
+            "run_seconds": summ.get("total_seconds"), "prepare_seconds": summ.get("prepare_seconds"),
+            "notebooks_seconds": summ.get("notebooks_seconds"), "jobs": summ.get("jobs", 1),
+            "n_run": sum(r["status"] == "ran" for r in steps),
             "n_skipped": sum(r["status"] == "skipped" for r in steps),
             "html_pages": len(list(html.rglob("*.html"))) if html.exists() else 0,
             "cohort_disk_mb": _du_mb(root / "data" / "synthetic"), "log": str(log)}

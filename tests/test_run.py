@@ -71,8 +71,8 @@ def test_plan_order_and_parameters(ci_profile, monkeypatch, tmp_path):
     steps = run.plan(ci_profile, None, 7)
     names = [s.name for s in steps]
     assert names == ["01_cohort_table", "02_unet_training_AP", "02_unet_training_PP", "03_feature_extraction_AP",
-                     "03_feature_extraction_PP", "04_model_comparison", "05_survival_nomogram", "06_gradcam",
-                     "08_radiomics_robustness", "09_tripod_ai", "05_survival_nomogram_gse14520",
+                     "03_feature_extraction_PP", "04_model_comparison", "08_radiomics_robustness",
+                     "05_survival_nomogram", "06_gradcam", "09_tripod_ai", "05_survival_nomogram_gse14520",
                      "07_lits_segmentation"]
     by = {s.name: s for s in steps}
     assert by["02_unet_training_PP"].params == {"profile": "ci", "manifest": None, "seed": 7, "phase": "PP"}
@@ -476,3 +476,77 @@ def test_notebook_digest_follows_sources_and_tags_not_outputs(tmp_path):
     nb.cells[0].metadata["tags"] = ["remove-cell"]
     nbformat.write(nb, str(f))
     assert notebook_digest(f) != h
+
+
+def _timed_executor(monkeypatch, seconds: dict[str, float], fail: set[str] = frozenset()):
+    """A fake executor that sleeps per step, records (step, start, end) and fails the steps in ``fail``."""
+    import threading
+    import time
+
+    spans: list[tuple[str, float, float]] = []
+    lock = threading.Lock()
+
+    def fake_execute(src, dst, params, **kw):
+        t0 = time.monotonic()
+        name = Path(dst).stem
+        time.sleep(seconds.get(name, 0.05))
+        Path(dst).parent.mkdir(parents=True, exist_ok=True)
+        Path(dst).write_text(Path(src).read_text())
+        with lock:
+            spans.append((name, t0, time.monotonic()))
+        if name in fail:
+            raise RuntimeError(f"boom in {name}")
+
+    monkeypatch.setattr("hcc_utils.run.execute.execute_notebook", fake_execute)
+    return spans
+
+
+def _parallel_plan(tmp_path):
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    for name in "abcde":
+        _nb(nbdir / f"{name}.ipynb", f"x = '{name}'")
+    steps = [run.Step("a", "a", {}), run.Step("b_AP", "b", {"phase": "AP"}), run.Step("b_PP", "b", {"phase": "PP"}),
+             run.Step("c", "c", {}, deps=("a", "b_AP", "b_PP")), run.Step("d", "d", {}, deps=("c",)),
+             run.Step("e", "e", {})]
+    args = dict(notebooks_dir=nbdir, executed_dir=tmp_path / "out" / "executed",
+                state_path=tmp_path / "out" / "run_state.json", manifest_hash="m", code_hash="c", settings={})
+    return steps, args
+
+
+def test_steps_run_side_by_side_after_their_dependencies(tmp_path, monkeypatch):
+    """jobs=2: independent steps overlap, a step starts only after its dependencies ended, results in plan order,
+    and the state file records every step; jobs=1 runs one step at a time in plan order."""
+    steps, args = _parallel_plan(tmp_path)
+    spans = _timed_executor(monkeypatch, {"b_AP": 0.6, "b_PP": 0.6, "c": 0.2})
+    lines: list[str] = []
+    res = run.run_steps(steps, jobs=2, log=lines.append, **args)
+    assert [r.name for r in res] == [s.name for s in steps] and {r.status for r in res} == {"ran"}
+    t = {n: (a, b) for n, a, b in spans}
+    assert t["b_AP"][0] < t["b_PP"][1] and t["b_PP"][0] < t["b_AP"][1]  # the two phases overlap
+    assert t["c"][0] >= max(t["a"][1], t["b_AP"][1], t["b_PP"][1]) and t["d"][0] >= t["c"][1]
+    starts = sorted(spans, key=lambda x: x[1])
+    assert [n for n, *_ in starts][:2] == ["a", "b_AP"]  # the first ready steps in plan order start first
+    assert "up to 2 run at once" in lines[0]
+    state = json.loads(args["state_path"].read_text())
+    assert {n: v["status"] for n, v in state["steps"].items()} == {s.name: "ok" for s in steps}
+    # unchanged inputs: everything is skipped, whatever the number of jobs
+    assert {r.status for r in run.run_steps(steps, jobs=2, log=lambda s: None, **args)} == {"skipped"}
+    spans.clear()
+    run.run_steps(steps, jobs=1, force=True, log=lambda s: None, **args)
+    order = sorted(spans, key=lambda x: x[1])
+    assert [n for n, *_ in order] == [s.name for s in steps]
+    assert all(order[i][2] <= order[i + 1][1] for i in range(len(order) - 1))  # never two at once
+
+
+def test_a_failed_step_stops_new_steps_and_running_ones_finish(tmp_path, monkeypatch):
+    steps, args = _parallel_plan(tmp_path)
+    spans = _timed_executor(monkeypatch, {"a": 0.05, "b_AP": 0.5, "b_PP": 0.05}, fail={"a"})
+    with pytest.raises(run.RunError, match="step a failed") as err:
+        run.run_steps(steps, jobs=2, log=lambda s: None, **args)
+    got = {r.name: r.status for r in err.value.results}
+    assert got["a"] == "failed" and got["b_AP"] == "ran"  # b_AP was running when a failed: it finished
+    assert "c" not in got and "d" not in got and "e" not in got  # nothing started after the failure
+    assert {n for n, *_ in spans} == {"a", "b_AP"}
+    state = json.loads(args["state_path"].read_text())
+    assert state["steps"]["a"]["status"] == "failed" and state["steps"]["b_AP"]["status"] == "ok"

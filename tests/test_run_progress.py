@@ -101,3 +101,23 @@ def test_real_kernel_progress_reaches_the_terminal_without_transport_warning(tmp
                                                                              "toy epoch 3/3"]
     err = capfd.readouterr().err
     assert "without encryption" not in err and "\r" not in err
+
+
+def test_kernels_side_by_side_each_report_their_own_progress(tmp_path):
+    """Two real kernels at once (jobs=2): each gets its own progress file, so every line reaches the terminal once,
+    named after its step."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("n = 2\nname = 'x'", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("import time\nfrom hcc_utils.progress import report\n"
+                                          "for i in range(n):\n    report(name, i + 1, n, unit='epoch')\n"
+                                          "    time.sleep(0.5)")]
+    nb.metadata["kernelspec"] = {"name": run.KERNEL, "display_name": run.KERNEL, "language": "python"}
+    nbformat.write(nb, str(tmp_path / "toy.ipynb"))
+    lines: list[str] = []
+    steps = [run.Step(f"toy_{k}", "toy", {"n": 3, "name": f"task {k}"}) for k in ("AP", "PP")]
+    res = run.run_steps(steps, notebooks_dir=tmp_path, executed_dir=tmp_path / "ex", state_path=tmp_path / "state.json",
+                        manifest_hash="m", code_hash="c", settings={}, jobs=2, log=lines.append)
+    assert [r.status for r in res] == ["ran", "ran"]
+    for k in ("AP", "PP"):
+        mine = [s.strip().split("  ")[0] for s in lines if f"task {k} epoch" in s]
+        assert mine == [f"toy_{k}: task {k} epoch {i}/3" for i in (1, 2, 3)]

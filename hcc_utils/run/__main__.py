@@ -24,6 +24,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--only", nargs="+", default=None, metavar="STEP", help="run only these steps")
     b.add_argument("--no-build", action="store_true", help="run the notebooks but do not build the HTML")
     b.add_argument("--no-optional", action="store_true", help="leave out the real-data chapters")
+    b.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="notebooks run at once (default: $HCC_JOBS, else the CPUs, at most 4); results do not depend on it")
     a = sub.add_parser("assets", help="vendor require.js, the widgets HTML manager and MathJax from npm")
     a.add_argument("--force", action="store_true", help="reinstall even if present")
     s = sub.add_parser("steps", help="list the steps of a profile")
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{st.name:34s} notebooks/{st.notebook}.ipynb {json.dumps(st.params, default=str)}")
         else:
             run_book(args.profile, args.manifest, seed=args.seed, force=args.force, only=args.only,
-                     build=not args.no_build, optional=not args.no_optional)
+                     build=not args.no_build, optional=not args.no_optional, jobs=args.jobs)
     except RunError as exc:
         print(f"\nERROR: {exc}", file=sys.stderr)
         return 1

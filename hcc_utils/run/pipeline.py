@@ -18,7 +18,7 @@ from hcc_utils.config import Profile, load_profile, repo_root
 from hcc_utils.run import monitor
 from hcc_utils.run.assets import assets_present, vendor_assets
 from hcc_utils.run.book import build_book, stage_book_sources, sync_executed, write_benchmarks_page
-from hcc_utils.run.execute import run_steps
+from hcc_utils.run.execute import default_jobs, run_steps
 from hcc_utils.run.hashing import manifest_digest, notebook_code_digest
 from hcc_utils.run.state import load_state
 from hcc_utils.run.steps import CODE_ROOT, NOTEBOOKS, RunError, StepResult, plan
@@ -38,6 +38,9 @@ class RunSummary:
     total_seconds: float = 0.0
     book_seconds: float | None = None
     html: str | None = None
+    prepare_seconds: float | None = None
+    notebooks_seconds: float | None = None
+    jobs: int = 1
 
     def to_json(self) -> dict:
         """The summary as saved."""
@@ -47,6 +50,9 @@ class RunSummary:
             "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "total_seconds": round(self.total_seconds, 2),
             "book_seconds": None if self.book_seconds is None else round(self.book_seconds, 2),
+            "prepare_seconds": None if self.prepare_seconds is None else round(self.prepare_seconds, 2),
+            "notebooks_seconds": None if self.notebooks_seconds is None else round(self.notebooks_seconds, 2),
+            "jobs": self.jobs,
             "html": self.html,
             "steps": [
                 {"step": r.name, "status": r.status, "seconds": round(r.seconds, 2),
@@ -64,6 +70,8 @@ class RunSummary:
                                 else "")
             lines.append(f"{r.name:34s} {r.status:12s} {r.seconds:9.1f}" + (f"  ({note})" if note else ""))
         lines.append(f"{'total (notebooks)':34s} {'':12s} {sum(r.seconds for r in self.results):9.1f}")
+        if self.notebooks_seconds is not None and self.jobs > 1:
+            lines.append(f"{f'notebooks, wall time ({self.jobs} at once)':34s} {'':12s} {self.notebooks_seconds:9.1f}")
         if self.book_seconds is not None:
             lines.append(f"{'jupyter-book build':34s} {'':12s} {self.book_seconds:9.1f}")
         return "\n".join(lines)
@@ -122,7 +130,7 @@ def prepare_manifest(profile: Profile, manifest: Path | None, log: Callable[[str
 
 def run_book(profile_name: str = "demo", manifest: str | Path | None = None, *, seed: int | None = None,
              force: bool = False, only: list[str] | None = None, build: bool = True, optional: bool = True,
-             log: Callable[[str], None] = print) -> RunSummary:
+             jobs: int | None = None, log: Callable[[str], None] = print) -> RunSummary:
     """Run every step for a profile and build the book (see :mod:`hcc_utils.run`).
 
     Parameters
@@ -140,6 +148,9 @@ def run_book(profile_name: str = "demo", manifest: str | Path | None = None, *, 
         Build the HTML book after the notebooks.
     optional : bool
         Include the real-data chapters.
+    jobs : int, optional
+        Notebooks run at once (None: :func:`hcc_utils.run.execute.default_jobs`, ``$HCC_JOBS`` or the CPUs, at most
+        4). Results do not depend on it.
     log : callable
         Receives the lines for the terminal (they also go to ``outputs/<profile>/run.log``).
 
@@ -161,16 +172,21 @@ def run_book(profile_name: str = "demo", manifest: str | Path | None = None, *, 
     manifest_path = prepare_manifest(profile, given, log=log)
     steps = plan(profile, given, seed, optional=optional)
     executed_dir = outputs / "executed"
-    summary = RunSummary(profile.name, str(manifest_path))
+    summary = RunSummary(profile.name, str(manifest_path), prepare_seconds=time.perf_counter() - t_all,
+                         jobs=default_jobs() if jobs is None else max(1, int(jobs)))
+    t_nb = time.perf_counter()
     try:
         summary.results = run_steps(
             steps, notebooks_dir=NOTEBOOKS, executed_dir=executed_dir,
             state_path=outputs / "run_state.json", manifest_hash=manifest_digest(manifest_path),
-            code_hash=notebook_code_digest, settings=profile.settings, force=force, only=only, log=log)
+            code_hash=notebook_code_digest, settings=profile.settings, force=force, only=only, jobs=summary.jobs,
+            log=log)
     except RunError as exc:
         summary.results = exc.results
+        summary.notebooks_seconds = time.perf_counter() - t_nb
         _finish(summary, outputs, t_all, log)
         raise
+    summary.notebooks_seconds = time.perf_counter() - t_nb
     bundle_after_run(profile, manifest_path, log=log)  # the study bundle, once every step has finished
     if build:
         if not assets_present(CODE_ROOT):

@@ -124,7 +124,8 @@ def plan(profile: Profile, manifest: Path | None = None, seed: int | None = None
     Returns
     -------
     list of Step
-        In execution order (a step comes after the steps it depends on).
+        In execution order (a step comes after the steps it depends on; with several notebooks at once the first
+        ready step starts first, so the long radiomics chapter comes before the survival and Grad-CAM chapters).
     """
     base = {"profile": profile.name, "manifest": None if manifest is None else str(manifest), "seed": seed}
     steps = [Step("01_cohort_table", "01_cohort_table", dict(base), title="Cohort and Table 1")]
@@ -138,16 +139,16 @@ def plan(profile: Profile, manifest: Path | None = None, seed: int | None = None
         Step("04_model_comparison", "04_model_comparison", dict(base),
              deps=("01_cohort_table",) + tuple(f"03_feature_extraction_{ph}" for ph in PHASES),
              title="DSFR models and Table 2"),
-        Step("05_survival_nomogram", "05_survival_nomogram", dict(base), deps=("04_model_comparison",),
-             title="Survival analysis and nomogram"),
-        Step("06_gradcam", "06_gradcam", dict(base),
-             deps=("04_model_comparison",) + tuple(f"02_unet_training_{ph}" for ph in PHASES),
-             title="Grad-CAM of the DSFR features"),
         Step("08_radiomics_robustness", "08_radiomics_robustness", dict(base),
              deps=("04_model_comparison",) + tuple(f"03_feature_extraction_{ph}" for ph in PHASES),
              title="Handcrafted radiomics, feature robustness and harmonisation",
              available=lambda: (bool((profile.get("radiomics") or {}).get("enabled", True)),
                                 "radiomics.enabled is false in this profile")),
+        Step("05_survival_nomogram", "05_survival_nomogram", dict(base), deps=("04_model_comparison",),
+             title="Survival analysis and nomogram"),
+        Step("06_gradcam", "06_gradcam", dict(base),
+             deps=("04_model_comparison",) + tuple(f"02_unet_training_{ph}" for ph in PHASES),
+             title="Grad-CAM of the DSFR features"),
         Step("09_tripod_ai", "09_tripod_ai", dict(base), deps=("01_cohort_table", "04_model_comparison",
                                                                "05_survival_nomogram"), title="TRIPOD+AI checklist"),
     ]
