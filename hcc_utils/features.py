@@ -161,6 +161,103 @@ def layer_channels(model, layers, size: int) -> list[tuple[str, int]]:
         return [(n, int(h.out[n].shape[1])) for n in layers]
 
 
+def case_regions(model, case: pp.CaseCache, conditions, batch_size: int = 32, slices: list[int] | None = None,
+                 postprocess: str = "none") -> dict[tuple[str, str | None], tuple[list[int], np.ndarray, str]]:
+    """The pooling region of each ``(mask, perturb)`` condition of one case (the rules of :func:`case_features`).
+
+    The predicted mask needs a forward pass; it is computed once for all the predicted conditions.
+
+    Returns
+    -------
+    dict
+        ``(mask, perturb) -> (slices, masks, source)``: z indices (ascending), the boolean masks on them
+        (n x S x S) and ``predicted``, ``fallback_max_prob`` or ``manual``.
+    """
+    base: dict[str, tuple[list[int], np.ndarray, str]] = {}
+    out = {}
+    for mask, perturb in conditions:
+        if mask not in base:
+            base[mask] = _base_region(model, case, mask, batch_size, slices, postprocess)
+        keep, m, source = base[mask]
+        if perturb is not None:
+            from hcc_utils.handcrafted import perturb_mask
+
+            pm = perturb_mask(np.asarray(m), perturb).astype(bool)
+            nz = pm.reshape(len(keep), -1).any(1)
+            if nz.any():
+                keep, m = [z for z, k in zip(keep, nz) if k], pm[nz]
+            else:
+                warnings.warn(f"patient {case.patient_id} {case.phase}: the '{perturb}' perturbation empties the "
+                              "tumour mask; the unperturbed mask is used", UserWarning, stacklevel=2)
+        out[(mask, perturb)] = (keep, m, source)
+    return out
+
+
+def _base_region(model, case: pp.CaseCache, mask: str, batch_size: int, slices, postprocess: str):
+    img = case.image
+    if mask == "manual":
+        gt = case.mask
+        if gt is None or not case.tumour_slices:
+            raise ValueError(f"patient {case.patient_id} {case.phase}: mask='manual' but the manifest has no "
+                             f"(non-empty) mask_{case.phase.lower()}")
+        keep = [z for z in range(case.n_slices) if np.asarray(gt[z]).any()]
+        return keep, np.asarray(gt[keep], dtype=bool), "manual"
+    # first pass: the predicted mask; the second pass pools only on its tumour slices (memory stays small)
+    zs = sorted(range(case.n_slices) if slices is None else {int(z) for z in slices})
+    prob = seg.predict_volume(model, img[zs], batch_size) if zs else np.zeros((0,) + img.shape[1:], np.float32)
+    m = seg.postprocess_mask(prob >= 0.5, postprocess)
+    keep = [z for z, mz in zip(zs, m) if mz.any()]
+    m = m[[i for i, mz in enumerate(m) if mz.any()]]
+    if keep:
+        return keep, m, "predicted"
+    i = int(np.argmax(prob.reshape(len(zs), -1).max(1)))
+    warnings.warn(f"patient {case.patient_id} {case.phase}: the network predicts no tumour on any slice; "
+                  f"falling back to slice {zs[i]} (largest predicted probability {prob[i].max():.3f}), "
+                  "region = connected pixels with probability >= half that maximum", UserWarning, stacklevel=3)
+    return [zs[i]], fallback_region(torch.from_numpy(prob[i])).numpy()[None], "fallback_max_prob"
+
+
+@torch.inference_mode()
+def pool_regions(model, img, regions: dict, layers, batch_size: int = 32) -> dict:
+    """Per-slice pooled features of every region, from one forward pass over the union of their slices.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    img : array (n_slices x S x S)
+        The case's preprocessed slices.
+    regions : dict
+        ``key -> (slices, masks, ...)`` as :func:`case_regions` returns.
+    layers : list of str
+    batch_size : int
+
+    Returns
+    -------
+    dict
+        ``key -> ndarray (len(slices) x n_features)``, float32. With one region the batches are those of a plain
+        pass over its slices, so the result is the same as pooling it alone.
+    """
+    dev = next(model.parameters()).device
+    union = sorted(set().union(*(r[0] for r in regions.values())))
+    rows = {k: {z: i for i, z in enumerate(r[0])} for k, r in regions.items()}
+    out = {k: [None] * len(r[0]) for k, r in regions.items()}
+    with Hooks(model, layers) as h:
+        for s in range(0, len(union), batch_size):
+            zs = union[s:s + batch_size]
+            x = torch.from_numpy(np.asarray(img[zs], dtype=np.float32))[:, None].to(dev)
+            with seg._autocast(dev):
+                model(x.contiguous(memory_format=torch.channels_last))
+            for k, (_, m, *_) in regions.items():
+                at = [i for i, z in enumerate(zs) if z in rows[k]]
+                if not at:
+                    continue
+                mb = torch.from_numpy(np.stack([m[rows[k][zs[i]]] for i in at]).astype(np.float32)).to(dev)
+                f = torch.cat([pool_feature_map(h.out[n][at].float(), mb) for n in layers], 1).cpu().numpy()
+                for i, v in zip(at, f):
+                    out[k][rows[k][zs[i]]] = v
+    return {k: np.stack(v).astype(np.float32) for k, v in out.items()}
+
+
 @torch.inference_mode()
 def case_features(model, case: pp.CaseCache, layers, mask: str = "predicted", batch_size: int = 32,
                   device="auto", slices: list[int] | None = None, postprocess: str = "none",
@@ -182,50 +279,10 @@ def case_features(model, case: pp.CaseCache, layers, mask: str = "predicted", ba
     source : str
         ``predicted``, ``fallback_max_prob`` or ``manual``.
     """
-    dev = next(model.parameters()).device
-    img = case.image
-    if mask == "manual":
-        gt = case.mask
-        if gt is None or not case.tumour_slices:
-            raise ValueError(f"patient {case.patient_id} {case.phase}: mask='manual' but the manifest has no "
-                             f"(non-empty) mask_{case.phase.lower()}")
-        keep = [z for z in range(case.n_slices) if np.asarray(gt[z]).any()]
-        m = np.asarray(gt[keep], dtype=bool)
-        source = "manual"
-    else:  # first pass: the predicted mask; the second pass pools only on its tumour slices (memory stays small)
-        zs = sorted(range(case.n_slices) if slices is None else {int(z) for z in slices})
-        source = "predicted"
-        prob = seg.predict_volume(model, img[zs], batch_size) if zs else np.zeros((0,) + img.shape[1:], np.float32)
-        m = seg.postprocess_mask(prob >= 0.5, postprocess)
-        keep = [z for z, mz in zip(zs, m) if mz.any()]
-        m = m[[i for i, mz in enumerate(m) if mz.any()]]
-        if not keep:
-            i = int(np.argmax(prob.reshape(len(zs), -1).max(1)))
-            warnings.warn(f"patient {case.patient_id} {case.phase}: the network predicts no tumour on any slice; "
-                          f"falling back to slice {zs[i]} (largest predicted probability {prob[i].max():.3f}), "
-                          "region = connected pixels with probability >= half that maximum", UserWarning, stacklevel=2)
-            keep, m = [zs[i]], fallback_region(torch.from_numpy(prob[i])).numpy()[None]
-            source = "fallback_max_prob"
-    if perturb is not None:
-        from hcc_utils.handcrafted import perturb_mask
-
-        pm = perturb_mask(np.asarray(m), perturb).astype(bool)
-        nz = pm.reshape(len(keep), -1).any(1)
-        if nz.any():
-            keep, m = [z for z, k in zip(keep, nz) if k], pm[nz]
-        else:
-            warnings.warn(f"patient {case.patient_id} {case.phase}: the '{perturb}' perturbation empties the tumour "
-                          "mask; the unperturbed mask is used", UserWarning, stacklevel=2)
-    feats = []
-    with Hooks(model, layers) as h:
-        for s in range(0, len(keep), batch_size):
-            x = torch.from_numpy(np.asarray(img[keep[s:s + batch_size]], dtype=np.float32))[:, None].to(dev)
-            with seg._autocast(dev):
-                model(x.contiguous(memory_format=torch.channels_last))
-            mb = torch.from_numpy(m[s:s + batch_size].astype(np.float32)).to(dev)
-            feats.append(torch.cat([pool_feature_map(h.out[n].float(), mb) for n in layers], 1).cpu().numpy())
-    areas = m.reshape(len(keep), -1).sum(1).astype(float).tolist()
-    return np.concatenate(feats, 0).astype(np.float32), keep, areas, source
+    regions = case_regions(model, case, [(mask, perturb)], batch_size, slices, postprocess)
+    keep, m, source = regions[(mask, perturb)]
+    feats = pool_regions(model, case.image, regions, layers, batch_size)[(mask, perturb)]
+    return feats, keep, m.reshape(len(keep), -1).sum(1).astype(float).tolist(), source
 
 
 def extract_phase(manifest, profile, phase: str, mask: str | None = None, device="auto", progress: bool = True,
@@ -302,6 +359,66 @@ def extract_phase(manifest, profile, phase: str, mask: str | None = None, device
             "peak_python_heap_mb": peak / 2**20, "peak_rss_mb": _peak_rss_mb()}
     (out / f"{phase}_info.json").write_text(json.dumps(info, indent=1))
     return table
+
+
+def extract_conditions(manifest, profile, phase: str, conditions, device="auto", progress: bool = True,
+                       layers=None) -> dict[tuple[str, str | None], pd.DataFrame]:
+    """Patient tables of several ``(mask, perturb)`` conditions of one phase, one forward pass per case for all.
+
+    The feature maps do not depend on the mask, so every condition is pooled from the same pass over the union of
+    the conditions' slices (the predicted mask itself is found once). The tables are those of
+    :func:`extract_phase` (``write=False``) run once per condition, to float rounding: the slices are batched
+    together, which can change the last bits of a convolution.
+
+    Parameters
+    ----------
+    manifest : path or DataFrame
+    profile : Profile
+    phase : {'AP', 'PP'}
+    conditions : list of (mask, perturb)
+        ``mask`` ``'predicted'`` or ``'manual'``; ``perturb`` None, ``'erode'`` or ``'dilate'``. Manual conditions
+        cover the patients whose manifest row has a manual mask.
+    layers : list of str, optional
+        Default ``profile["features"]["layers"]``.
+
+    Returns
+    -------
+    dict
+        ``(mask, perturb) -> DataFrame`` (index ``patient_id`` in manifest order, columns ``<layer>_c<k>``).
+    """
+    conditions = [(m, p) for m, p in conditions]
+    for m, _ in conditions:
+        if m not in ("predicted", "manual"):
+            raise ValueError(f"mask must be 'predicted' or 'manual', got {m!r}")
+    layers = list(layers or profile["features"]["layers"])
+    dev = seg.resolve_device(device)
+    seg.set_threads()
+    model = seg.load_model(profile, phase, dev)
+    names = feature_names(model, layers, int(profile["preprocess"]["size"]))
+    bs = seg.inference_batch_size(profile)
+    visit = _slices_to_visit(profile, phase) if any(m == "predicted" for m, _ in conditions) else None
+    post = seg.postprocess_mode(profile)
+    vecs: dict = {c: [] for c in conditions}
+    ids: dict = {c: [] for c in conditions}
+    rows = [r for _, r in pp.load_manifest(manifest).iterrows()]
+    for row in pp._progress(rows, progress, f"features {phase}, {len(conditions)} masks"):
+        case = pp.prepare_case(row, phase, profile)
+        todo = [c for c in conditions if c[0] == "predicted" or case.mask is not None]
+        if not todo:
+            continue
+        regions = case_regions(model, case, todo, bs, None if visit is None else visit.get(case.patient_id), post)
+        for c, f in pool_regions(model, case.image, regions, layers, bs).items():
+            vecs[c].append(f.mean(0))
+            ids[c].append(case.patient_id)
+    out = {}
+    for c in conditions:
+        t = pd.DataFrame(np.vstack(vecs[c]).astype(np.float32) if vecs[c] else np.zeros((0, len(names)), np.float32),
+                         index=pd.Index(ids[c], name="patient_id"), columns=names)
+        if not np.isfinite(t.to_numpy()).all():
+            bad = t.index[~np.isfinite(t.to_numpy()).all(1)].tolist()
+            raise RuntimeError(f"{phase} {c}: non-finite features for patients {bad}")
+        out[c] = t
+    return out
 
 
 def _slices_to_visit(profile, phase: str) -> dict[str, list[int]] | None:

@@ -132,7 +132,7 @@ def deep_tables(manifest, profile, phases=("AP", "PP"), conditions=tuple(CONDITI
     """Deep features (the trained networks, the profile's layers) of every phase in every mask condition.
 
     The profile's own condition is read from ``features/<PHASE>.parquet`` (chapter 3); the others are pooled anew
-    (:func:`hcc_utils.features.extract_phase` with ``write=False``) and stored under ``out_dir``
+    from one forward pass per case (:func:`hcc_utils.features.extract_conditions`) and stored under ``out_dir``
     (``deep_<PHASE>_<condition>.parquet``).
 
     Returns
@@ -140,35 +140,41 @@ def deep_tables(manifest, profile, phases=("AP", "PP"), conditions=tuple(CONDITI
     tables : dict
         Condition -> phase -> patients x ``<layer>_c<k>``.
     cost : DataFrame
-        Per condition and phase: patients and seconds.
+        Per phase: the conditions pooled anew, patients and seconds.
     """
     from hcc_utils.preprocess import load_manifest
 
     default = profile["features"].get("mask", "predicted")
     df = load_manifest(manifest)
     out_dir = Path(out_dir) if out_dir is not None else None
-    tables, cost = {}, []
-    for cond in conditions:
-        mask, perturb = _condition(profile, cond)
-        tables[cond] = {}
-        for ph in phases:
-            t0 = time.perf_counter()
+    tables, cost = {c: {} for c in conditions}, []
+    for ph in phases:
+        t0 = time.perf_counter()
+        anew = {}
+        for cond in conditions:
+            mask, perturb = _condition(profile, cond)
             if mask == default and perturb is None:
-                t = fe.load_features(profile, ph)
-            else:
-                rows = _with_manual_masks(df, ph) if mask == "manual" else df
-                if rows.empty:
-                    continue
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", UserWarning)
-                    t = fe.extract_phase(rows, profile, ph, mask=mask, perturb=perturb, progress=progress,
-                                         write=False)
+                tables[cond][ph] = fe.load_features(profile, ph)
+            elif mask == "predicted" or not _with_manual_masks(df, ph).empty:
+                anew[cond] = (mask, perturb)
+        if anew:
+            manual_rows = _with_manual_masks(df, ph)
+            rows = df if any(m == "predicted" for m, _ in anew.values()) else manual_rows
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                got = fe.extract_conditions(rows, profile, ph, list(dict.fromkeys(anew.values())), progress=progress)
+            for cond, mp in anew.items():
+                t = got[mp]
+                t.index = t.index.astype(str)
+                tables[cond][ph] = t
                 if out_dir is not None:
                     out_dir.mkdir(parents=True, exist_ok=True)
                     t.to_parquet(out_dir / f"deep_{ph}_{cond}.parquet")
-            t.index = t.index.astype(str)
-            tables[cond][ph] = t
-            cost.append({"condition": cond, "phase": ph, "n_patients": len(t), "seconds": time.perf_counter() - t0})
+        for cond in conditions:
+            if ph in tables[cond]:
+                tables[cond][ph].index = tables[cond][ph].index.astype(str)
+        cost.append({"phase": ph, "conditions_pooled": ", ".join(anew), "n_patients": len(df),
+                     "seconds": time.perf_counter() - t0})
     return tables, pd.DataFrame(cost)
 
 

@@ -58,3 +58,23 @@ def test_extract_phase_perturbed_does_not_write(trained):
     base = fe.extract_phase(manifest, prof, "AP", mask="manual", progress=False)
     assert (prof.outputs / "features" / "AP.parquet").exists()
     assert list(base.columns) == list(t.columns) and not np.array_equal(base.to_numpy(), t.to_numpy())
+
+
+def test_one_pass_over_all_masks_equals_one_pass_per_mask(trained):
+    """extract_conditions pools every mask from one forward pass per case: the tables of one extract_phase call per
+    mask (same patients, same columns, the same numbers to float rounding), the predicted mask found once."""
+    manifest, prof = trained
+    conds = [("manual", None), ("predicted", "erode"), ("predicted", "dilate"), ("manual", "dilate")]
+    calls = []
+    real = seg.predict_volume
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(seg, "predict_volume", lambda *a, **k: calls.append(1) or real(*a, **k))
+        got = fe.extract_conditions(manifest, prof, "AP", conds, progress=False)
+    assert len(calls) == len(pp.load_manifest(manifest))  # one prediction per case for both predicted masks
+    for mask, perturb in conds:
+        one = fe.extract_phase(manifest, prof, "AP", mask=mask, perturb=perturb, progress=False, write=False)
+        assert list(got[(mask, perturb)].index) == list(one.index)
+        assert list(got[(mask, perturb)].columns) == list(one.columns)
+        np.testing.assert_allclose(got[(mask, perturb)].to_numpy(), one.to_numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="mask must be"):
+        fe.extract_conditions(manifest, prof, "AP", [("truth", None)], progress=False)
