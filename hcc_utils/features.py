@@ -311,15 +311,10 @@ def extract_phase(manifest, profile, phase: str, mask: str | None = None, device
     mask = mask or profile["features"].get("mask", "predicted")
     if mask not in ("predicted", "manual"):
         raise ValueError(f"features.mask must be 'predicted' or 'manual', got {mask!r}")
-    layers = list(layers or profile["features"]["layers"])
-    dev = seg.resolve_device(device)
-    seg.set_threads()
-    model = seg.load_model(profile, phase, dev)
-    names = feature_names(model, layers, int(profile["preprocess"]["size"]))
+    model, layers, names, bs, post = _phase_network(profile, phase, device, layers)
+    dev = next(model.parameters()).device
     df = pp.load_manifest(manifest)
-    bs = seg.inference_batch_size(profile)
     visit = _slices_to_visit(profile, phase) if mask == "predicted" else None
-    post = seg.postprocess_mode(profile)
     vecs, qc, slice_frames = [], [], []
     tracemalloc.start()
     t0 = time.perf_counter()
@@ -341,10 +336,7 @@ def extract_phase(manifest, profile, phase: str, mask: str | None = None, device
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     ids = [q["patient_id"] for q in qc]
-    table = pd.DataFrame(np.vstack(vecs).astype(np.float32), index=pd.Index(ids, name="patient_id"), columns=names)
-    if not np.isfinite(table.to_numpy()).all():
-        bad = table.index[~np.isfinite(table.to_numpy()).all(1)].tolist()
-        raise RuntimeError(f"{phase}: non-finite features for patients {bad}")
+    table = _patient_table(vecs, ids, names, phase)
     if not write:
         return table
     out = profile.outputs / "features"
@@ -390,14 +382,8 @@ def extract_conditions(manifest, profile, phase: str, conditions, device="auto",
     for m, _ in conditions:
         if m not in ("predicted", "manual"):
             raise ValueError(f"mask must be 'predicted' or 'manual', got {m!r}")
-    layers = list(layers or profile["features"]["layers"])
-    dev = seg.resolve_device(device)
-    seg.set_threads()
-    model = seg.load_model(profile, phase, dev)
-    names = feature_names(model, layers, int(profile["preprocess"]["size"]))
-    bs = seg.inference_batch_size(profile)
+    model, layers, names, bs, post = _phase_network(profile, phase, device, layers)
     visit = _slices_to_visit(profile, phase) if any(m == "predicted" for m, _ in conditions) else None
-    post = seg.postprocess_mode(profile)
     vecs: dict = {c: [] for c in conditions}
     ids: dict = {c: [] for c in conditions}
     rows = [r for _, r in pp.load_manifest(manifest).iterrows()]
@@ -410,15 +396,27 @@ def extract_conditions(manifest, profile, phase: str, conditions, device="auto",
         for c, f in pool_regions(model, case.image, regions, layers, bs).items():
             vecs[c].append(f.mean(0))
             ids[c].append(case.patient_id)
-    out = {}
-    for c in conditions:
-        t = pd.DataFrame(np.vstack(vecs[c]).astype(np.float32) if vecs[c] else np.zeros((0, len(names)), np.float32),
-                         index=pd.Index(ids[c], name="patient_id"), columns=names)
-        if not np.isfinite(t.to_numpy()).all():
-            bad = t.index[~np.isfinite(t.to_numpy()).all(1)].tolist()
-            raise RuntimeError(f"{phase} {c}: non-finite features for patients {bad}")
-        out[c] = t
-    return out
+    return {c: _patient_table(vecs[c], ids[c], names, f"{phase} {c}") for c in conditions}
+
+
+def _phase_network(profile, phase: str, device, layers):
+    """The phase's trained network on ``device`` and what pooling needs: layers, feature names, batch, postprocess."""
+    layers = list(layers or profile["features"]["layers"])
+    dev = seg.resolve_device(device)
+    seg.set_threads()
+    model = seg.load_model(profile, phase, dev)
+    names = feature_names(model, layers, int(profile["preprocess"]["size"]))
+    return model, layers, names, seg.inference_batch_size(profile), seg.postprocess_mode(profile)
+
+
+def _patient_table(vecs, ids, names, what: str) -> pd.DataFrame:
+    """Patients x features (float32), or an error naming the patients with non-finite features."""
+    table = pd.DataFrame(np.vstack(vecs).astype(np.float32) if len(vecs) else np.zeros((0, len(names)), np.float32),
+                         index=pd.Index(ids, name="patient_id"), columns=names)
+    if not np.isfinite(table.to_numpy()).all():
+        bad = table.index[~np.isfinite(table.to_numpy()).all(1)].tolist()
+        raise RuntimeError(f"{what}: non-finite features for patients {bad}")
+    return table
 
 
 def _slices_to_visit(profile, phase: str) -> dict[str, list[int]] | None:

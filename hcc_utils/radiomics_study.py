@@ -150,15 +150,17 @@ def deep_tables(manifest, profile, phases=("AP", "PP"), conditions=tuple(CONDITI
     tables, cost = {c: {} for c in conditions}, []
     for ph in phases:
         t0 = time.perf_counter()
+        manual_rows = _with_manual_masks(df, ph)
         anew = {}
         for cond in conditions:
             mask, perturb = _condition(profile, cond)
             if mask == default and perturb is None:
-                tables[cond][ph] = fe.load_features(profile, ph)
-            elif mask == "predicted" or not _with_manual_masks(df, ph).empty:
+                t = fe.load_features(profile, ph)
+                t.index = t.index.astype(str)
+                tables[cond][ph] = t
+            elif mask == "predicted" or not manual_rows.empty:
                 anew[cond] = (mask, perturb)
         if anew:
-            manual_rows = _with_manual_masks(df, ph)
             rows = df if any(m == "predicted" for m, _ in anew.values()) else manual_rows
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
@@ -170,9 +172,6 @@ def deep_tables(manifest, profile, phases=("AP", "PP"), conditions=tuple(CONDITI
                 if out_dir is not None:
                     out_dir.mkdir(parents=True, exist_ok=True)
                     t.to_parquet(out_dir / f"deep_{ph}_{cond}.parquet")
-        for cond in conditions:
-            if ph in tables[cond]:
-                tables[cond][ph].index = tables[cond][ph].index.astype(str)
         cost.append({"phase": ph, "conditions_pooled": ", ".join(anew), "n_patients": len(df),
                      "seconds": time.perf_counter() - t0})
     return tables, pd.DataFrame(cost)
