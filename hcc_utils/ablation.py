@@ -8,6 +8,7 @@ in a ring around it and in the manual mask; the paper's nested cross-validated l
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from hcc_utils import classifiers, models
 from hcc_utils import preprocess as pp
 from hcc_utils import segmentation as seg
 from hcc_utils.config import load_profile
-from hcc_utils.files import write_json
+from hcc_utils.files import file_sha256, write_json
 from hcc_utils.manifest import is_external, load_patient_table
 
 #: Width (pixels at network size) of the peritumoral ring around the predicted tumour.
@@ -215,15 +216,45 @@ def run_ablation(profile, manifest=None, seed: int | None = None, progress: bool
     table = pd.DataFrame(rows, columns=COLUMNS)
     out = profile.out("models", "ablation.csv")
     table.to_csv(out, index=False)
-    write_json({"seed": seed, "ring_px": RING_PX, "seconds": time.perf_counter() - t0,
-                "default_layers": list(profile["features"]["layers"])}, out.with_suffix(".json"))
+    write_json({"seconds": time.perf_counter() - t0, "ring_px": RING_PX,
+                "basis": basis(profile, manifest, seed)}, out.with_suffix(".json"))
     return table
 
 
-def load(models_dir: Path) -> pd.DataFrame | None:
-    """The stored ablation table of a run (``models/ablation.csv``), or None when it was not run."""
-    f = Path(models_dir) / "ablation.csv"
-    return pd.read_csv(f) if f.exists() else None
+def basis(profile, manifest=None, seed: int | None = None) -> dict:
+    """What an ablation's numbers depend on: the networks (SHA-256 of each phase's ``model.pth``), the manifest file,
+    the seed and the feature and model settings that decide the folds, the grid and which variant is the default."""
+    manifest = Path(manifest) if manifest else profile.manifest
+    return {"networks": {ph: file_sha256(profile.outputs / "segmentation" / ph / "model.pth")
+                         if (profile.outputs / "segmentation" / ph / "model.pth").is_file() else None
+                         for ph in ("AP", "PP")},
+            "manifest": file_sha256(manifest) if manifest.is_file() else None,
+            "seed": profile.seed if seed is None else int(seed),
+            "features": json.loads(json.dumps(profile["features"], default=str)),
+            "models": {k: profile["models"][k] for k in ("cv_folds", "grid")}}
+
+
+def load(profile, manifest=None, seed: int | None = None) -> tuple[pd.DataFrame | None, str]:
+    """The stored ablation table of this run (``models/ablation.csv``) and, when it cannot be shown, why.
+
+    A table is returned only when it was computed on this run's networks, manifest, seed and settings
+    (:func:`basis`); one left from other networks (retrained, another cohort) or other settings gives
+    ``(None, reason)`` and stays on disk until ``make ablation`` rewrites it.
+    """
+    f = profile.out("models", "ablation.csv", mkdir=False)
+    if not f.exists():
+        return None, "not run"
+    meta = f.with_suffix(".json")
+    stored = json.loads(meta.read_text()).get("basis") if meta.exists() else None
+    now = basis(profile, manifest, seed)
+    if stored is None:
+        return None, "the stored table does not record the networks and settings it was computed on"
+    changed = [k for k in now if stored.get(k) != now[k]]
+    if changed:
+        what = {"networks": "trained networks", "manifest": "manifest", "seed": "seed",
+                "features": "feature settings", "models": "model settings"}
+        return None, f"the stored table belongs to another run (different {', '.join(what[k] for k in changed)})"
+    return pd.read_csv(f), ""
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:

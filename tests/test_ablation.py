@@ -62,5 +62,76 @@ def test_summary_has_one_row_per_variant_and_phase_columns():
     assert s.loc[1, "PP development"] == pytest.approx(0.7)
 
 
+def _profile(tmp_path):
+    from hcc_utils.config import load_profile
+
+    prof = load_profile("ci", overrides={"outputs": str(tmp_path / "out")})
+    for ph in ("AP", "PP"):
+        prof.out("segmentation", ph, "model.pth").write_bytes(ph.encode())
+    man = tmp_path / "manifest.csv"
+    man.write_text("patient_id\nP1\n")
+    return prof, man
+
+
+def _store(prof, man, seed=None):
+    from hcc_utils.files import write_json
+
+    out = prof.out("models", "ablation.csv")
+    pd.DataFrame([{c: 0.5 for c in ablation.COLUMNS}]).to_csv(out, index=False)
+    write_json({"basis": ablation.basis(prof, man, seed)}, out.with_suffix(".json"))
+
+
 def test_load_without_a_run_is_none(tmp_path):
-    assert ablation.load(tmp_path) is None
+    prof, man = _profile(tmp_path)
+    assert ablation.load(prof, man) == (None, "not run")
+
+
+def test_load_returns_a_table_of_this_run(tmp_path):
+    prof, man = _profile(tmp_path)
+    _store(prof, man)
+    table, why = ablation.load(prof, man)
+    assert why == "" and list(table.columns) == ablation.COLUMNS
+
+
+@pytest.mark.parametrize("change, said", [
+    ("networks", "trained networks"), ("manifest", "manifest"), ("seed", "seed"), ("features", "feature settings")])
+def test_load_refuses_a_table_of_another_run(tmp_path, change, said):
+    prof, man = _profile(tmp_path)
+    _store(prof, man)
+    seed = None
+    if change == "networks":
+        prof.out("segmentation", "PP", "model.pth").write_bytes(b"retrained")
+    elif change == "manifest":
+        man.write_text("patient_id\nP2\n")
+    elif change == "seed":
+        seed = prof.seed + 1
+    else:
+        prof["features"]["layers"] = ["enc1", "enc2"]
+    table, why = ablation.load(prof, man, seed)
+    assert table is None and f"different {said})" in why
+    assert prof.out("models", "ablation.csv").exists()  # kept on disk until make ablation rewrites it
+
+
+def test_load_refuses_a_table_that_does_not_say_what_it_was_computed_on(tmp_path):
+    prof, man = _profile(tmp_path)
+    _store(prof, man)
+    prof.out("models", "ablation.json").write_text("{}")
+    table, why = ablation.load(prof, man)
+    assert table is None and "does not record" in why
+
+
+def test_the_model_comparison_step_reruns_when_the_ablation_is_written(tmp_path):
+    from hcc_utils.run import hashing, steps
+
+    prof, man = _profile(tmp_path)
+
+    def hashes():
+        plan = steps.plan(prof, optional=False)
+        return hashing.step_hashes(plan, notebooks_dir=steps.NOTEBOOKS, manifest_hash="m", code_hash="c",
+                                   settings=prof.settings)
+
+    before = hashes()
+    _store(prof, man)
+    after = hashes()
+    assert after["04_model_comparison"] != before["04_model_comparison"]
+    assert after["02_unet_training_PP"] == before["02_unet_training_PP"]

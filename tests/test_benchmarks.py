@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,3 +143,32 @@ def test_the_benchmarks_page_is_in_the_table_of_contents():
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     ref = next(p for p in toc["parts"] if p["caption"] == "Reference")
     assert {"file": "book/benchmarks"} in ref["chapters"]
+
+
+def test_stability_collects_every_figure_and_the_ablation(tmp_path):
+    from benchmarks import stability
+
+    out = tmp_path / "outputs" / "demo"
+    (out / "models").mkdir(parents=True)
+    pd.DataFrame([{"model": m, "cohort": c, "auc": 0.6 + i / 100} for i, (m, c) in enumerate(
+        [("DSFR-PP", "development"), ("DSFR-PP", "validation"), ("Visual", "development")])]).to_csv(
+        out / "models" / "table2.csv", index=False)
+    (out / "models" / "results.json").write_text(json.dumps({"dsfr_model": "DSFR-PP"}))
+    for ph, dice in (("AP", 0.5), ("PP", 0.7)):
+        (out / "segmentation" / ph).mkdir(parents=True)
+        (out / "segmentation" / ph / "metrics.json").write_text(
+            json.dumps({"dsc_by_group": [{"group": "validation", "mean": dice}]}))
+    pd.DataFrame([{"factor": "feature layer", "variant": "enc1 (tumour mean)", "default": True, "phase": "PP",
+                   "n_features": 8, "development": 0.74, "validation": 0.69}]).to_csv(
+        out / "models" / "ablation.csv", index=False)
+    res = stability.collect(out)
+    assert res["Table 2 AUC | DSFR (the phase chosen by development CV) | validation"] == pytest.approx(0.61)
+    assert res["DSFR phase chosen is PP (1) or not (0)"] == 1.0
+    assert res["Dice | PP | validation"] == 0.7
+    assert not any(k.startswith("Ablation") for k in res)
+    res = stability.collect(out, ablation=True)
+    assert res["Ablation AUC | enc1 (tumour mean) | PP | development"] == 0.74
+    assert res["Ablation AUC | enc1 (tumour mean) | PP | validation"] == 0.69
+    table = stability.summarise({1: res, 2: {**res, "Dice | PP | validation": 0.8}})
+    assert table.loc["Dice | PP | validation", "mean"] == pytest.approx(0.75)
+    assert table.loc["Dice | PP | validation", "min"] == 0.7

@@ -138,7 +138,8 @@ def plan(profile: Profile, manifest: Path | None = None, seed: int | None = None
     steps += [
         Step("04_model_comparison", "04_model_comparison", dict(base),
              deps=("01_cohort_table",) + tuple(f"03_feature_extraction_{ph}" for ph in PHASES),
-             title="DSFR models and Table 2"),
+             title="DSFR models and Table 2",
+             inputs=(profile.out("models", "ablation.csv", mkdir=False),)),  # written by make ablation
         Step("08_radiomics_robustness", "08_radiomics_robustness", dict(base),
              deps=("04_model_comparison",) + tuple(f"03_feature_extraction_{ph}" for ph in PHASES),
              title="Handcrafted radiomics, feature robustness and harmonisation",
