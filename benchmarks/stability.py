@@ -89,9 +89,8 @@ def collect(out: Path, ablation: bool = False) -> dict[str, float]:
     if gt.exists():
         for c, v in json.loads(gt.read_text()).get("spearman", {}).items():
             res[f"Spearman signature vs latent | {c}"] = float(v["rho"])
-    abl = out / "models" / "ablation.csv"
     if ablation:
-        for r in pd.read_csv(abl).itertuples():
+        for r in pd.read_csv(out / "models" / "ablation.csv").itertuples():
             for c in ("development", "validation"):
                 res[f"Ablation AUC | {r.variant} | {r.phase} | {c}"] = float(getattr(r, c))
     return res

@@ -225,10 +225,9 @@ def basis(profile, manifest=None, seed: int | None = None) -> dict:
     """What an ablation's numbers depend on: the networks (SHA-256 of each phase's ``model.pth``), the manifest file,
     the seed and the feature and model settings that decide the folds, the grid and which variant is the default."""
     manifest = Path(manifest) if manifest else profile.manifest
-    return {"networks": {ph: file_sha256(profile.outputs / "segmentation" / ph / "model.pth")
-                         if (profile.outputs / "segmentation" / ph / "model.pth").is_file() else None
-                         for ph in ("AP", "PP")},
-            "manifest": file_sha256(manifest) if manifest.is_file() else None,
+    sha = lambda f: file_sha256(f) if f.is_file() else None  # noqa: E731
+    return {"networks": {ph: sha(profile.outputs / "segmentation" / ph / "model.pth") for ph in ("AP", "PP")},
+            "manifest": sha(manifest),
             "seed": profile.seed if seed is None else int(seed),
             "features": json.loads(json.dumps(profile["features"], default=str)),
             "models": {k: profile["models"][k] for k in ("cv_folds", "grid")}}
