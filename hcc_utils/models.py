@@ -112,7 +112,8 @@ class Comparison:
 
 def run_comparison(patients: pd.DataFrame, features: dict[str, pd.DataFrame], grid: dict[str, list],
                    n_folds: int, seed: int, progress: bool = True, n_jobs: int = 1,
-                   radiomics: dict[str, pd.DataFrame] | None = None) -> Comparison:
+                   radiomics: dict[str, pd.DataFrame] | None = None,
+                   clinical_screen_p: float | None = None) -> Comparison:
     """Fit DSFR-AP/PP/DP, choose the DSFR phase, fit DSFR-C and Visual, and build Table 2.
 
     With ``radiomics`` the handcrafted comparators are added: Radiomics (the phase among AP/PP/DP with the best
@@ -135,6 +136,10 @@ def run_comparison(patients: pd.DataFrame, features: dict[str, pd.DataFrame], gr
     radiomics : dict, optional
         Phase (``AP``, ``PP``, ``DP``) -> handcrafted feature table (:func:`hcc_utils.handcrafted.load_radiomics`).
         Columns with a non-finite value for any patient are dropped (:func:`radiomics_design`).
+    clinical_screen_p : float, optional
+        ``profile["models"]["clinical_screen_p"]``: DSFR-C (and Radiomics-C) keep every image feature and only the
+        clinical variables with univariable score-test p below it, screened again in every training set
+        (:func:`hcc_utils.classifiers.fit_nested`'s ``screen``). None: all clinical variables enter.
 
     Returns
     -------
@@ -177,11 +182,13 @@ def run_comparison(patients: pd.DataFrame, features: dict[str, pd.DataFrame], gr
         else:
             Xall = visual_design(patients)
             Xd, Xv = Xall.loc[dev.index], Xall.loc[val.index]
+        screen = (list(clin.columns), clinical_screen_p) if name == "DSFR-C" and clinical_screen_p is not None \
+            else None
         fits[name] = fit_nested(name, Xd, y_dev, Xv, grid, n_folds, seed, allow_missing=name == "DSFR-C",
-                                n_jobs=n_jobs)
+                                n_jobs=n_jobs, screen=screen)
         fits[name].extra["n_missing"] = int(Xd.isna().sum().sum() + Xv.isna().sum().sum())
     if radiomics:
-        fits.update(_fit_radiomics(patients, radiomics, grid, n_folds, seed, n_jobs, progress))
+        fits.update(_fit_radiomics(patients, radiomics, grid, n_folds, seed, n_jobs, progress, clinical_screen_p))
     from hcc_utils import stats
 
     for f in fits.values():
@@ -199,7 +206,7 @@ def _without_features(X: pd.DataFrame) -> pd.Series:
 
 
 def _fit_radiomics(patients: pd.DataFrame, radiomics: dict[str, pd.DataFrame], grid, n_folds: int, seed: int,
-                   n_jobs: int, progress: bool) -> dict[str, ModelFit]:
+                   n_jobs: int, progress: bool, clinical_screen_p: float | None = None) -> dict[str, ModelFit]:
     """Radiomics (best phase by development nested-CV AUC) and Radiomics-C, fitted as the DSFR models."""
     from tqdm.auto import tqdm
 
@@ -227,7 +234,8 @@ def _fit_radiomics(patients: pd.DataFrame, radiomics: dict[str, pd.DataFrame], g
         raise ValueError(f"radiomics feature names clash with clinical columns: {sorted(overlap)}")
     Xall = pd.concat([_align(tables[best], patients, f"radiomics/{best}"), clin], axis=1)
     rc = fit_nested("Radiomics-C", Xall.loc[dev.index], y_dev, Xall.loc[val.index], grid, n_folds, seed,
-                    allow_missing=True, n_jobs=n_jobs)
+                    allow_missing=True, n_jobs=n_jobs,
+                    screen=None if clinical_screen_p is None else (list(clin.columns), clinical_screen_p))
     rc.extra["n_missing"] = int(Xall.isna().sum().sum())
     rad = per_phase[best]
     rad.name = "Radiomics"
@@ -335,6 +343,7 @@ def results_dict(comp: Comparison, seed: int, grid: dict[str, list]) -> dict[str
             "auc": {c: _num(r.loc[c, "auc"]) for c in r.index},
             "auc_ci": {c: [_num(r.loc[c, "auc_lower"]), _num(r.loc[c, "auc_upper"])] for c in r.index},
             "delong_p_vs_dsfr": {c: _num(r.loc[c, "delong_p"]) for c in r.index},
+            **({"screen": f.extra["screen"]} if "screen" in f.extra else {}),
         }
     return {
         "seed": seed,
@@ -412,7 +421,8 @@ def save_comparison(comp: Comparison, out_dir: Path, seed: int, grid: dict[str, 
 # ----------------------------------------------------------------------------------------------------------------
 def ground_truth_check(truth: pd.DataFrame, patients: pd.DataFrame, signature: pd.DataFrame, grid: dict[str, list],
                        n_folds: int, seed: int, latent_col: str | None = None,
-                       phenotype: list[str] | None = None) -> dict[str, Any]:
+                       phenotype: list[str] | None = None,
+                       clinical_screen_p: float | None = None) -> dict[str, Any]:
     """Compare the DSFR signature with the synthetic cohort's planted truth, and fit the planted ceilings.
 
     Parameters
@@ -429,6 +439,8 @@ def ground_truth_check(truth: pd.DataFrame, patients: pd.DataFrame, signature: p
         Column of ``truth`` holding the latent; by default the first column whose name contains ``latent``.
     phenotype : list of str, optional
         Columns of the true image phenotype (default :data:`hcc_utils.synthetic.IMAGE_PHENOTYPE`, those present).
+    clinical_screen_p : float, optional
+        The clinical screen of DSFR-C (:func:`run_comparison`), applied alike to the "+ clinical" ceilings.
 
     Returns
     -------
@@ -473,7 +485,10 @@ def ground_truth_check(truth: pd.DataFrame, patients: pd.DataFrame, signature: p
     yv = patients.loc[~dev, "er"].astype(int)
     coh = patients.loc[~dev, "cohort"]
     for name, X in sets.items():
-        f = fit_nested(f"ceiling ({name})", X[dev], y, X[~dev], grid, n_folds, seed, allow_missing=True)
+        screen = (list(clin.columns), clinical_screen_p) if "clinical" in name and clinical_screen_p is not None \
+            else None
+        f = fit_nested(f"ceiling ({name})", X[dev], y, X[~dev], grid, n_folds, seed, allow_missing=True,
+                       screen=screen)
         out["ceilings"][name] = {"development": _auc(patients.loc[dev, "er"], f.cv_prob)}
         for c in report_cohorts(patients.cohort)[1:]:  # each external cohort
             yc = yv[coh == c]
