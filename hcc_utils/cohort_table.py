@@ -102,6 +102,19 @@ def display_label(name: str, label: str) -> str:
     return re.sub(r"(?<![A-Za-z])x\s*10(?=[\u2070-\u2079\u00b9\u00b2\u00b3])", "\u00d7 10", out)
 
 
+def clinical_column_label(column: str) -> str:
+    """Display label of a clinical model column (:func:`hcc_utils.classifiers.clinical_design`'s names): the variable's
+    :func:`display_label`, with the level for a categorical's indicator (``child_pugh_B``: "Child-Pugh class B")."""
+    by_name = {v.name: v for v in CLINICAL_VARIABLES}
+    if column in by_name:
+        return display_label(column, by_name[column].label)
+    for v in CLINICAL_VARIABLES:
+        if v.kind == "categorical" and column.startswith(f"{v.name}_"):
+            level = column[len(v.name) + 1:]
+            return f"{display_label(v.name, v.label).split(' (')[0]} {level}"
+    return column
+
+
 def format_table_one(t1: pd.DataFrame, indent: str = LEVEL_INDENT) -> pd.DataFrame:
     """Table 1 for display and CSV: one row per continuous or binary variable, level rows for categoricals.
 

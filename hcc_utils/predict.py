@@ -153,12 +153,16 @@ def range_warnings(bundle: Bundle, pt: pd.DataFrame, phase_feats: dict, result: 
     out = []
     r = pt.iloc[0]
     labels = {v.name: v.label for v in CLINICAL_VARIABLES}
+    in_c = set(bundle.models["DSFR-C"]["features"])  # the clinical screen may have left variables out
+    in_nomogram = {w["name"] for w in bundle.nomogram.variables}
     for v in CLINICAL_VARIABLES:
         x = r.get(v.name, np.nan)
         if x is None or (not isinstance(x, str) and pd.isna(x)):
-            out.append(f"{labels[v.name]} is blank: DSFR-C uses the development median"
-                       + (", the nomogram cannot be computed" if v.name in [w["name"] for w in
-                                                                              bundle.nomogram.variables] else ""))
+            uses = (["DSFR-C uses the development median"]
+                    if v.name in in_c or any(c.startswith(f"{v.name}_") for c in in_c) else [])
+            uses += ["the nomogram cannot be computed"] if v.name in in_nomogram else []
+            if uses:
+                out.append(f"{labels[v.name]} is blank: " + ", ".join(uses))
             continue
         if v.kind == "continuous":
             w = _outside(v.name, float(x), s["clinical_raw"].get(v.name, {}), labels[v.name])

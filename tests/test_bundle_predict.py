@@ -204,3 +204,24 @@ def test_report_in_headless_chromium(predicted):
         finally:
             browser.close()
     assert not external, external
+
+
+def test_blank_clinical_value_warns_only_for_the_models_that_use_it(ci_run, written):  # noqa: F811
+    from hcc_utils.manifest import CLINICAL_VARIABLES, load_patient_table
+    from hcc_utils.predict import range_warnings
+
+    b = bd.load_bundle(written)
+    pt = load_patient_table(ci_run["manifest"])
+    row = pt[pt["cohort"] == "validation"].iloc[[0]].copy()
+    in_c = set(b.models["DSFR-C"]["features"])
+    in_nomogram = {w["name"] for w in b.nomogram.variables}
+    res = {"dsfr_signature": 0.5}
+    for v in CLINICAL_VARIABLES:
+        blank = row.copy()
+        blank[v.name] = np.nan
+        said = [w for w in range_warnings(b, blank, {}, res) if w.startswith(f"{v.label} is blank")]
+        used = v.name in in_c or any(c.startswith(f"{v.name}_") for c in in_c)
+        assert bool(said) == (used or v.name in in_nomogram), v.name
+        if said:
+            assert ("DSFR-C uses the development median" in said[0]) == used
+            assert ("nomogram cannot be computed" in said[0]) == (v.name in in_nomogram)

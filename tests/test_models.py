@@ -288,3 +288,108 @@ def test_ground_truth_check(comparison, cohort):
 
 def test_clinical_variables_known():
     assert {v.name for v in CLINICAL_VARIABLES} >= {"sex", "child_pugh", "ggt"}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The clinical screen of DSFR-C
+# ----------------------------------------------------------------------------------------------------------------
+def test_score_test_equals_r_rao_test():
+    from pathlib import Path
+
+    r_dir = Path(__file__).parent / "r"
+    ref = json.loads((r_dir / "screen_references.json").read_text())["rao"]
+    d = pd.read_csv(r_dir / "data" / "aSAH.csv")
+    d["gender_male"] = (d["gender"] == "Male").astype(int)
+    p = classifiers.score_test_p(d[list(ref)], d["poor"])
+    for col, r in ref.items():
+        # R's null model is fitted by IRLS to glm's epsilon (1e-8 on the deviance); ours is exact
+        assert p[col] == pytest.approx(r["p"], rel=1e-5), col
+
+
+def test_score_test_blank_and_constant_columns():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 60)
+    x = y + rng.normal(0, 1, 60)
+    blank = pd.Series(x).where(np.arange(60) % 7 != 0)
+    X = pd.DataFrame({"x": blank, "imputed": blank.fillna(blank.median()), "constant": 1.0, "empty": np.nan})
+    p = classifiers.score_test_p(X, y)
+    assert p["x"] == p["imputed"] < 0.05
+    assert p["constant"] == 1.0 and p["empty"] == 1.0
+    with pytest.raises(ValueError, match="rows"):
+        classifiers.score_test_p(X, y[:-1])
+
+
+def _screen_data(seed=0, n=150):
+    """Image features carrying a latent, two clinical variables with a planted effect and six without."""
+    rng = np.random.default_rng(seed)
+    lat = rng.normal(size=n)
+    clin = pd.DataFrame(rng.normal(size=(n, 8)), columns=["hbsag", "ggt"] + [f"noise{j}" for j in range(6)])
+    y = (lat + 1.2 * clin["hbsag"] + 1.2 * clin["ggt"] + rng.logistic(size=n) > 0).astype(int)
+    img = pd.DataFrame(rng.normal(size=(n, 4)) + lat[:, None], columns=[f"enc1_c{j}" for j in range(4)])
+    X = pd.concat([img, clin], axis=1)
+    X.index = [f"S{i:03d}" for i in range(n)]
+    return X, pd.Series(y.to_numpy(), index=X.index), list(clin.columns)
+
+
+def test_screen_keeps_image_features_and_planted_clinical_variables():
+    X, y, clin = _screen_data()
+    keep = classifiers.screen_columns(X, y, clin, 0.2)
+    assert keep[:4] == [f"enc1_c{j}" for j in range(4)]  # never screened, in X's order
+    assert {"hbsag", "ggt"} <= set(keep)
+    p = classifiers.score_test_p(X[clin], y)
+    assert set(keep) - set(X.columns[:4]) == {c for c in clin if p[c] < 0.2}
+    with pytest.raises(ValueError, match="no column passes"):
+        classifiers.screen_columns(X[clin] * 0, y, clin, 0.2)
+
+
+def test_fit_nested_screens_inside_every_training_set():
+    X, y, clin = _screen_data(seed=1)
+    dev, val = X.index[:110], X.index[110:]
+    f = classifiers.fit_nested("DSFR-C", X.loc[dev], y[dev], X.loc[val], GRID, 3, seed=5, screen=(clin, 0.2))
+    s = f.extra["screen"]
+    # the final model's columns: every image feature and the clinical variables that pass on all development patients
+    assert f.features == classifiers.screen_columns(X.loc[dev], y[dev], clin, 0.2)
+    assert s["kept"] == [c for c in f.features if c in clin] and {"hbsag", "ggt"} <= set(s["kept"])
+    assert s["candidates"] == clin and s["alpha"] == 0.2 and set(s["p"]) == set(clin)
+    assert f.estimator.named_steps["scale"].mean_.shape == (len(f.features),)
+    # each outer fold screened its own training patients only
+    outer = StratifiedKFold(n_splits=3, shuffle=True, random_state=5)
+    yd = y[dev].to_numpy()
+    expect = [[c for c in classifiers.screen_columns(X.loc[dev].iloc[tr], yd[tr], clin, 0.2) if c in clin]
+              for tr, _ in outer.split(X.loc[dev], yd)]
+    assert s["fold_kept"] == expect
+    # the validation prediction is the final model on the kept columns
+    np.testing.assert_allclose(f.val_prob.to_numpy(),
+                               f.estimator.predict_proba(X.loc[val, f.features].to_numpy())[:, 1])
+    # without a screen every column enters and nothing is recorded
+    g = classifiers.fit_nested("all", X.loc[dev], y[dev], X.loc[val], GRID, 3, seed=5)
+    assert g.features == list(X.columns) and "screen" not in g.extra
+
+
+def test_run_comparison_screens_the_clinical_variables_of_dsfr_c(cohort, tmp_path):
+    pt, feats, _ = cohort
+    comp = models.run_comparison(pt, feats, GRID, n_folds=3, seed=7, progress=False, clinical_screen_p=0.2)
+    fc = comp.fits["DSFR-C"]
+    clin = list(classifiers.clinical_design(pt).columns)
+    img = [c for c in fc.features if c not in clin]
+    assert img == list(feats[comp.phase].columns)  # every image feature of the chosen phase
+    assert [c for c in fc.features if c in clin] == fc.extra["screen"]["kept"]
+    assert "screen" not in comp.fits[comp.dsfr].extra and "screen" not in comp.fits["Visual"].extra
+    res = models.results_dict(comp, 7, GRID)
+    assert res["models"]["DSFR-C"]["screen"]["kept"] == fc.extra["screen"]["kept"]
+    # the other models are those of the unscreened comparison
+    plain = models.run_comparison(pt, feats, GRID, n_folds=3, seed=7, progress=False)
+    for m in (comp.dsfr, "Visual"):
+        pd.testing.assert_series_equal(comp.fits[m].cv_prob, plain.fits[m].cv_prob)
+    assert plain.fits["DSFR-C"].features == img + clin
+
+
+def test_every_clinical_model_column_has_a_display_label(cohort):
+    from hcc_utils.cohort_table import clinical_column_label
+
+    pt, _, _ = cohort
+    cols = list(classifiers.clinical_design(pt).columns)
+    labels = [clinical_column_label(c) for c in cols]
+    assert all(lab != c for lab, c in zip(labels, cols)) and len(set(labels)) == len(cols)
+    assert clinical_column_label("child_pugh_B") == "Child-Pugh class B"
+    assert clinical_column_label("afp_ge400") == "AFP \u2265 400 ng/mL"
