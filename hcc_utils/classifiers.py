@@ -321,7 +321,7 @@ def score_test_p(X: pd.DataFrame, y) -> pd.Series:
 
 
 def screen_columns(X: pd.DataFrame, y, candidates, alpha: float) -> list[str]:
-    """Columns of ``X`` a model keeps: all that are not ``candidates``, and the candidates with score-test p < ``alpha``.
+    """Columns of ``X`` a model keeps: every non-candidate, and the candidates with score-test p < ``alpha``.
 
     Parameters
     ----------
@@ -472,6 +472,15 @@ def clinical_design(patients: pd.DataFrame) -> pd.DataFrame:
         else:
             cols[v.name] = pd.to_numeric(s, errors="raise").astype(float)
     return pd.DataFrame(cols, index=patients.index)
+
+
+def clinical_variable(column: str):
+    """The :data:`hcc_utils.manifest.CLINICAL_VARIABLES` entry behind a :func:`clinical_design` column (``ggt``,
+    ``child_pugh_B``), or None for a column that is not clinical."""
+    for v in CLINICAL_VARIABLES:
+        if column == v.name or (v.kind == "categorical" and column in {f"{v.name}_{lv}" for lv in v.levels[1:]}):
+            return v
+    return None
 
 
 def visual_design(patients: pd.DataFrame) -> pd.DataFrame:

@@ -16,6 +16,7 @@ import pandas as pd
 import SimpleITK as sitk
 
 from hcc_utils import imaging as io, stats
+from hcc_utils.classifiers import clinical_variable
 from hcc_utils.manifest import CLINICAL_VARIABLES, VISUAL_FEATURES, cohort_label, cohort_order
 
 TABLE1_VARIABLES = [*CLINICAL_VARIABLES, *VISUAL_FEATURES]
@@ -105,14 +106,11 @@ def display_label(name: str, label: str) -> str:
 def clinical_column_label(column: str) -> str:
     """Display label of a clinical model column (:func:`hcc_utils.classifiers.clinical_design`'s names): the variable's
     :func:`display_label`, with the level for a categorical's indicator (``child_pugh_B``: "Child-Pugh class B")."""
-    by_name = {v.name: v for v in CLINICAL_VARIABLES}
-    if column in by_name:
-        return display_label(column, by_name[column].label)
-    for v in CLINICAL_VARIABLES:
-        if v.kind == "categorical" and column.startswith(f"{v.name}_"):
-            level = column[len(v.name) + 1:]
-            return f"{display_label(v.name, v.label).split(' (')[0]} {level}"
-    return column
+    v = clinical_variable(column)
+    if v is None:
+        return column
+    label = display_label(v.name, v.label)
+    return label if column == v.name else f"{label.split(' (')[0]} {column[len(v.name) + 1:]}"
 
 
 def format_table_one(t1: pd.DataFrame, indent: str = LEVEL_INDENT) -> pd.DataFrame:

@@ -182,10 +182,8 @@ def run_comparison(patients: pd.DataFrame, features: dict[str, pd.DataFrame], gr
         else:
             Xall = visual_design(patients)
             Xd, Xv = Xall.loc[dev.index], Xall.loc[val.index]
-        screen = (list(clin.columns), clinical_screen_p) if name == "DSFR-C" and clinical_screen_p is not None \
-            else None
         fits[name] = fit_nested(name, Xd, y_dev, Xv, grid, n_folds, seed, allow_missing=name == "DSFR-C",
-                                n_jobs=n_jobs, screen=screen)
+                                n_jobs=n_jobs, screen=_screen(clin, clinical_screen_p) if name == "DSFR-C" else None)
         fits[name].extra["n_missing"] = int(Xd.isna().sum().sum() + Xv.isna().sum().sum())
     if radiomics:
         fits.update(_fit_radiomics(patients, radiomics, grid, n_folds, seed, n_jobs, progress, clinical_screen_p))
@@ -197,6 +195,11 @@ def run_comparison(patients: pd.DataFrame, features: dict[str, pd.DataFrame], gr
     comp.predictions = predictions_table(comp)
     comp.table2 = table2(comp)
     return comp
+
+
+def _screen(clin: pd.DataFrame, alpha: float | None) -> tuple[list[str], float] | None:
+    """``fit_nested``'s screen of the clinical columns at ``alpha`` (None: no screen)."""
+    return None if alpha is None else (list(clin.columns), alpha)
 
 
 def _without_features(X: pd.DataFrame) -> pd.Series:
@@ -235,7 +238,7 @@ def _fit_radiomics(patients: pd.DataFrame, radiomics: dict[str, pd.DataFrame], g
     Xall = pd.concat([_align(tables[best], patients, f"radiomics/{best}"), clin], axis=1)
     rc = fit_nested("Radiomics-C", Xall.loc[dev.index], y_dev, Xall.loc[val.index], grid, n_folds, seed,
                     allow_missing=True, n_jobs=n_jobs,
-                    screen=None if clinical_screen_p is None else (list(clin.columns), clinical_screen_p))
+                    screen=_screen(clin, clinical_screen_p))
     rc.extra["n_missing"] = int(Xall.isna().sum().sum())
     rad = per_phase[best]
     rad.name = "Radiomics"
@@ -485,10 +488,8 @@ def ground_truth_check(truth: pd.DataFrame, patients: pd.DataFrame, signature: p
     yv = patients.loc[~dev, "er"].astype(int)
     coh = patients.loc[~dev, "cohort"]
     for name, X in sets.items():
-        screen = (list(clin.columns), clinical_screen_p) if "clinical" in name and clinical_screen_p is not None \
-            else None
         f = fit_nested(f"ceiling ({name})", X[dev], y, X[~dev], grid, n_folds, seed, allow_missing=True,
-                       screen=screen)
+                       screen=_screen(clin, clinical_screen_p) if "clinical" in name else None)
         out["ceilings"][name] = {"development": _auc(patients.loc[dev, "er"], f.cv_prob)}
         for c in report_cohorts(patients.cohort)[1:]:  # each external cohort
             yc = yv[coh == c]

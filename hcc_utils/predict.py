@@ -41,6 +41,7 @@ from hcc_utils import features as fe
 from hcc_utils import preprocess as pp
 from hcc_utils import segmentation as seg
 from hcc_utils.bundle import Bundle, BundleError, load_bundle
+from hcc_utils.classifiers import clinical_variable
 from hcc_utils.files import write_json
 from hcc_utils.manifest import CLINICAL_VARIABLES, ManifestError, load_patient_table, read_manifest, safe_name, \
     validate
@@ -153,13 +154,13 @@ def range_warnings(bundle: Bundle, pt: pd.DataFrame, phase_feats: dict, result: 
     out = []
     r = pt.iloc[0]
     labels = {v.name: v.label for v in CLINICAL_VARIABLES}
-    in_c = set(bundle.models["DSFR-C"]["features"])  # the clinical screen may have left variables out
+    # the clinical screen may have left variables out of DSFR-C
+    in_c = {v.name for v in map(clinical_variable, bundle.models["DSFR-C"]["features"]) if v is not None}
     in_nomogram = {w["name"] for w in bundle.nomogram.variables}
     for v in CLINICAL_VARIABLES:
         x = r.get(v.name, np.nan)
         if x is None or (not isinstance(x, str) and pd.isna(x)):
-            uses = (["DSFR-C uses the development median"]
-                    if v.name in in_c or any(c.startswith(f"{v.name}_") for c in in_c) else [])
+            uses = ["DSFR-C uses the development median"] if v.name in in_c else []
             uses += ["the nomogram cannot be computed"] if v.name in in_nomogram else []
             if uses:
                 out.append(f"{labels[v.name]} is blank: " + ", ".join(uses))

@@ -162,10 +162,10 @@ def checklist(profile: Profile) -> pd.DataFrame:
                     "02", "segmentation/AP/metrics.json, segmentation/PP/metrics.json")
         ans["9a"] = (f"Deep features: channel means of the U-Net layers {', '.join(fi['AP']['layers'])} inside the "
                      f"{fi['AP']['mask']} tumour mask ({fi['AP']['n_features']} per phase), no pre-selection; "
-                     + ("DSFR-C adds the clinical variables of Table 1"
-                        if s["models"].get("clinical_screen_p") is None else
-                        "DSFR-C adds the clinical variables of Table 1 with univariable score-test p < "
-                        f"{s['models']['clinical_screen_p']}, screened inside every training set")
+                     "DSFR-C adds the clinical variables of Table 1"
+                     + ("" if s["models"].get("clinical_screen_p") is None else
+                        f" with univariable score-test p < {s['models']['clinical_screen_p']}, screened inside every "
+                        "training set")
                      + "; the nomogram's terms by univariable screening "
                      f"(p < {s['stats']['cox_screen_p']}) and stepwise AIC.", "03",
                      "features/AP_info.json, features/PP_info.json, survival/synthetic/results.json")
