@@ -49,7 +49,7 @@ def _pool(fmap: torch.Tensor, region: np.ndarray) -> np.ndarray:
 
 @torch.inference_mode()
 def case_variants(model, case: pp.CaseCache, layers: list[str], postprocess: str,
-                  batch_size: int = 32) -> dict[tuple[str, str], np.ndarray]:
+                  batch_size: int = 32, tta: str = "none") -> dict[tuple[str, str], np.ndarray]:
     """Patient-level features of one case for every (layer, region): the mean over the region's slices.
 
     Parameters
@@ -64,6 +64,8 @@ def case_variants(model, case: pp.CaseCache, layers: list[str], postprocess: str
         The profile's ``unet.postprocess`` applied to the predicted mask.
     batch_size : int
         Slices per forward pass.
+    tta : str
+        The profile's ``unet.tta`` for the predicted mask (:func:`hcc_utils.segmentation.predict_volume`).
 
     Returns
     -------
@@ -72,7 +74,7 @@ def case_variants(model, case: pp.CaseCache, layers: list[str], postprocess: str
         (the fallback region when nothing is predicted), ``manual`` from the manifest's mask when it has one.
     """
     img = case.image
-    prob = seg.predict_volume(model, img, batch_size)
+    prob = seg.predict_volume(model, img, batch_size, tta=tta)
     pred = seg.postprocess_mask(prob >= 0.5, postprocess)
     keep = [z for z in range(len(pred)) if pred[z].any()]
     if not keep:
@@ -118,12 +120,12 @@ def extract(profile, manifest, phase: str, progress: bool = True) -> dict[tuple[
     seg.set_threads()
     model = seg.load_model(profile, phase, torch.device("cpu"))
     layers = list(seg.feature_modules(model))
-    post = seg.postprocess_mode(profile)
+    post, tta = seg.postprocess_mode(profile), seg.tta_mode(profile)
     df = pp.load_manifest(manifest)
     rows = {}
     for row in pp._progress([r for _, r in df.iterrows()], progress, f"ablation {phase}"):
         case = pp.prepare_case(row, phase, profile)
-        rows[case.patient_id] = case_variants(model, case, layers, post)
+        rows[case.patient_id] = case_variants(model, case, layers, post, tta=tta)
     common = set.intersection(*(set(r) for r in rows.values()))
     tables = {}
     for key in (k for k in next(iter(rows.values())) if k in common):  # the network's layer order

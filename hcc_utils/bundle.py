@@ -8,7 +8,7 @@ file                            what
 ``bundle.json``                 format, creation time, profile, the chosen DSFR model and phase, the file list
 ``code_version.json``           package version, git commit (when known), SHA-256 of the computing sources
 ``settings.json``               the resolved profile settings of the run (windows, network input, U-Net, features)
-``preprocessing.json``          per phase: window, size, normalisation; post-processing, feature layers, mask rule
+``preprocessing.json``          per phase: window, size, normalisation; post-processing, test-time mirroring, feature layers, mask rule
 ``segmentation/<PH>/model.pth`` the selected U-Net checkpoint of each phase (with its ``metrics.json``)
 ``models/models.joblib``        the fitted pipelines (imputer, scaler, logistic regression) of every model
 ``models/models.json``          DSFR and DSFR-C as numbers: features, medians, means, SDs, coefficients, threshold
@@ -270,7 +270,7 @@ def write_bundle(profile: Profile, manifest: str | Path | None = None, out: str 
         if m.exists():
             shutil.copy2(m, d / "metrics.json")
     prep = {ph: pp.preprocess_settings(profile, ph) for ph in ("AP", "PP")}
-    write_json({"phases": prep, "postprocess": seg.postprocess_mode(profile),
+    write_json({"phases": prep, "postprocess": seg.postprocess_mode(profile), "tta": seg.tta_mode(profile),
                 "feature_layers": list(profile["features"]["layers"]),
                 "feature_mask": profile["features"].get("mask", "predicted"),
                 "inference_batch_size": seg.inference_batch_size(profile),

@@ -26,8 +26,9 @@ tumour slice never yields an empty region. See :func:`pool_feature_map`.
 Which mask
 ----------
 ``mask="predicted"`` (default, fully automatic): the network's own prediction (argmax at network size) after the
-profile's ``unet.postprocess`` (for single HCC the largest 3D component, as in the stored predicted masks); a first
-forward pass finds it, a second pools the maps on its tumour slices. ``mask="manual"``: the manifest's ground-truth mask. A case whose prediction contains no
+profile's ``unet.postprocess`` (for single HCC the largest 3D component, as in the stored predicted masks) and with
+its ``unet.tta`` (test-time mirroring, as in the stored masks); a first forward pass finds it, a second pools the maps
+on its tumour slices. ``mask="manual"``: the manifest's ground-truth mask. A case whose prediction contains no
 tumour on any slice triggers a :class:`UserWarning` and the **fallback**: the slice with the largest predicted tumour
 probability, region = the connected component of pixels with probability >= half its maximum that holds the most
 probable pixel (:func:`fallback_region`). The case is flagged in the
@@ -162,7 +163,7 @@ def layer_channels(model, layers, size: int) -> list[tuple[str, int]]:
 
 
 def case_regions(model, case: pp.CaseCache, conditions, batch_size: int = 32, slices: list[int] | None = None,
-                 postprocess: str = "none") -> dict[tuple[str, str | None], tuple[list[int], np.ndarray, str]]:
+                 postprocess: str = "none", tta: str = "none") -> dict[tuple[str, str | None], tuple[list[int], np.ndarray, str]]:
     """The pooling region of each ``(mask, perturb)`` condition of one case (the rules of :func:`case_features`).
 
     The predicted mask needs a forward pass; it is computed once for all the predicted conditions.
@@ -177,7 +178,7 @@ def case_regions(model, case: pp.CaseCache, conditions, batch_size: int = 32, sl
     out = {}
     for mask, perturb in conditions:
         if mask not in base:
-            base[mask] = _base_region(model, case, mask, batch_size, slices, postprocess)
+            base[mask] = _base_region(model, case, mask, batch_size, slices, postprocess, tta)
         keep, m, source = base[mask]
         if perturb is not None:
             from hcc_utils.handcrafted import perturb_mask
@@ -193,7 +194,7 @@ def case_regions(model, case: pp.CaseCache, conditions, batch_size: int = 32, sl
     return out
 
 
-def _base_region(model, case: pp.CaseCache, mask: str, batch_size: int, slices, postprocess: str):
+def _base_region(model, case: pp.CaseCache, mask: str, batch_size: int, slices, postprocess: str, tta: str):
     img = case.image
     if mask == "manual":
         gt = case.mask
@@ -204,7 +205,8 @@ def _base_region(model, case: pp.CaseCache, mask: str, batch_size: int, slices, 
         return keep, np.asarray(gt[keep], dtype=bool), "manual"
     # first pass: the predicted mask; the second pass pools only on its tumour slices (memory stays small)
     zs = sorted(range(case.n_slices) if slices is None else {int(z) for z in slices})
-    prob = seg.predict_volume(model, img[zs], batch_size) if zs else np.zeros((0,) + img.shape[1:], np.float32)
+    prob = (seg.predict_volume(model, img[zs], batch_size, tta=tta) if zs
+            else np.zeros((0,) + img.shape[1:], np.float32))
     m = seg.postprocess_mask(prob >= 0.5, postprocess)
     keep = [z for z, mz in zip(zs, m) if mz.any()]
     m = m[[i for i, mz in enumerate(m) if mz.any()]]
@@ -261,12 +263,14 @@ def pool_regions(model, img, regions: dict, layers, batch_size: int = 32) -> dic
 @torch.inference_mode()
 def case_features(model, case: pp.CaseCache, layers, mask: str = "predicted", batch_size: int = 32,
                   device="auto", slices: list[int] | None = None, postprocess: str = "none",
-                  perturb: str | None = None) -> tuple[np.ndarray, list[int], list[float], str]:
+                  perturb: str | None = None, tta: str = "none") -> tuple[np.ndarray, list[int], list[float], str]:
     """Per-slice pooled features of one cached case.
 
     ``slices`` restricts the forward passes (``mask="predicted"``) to these z indices (default: all slices); the
     fallback then looks among them. ``postprocess`` is applied to the predicted mask of those slices
-    (:func:`hcc_utils.segmentation.postprocess_mask`, the same rule as the stored predicted masks). ``perturb``
+    (:func:`hcc_utils.segmentation.postprocess_mask`, the same rule as the stored predicted masks), and ``tta`` is
+    the test-time augmentation of the predicted mask's forward pass (:func:`hcc_utils.segmentation.predict_volume`;
+    the pooling pass is a plain one, so the features are those of the unmirrored slices). ``perturb``
     (``'erode'`` or ``'dilate'``) pools in the mask eroded or dilated by one pixel at network size
     (:func:`hcc_utils.handcrafted.perturb_mask`); slices that erosion empties are dropped, and a case it would
     empty entirely keeps its unperturbed mask (with a warning).
@@ -279,7 +283,7 @@ def case_features(model, case: pp.CaseCache, layers, mask: str = "predicted", ba
     source : str
         ``predicted``, ``fallback_max_prob`` or ``manual``.
     """
-    regions = case_regions(model, case, [(mask, perturb)], batch_size, slices, postprocess)
+    regions = case_regions(model, case, [(mask, perturb)], batch_size, slices, postprocess, tta)
     keep, m, source = regions[(mask, perturb)]
     feats = pool_regions(model, case.image, regions, layers, batch_size)[(mask, perturb)]
     return feats, keep, m.reshape(len(keep), -1).sum(1).astype(float).tolist(), source
@@ -311,7 +315,7 @@ def extract_phase(manifest, profile, phase: str, mask: str | None = None, device
     mask = mask or profile["features"].get("mask", "predicted")
     if mask not in ("predicted", "manual"):
         raise ValueError(f"features.mask must be 'predicted' or 'manual', got {mask!r}")
-    model, layers, names, bs, post = _phase_network(profile, phase, device, layers)
+    model, layers, names, bs, post, tta = _phase_network(profile, phase, device, layers)
     dev = next(model.parameters()).device
     df = pp.load_manifest(manifest)
     visit = _slices_to_visit(profile, phase) if mask == "predicted" else None
@@ -322,7 +326,8 @@ def extract_phase(manifest, profile, phase: str, mask: str | None = None, device
     for row in pp._progress(rows, progress, f"features {phase}"):
         case = pp.prepare_case(row, phase, profile)
         f, zs, areas, source = case_features(model, case, layers, mask, bs, dev,
-                                             None if visit is None else visit.get(case.patient_id), post, perturb)
+                                             None if visit is None else visit.get(case.patient_id), post, perturb,
+                                             tta)
         vecs.append(f.mean(0))
         qc.append({"patient_id": case.patient_id, "mask_source": source, "n_tumour_slices": len(zs),
                    "tumour_area_px": float(np.sum(areas))})
@@ -382,7 +387,7 @@ def extract_conditions(manifest, profile, phase: str, conditions, device="auto",
     for m, _ in conditions:
         if m not in ("predicted", "manual"):
             raise ValueError(f"mask must be 'predicted' or 'manual', got {m!r}")
-    model, layers, names, bs, post = _phase_network(profile, phase, device, layers)
+    model, layers, names, bs, post, tta = _phase_network(profile, phase, device, layers)
     visit = _slices_to_visit(profile, phase) if any(m == "predicted" for m, _ in conditions) else None
     vecs: dict = {c: [] for c in conditions}
     ids: dict = {c: [] for c in conditions}
@@ -392,7 +397,8 @@ def extract_conditions(manifest, profile, phase: str, conditions, device="auto",
         todo = [c for c in conditions if c[0] == "predicted" or case.mask is not None]
         if not todo:
             continue
-        regions = case_regions(model, case, todo, bs, None if visit is None else visit.get(case.patient_id), post)
+        regions = case_regions(model, case, todo, bs, None if visit is None else visit.get(case.patient_id), post,
+                               tta)
         for c, f in pool_regions(model, case.image, regions, layers, bs).items():
             vecs[c].append(f.mean(0))
             ids[c].append(case.patient_id)
@@ -400,13 +406,15 @@ def extract_conditions(manifest, profile, phase: str, conditions, device="auto",
 
 
 def _phase_network(profile, phase: str, device, layers):
-    """The phase's trained network on ``device`` and what pooling needs: layers, feature names, batch, postprocess."""
+    """The phase's trained network on ``device`` and what pooling needs: layers, feature names, batch, postprocess,
+    test-time augmentation."""
     layers = list(layers or profile["features"]["layers"])
     dev = seg.resolve_device(device)
     seg.set_threads()
     model = seg.load_model(profile, phase, dev)
     names = feature_names(model, layers, int(profile["preprocess"]["size"]))
-    return model, layers, names, seg.inference_batch_size(profile), seg.postprocess_mode(profile)
+    return (model, layers, names, seg.inference_batch_size(profile), seg.postprocess_mode(profile),
+            seg.tta_mode(profile))
 
 
 def _patient_table(vecs, ids, names, what: str) -> pd.DataFrame:
@@ -420,7 +428,8 @@ def _patient_table(vecs, ids, names, what: str) -> pd.DataFrame:
 
 
 def _slices_to_visit(profile, phase: str) -> dict[str, list[int]] | None:
-    """Slices worth a forward pass per patient, from the inference run of the same checkpoint (else None = all).
+    """Slices worth a forward pass per patient, from the inference run of the same checkpoint and test-time
+    augmentation (else None = all).
 
     A patient's slices with predicted tumour pixels; for a patient without any, its slice of largest probability
     (where the fallback will look).
@@ -429,8 +438,9 @@ def _slices_to_visit(profile, phase: str) -> dict[str, list[int]] | None:
     f, m = d / "slice_predictions.parquet", d / "metrics.json"
     if not (f.exists() and m.exists()):
         return None
-    sha = json.loads(m.read_text()).get("inference", {}).get("model_sha256")
-    if sha is None or sha != seg.file_sha256(d / "model.pth"):
+    inf = json.loads(m.read_text()).get("inference", {})
+    sha = inf.get("model_sha256")
+    if sha is None or sha != seg.file_sha256(d / "model.pth") or inf.get("tta", "none") != seg.tta_mode(profile):
         return None
     sp = pd.read_parquet(f)
     out = {}

@@ -250,7 +250,7 @@ def run_gradcam(profile, manifest, weights=None, n_features: int | None = None, 
             ps = sl[sl["patient_id"].astype(str) == pid]
             z = int(ps.loc[ps["area_px"].idxmax(), "z"])
             img = np.asarray(case.image[z], dtype=np.float32)
-            region = _feature_mask(model, img, case, z, mask_mode)
+            region = _feature_mask(model, img, case, z, mask_mode, seg.tta_mode(profile))
             cam, target = gradcam(model, img, region, ft["layer"], int(ft["channel"]), method)
             truth = np.asarray(case.mask[z]) if case.mask is not None else None
             if truth is None or not truth.any():  # no manual mask (or none on this slice): the pooled region
@@ -270,12 +270,12 @@ def run_gradcam(profile, manifest, weights=None, n_features: int | None = None, 
     return table, panels
 
 
-def _feature_mask(model, img: np.ndarray, case, z: int, mask_mode: str) -> np.ndarray:
+def _feature_mask(model, img: np.ndarray, case, z: int, mask_mode: str, tta: str = "none") -> np.ndarray:
     """The region features were pooled over on slice ``z`` (the rules of :func:`features.case_features` on one slice:
     the single-tumour post-processing, which needs the whole volume, is not applied here)."""
     if mask_mode == "manual":
         return np.asarray(case.mask[z], dtype=np.float32)
-    prob = seg.predict_volume(model, img[None], 1)[0]
+    prob = seg.predict_volume(model, img[None], 1, tta=tta)[0]
     m = prob >= 0.5
     if not m.any():  # the fallback slice of a case without predicted tumour
         m = fe.fallback_region(torch.from_numpy(prob)).numpy()

@@ -61,8 +61,9 @@ def _book_cohort(bundle: Bundle, pid: str) -> str:
 def segment_phase(bundle: Bundle, row: pd.Series, phase: str, profile, cache: Path, device="auto") -> dict:
     """Predicted mask and tumour-pooled features of one phase, by the book's rules.
 
-    As notebook 02, the network runs on every slice and the largest 3D component is kept; as notebook 03, the
-    features are pooled on the slices that hold predicted tumour (the same forward passes, so the same numbers).
+    As notebook 02, the network runs on every slice (with the run's test-time mirroring) and the largest 3D
+    component is kept; as notebook 03, the features are pooled on the slices that hold predicted tumour (the same
+    forward passes, so the same numbers).
 
     Returns
     -------
@@ -74,8 +75,8 @@ def segment_phase(bundle: Bundle, row: pd.Series, phase: str, profile, cache: Pa
     model = bundle.network(phase, device)
     case = pp.prepare_case(row, phase, profile, cache_root=cache)
     bs = int(pre["inference_batch_size"])
-    post = pre["postprocess"]
-    prob = seg.predict_volume(model, case.image, bs)
+    post, tta = pre["postprocess"], pre.get("tta", "none")  # bundles written before unet.tta: one pass
+    prob = seg.predict_volume(model, case.image, bs, tta=tta)
     prob = np.where(seg.postprocess_mask(prob >= 0.5, post), prob, np.minimum(prob, 0.5 - 1e-6)).astype(np.float32)
     pred_px = (prob >= 0.5).reshape(prob.shape[0], -1).sum(1)
     visit = [int(z) for z in np.flatnonzero(pred_px > 0)]
@@ -87,7 +88,7 @@ def segment_phase(bundle: Bundle, row: pd.Series, phase: str, profile, cache: Pa
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         f, zs, areas, source = fe.case_features(model, case, list(pre["feature_layers"]), mask_mode, bs, "auto",
-                                                visit, post)
+                                                visit, post, tta=tta)
     return {"case": case, "prob": prob, "mask_image": seg.to_image_grid(prob, case.meta), "features": f.mean(0),
             "slices": zs, "areas": areas, "source": source, "messages": [str(w.message) for w in caught]}
 

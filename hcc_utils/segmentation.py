@@ -380,16 +380,35 @@ def inference_batch_size(profile) -> int:
     return int(min(128, max(8, 4 * int(profile["unet"].get("batch_size", 16)))))
 
 
+#: The profile's ``unet.tta`` values (test-time augmentation at inference).
+TTA = ("none", "flip")
+
+
+def _tumour_prob(model: nn.Module, x: torch.Tensor, dev: torch.device) -> torch.Tensor:
+    with _autocast(dev):
+        logits = model(x.contiguous(memory_format=torch.channels_last))
+    return torch.as_tensor(logits).float().softmax(1)[:, 1]
+
+
 @torch.inference_mode()
-def predict_volume(model: nn.Module, image: np.ndarray, batch_size: int = 32, device="auto") -> np.ndarray:
-    """Tumour probability (Z x S x S float32) for every slice of a cached, preprocessed volume."""
+def predict_volume(model: nn.Module, image: np.ndarray, batch_size: int = 32, device="auto",
+                   tta: str = "none") -> np.ndarray:
+    """Tumour probability (Z x S x S float32) for every slice of a cached, preprocessed volume.
+
+    ``tta="flip"`` averages the probability of each slice with that of its left-right mirror image (mirrored back),
+    the mirroring that nnU-Net uses at inference; the training augmentation flips slices, so both views are ones the
+    network has learnt. ``"none"``: one pass.
+    """
+    if tta not in TTA:
+        raise ValueError(f"unet.tta must be one of {TTA}, got {tta!r}")
     dev = next(model.parameters()).device if device == "auto" else resolve_device(device)
     out = []
     for s in range(0, image.shape[0], batch_size):
         x = torch.from_numpy(np.asarray(image[s:s + batch_size], dtype=np.float32))[:, None].to(dev)
-        with _autocast(dev):
-            logits = model(x.contiguous(memory_format=torch.channels_last))
-        out.append(torch.as_tensor(logits).float().softmax(1)[:, 1].cpu().numpy())
+        p = _tumour_prob(model, x, dev)
+        if tta == "flip":
+            p = (p + _tumour_prob(model, x.flip(-1), dev).flip(-1)) / 2
+        out.append(p.cpu().numpy())
     return np.concatenate(out, 0) if out else np.zeros((0,) + image.shape[1:], np.float32)
 
 
@@ -420,6 +439,14 @@ def postprocess_mask(mask: np.ndarray, mode: str = "none") -> np.ndarray:
 def postprocess_mode(profile) -> str:
     """The profile's ``unet.postprocess`` (default ``"none"``)."""
     return str(profile["unet"].get("postprocess", "none"))
+
+
+def tta_mode(profile) -> str:
+    """The profile's ``unet.tta`` (default ``"none"``), checked against :data:`TTA`."""
+    mode = str(profile["unet"].get("tta", "none"))
+    if mode not in TTA:
+        raise ValueError(f"unet.tta must be one of {TTA}, got {mode!r} (profiles.yaml)")
+    return mode
 
 
 def dice_score(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -485,7 +512,7 @@ def predict_cohort(manifest, profile, phase: str, device="auto", batch_size: int
     model = load_model(profile, phase, dev, out_dir / "model.pth")
     metrics = json.loads((out_dir / "metrics.json").read_text())
     bs = int(batch_size or inference_batch_size(profile))
-    post = postprocess_mode(profile)
+    post, tta = postprocess_mode(profile), tta_mode(profile)
     df = pp.load_manifest(manifest)
     groups = patient_groups(df, metrics)
     mask_col = pp.PHASE_COLUMNS[phase][2]
@@ -494,7 +521,7 @@ def predict_cohort(manifest, profile, phase: str, device="auto", batch_size: int
     for row in pp._progress(it, progress, f"predict {phase}"):
         case = pp.prepare_case(row, phase, profile)
         t0 = time.perf_counter()
-        prob = predict_volume(model, case.image, bs, dev)
+        prob = predict_volume(model, case.image, bs, dev, tta)
         t_net += time.perf_counter() - t0
         prob = np.where(postprocess_mask(prob >= 0.5, post), prob, np.minimum(prob, 0.5 - 1e-6)).astype(np.float32)
         n_slices += prob.shape[0]
@@ -513,7 +540,8 @@ def predict_cohort(manifest, profile, phase: str, device="auto", batch_size: int
     pd.concat(slice_rows, ignore_index=True).to_parquet(out_dir / "slice_predictions.parquet", index=False)
     metrics["inference"] = {"n_patients": len(res), "n_slices": n_slices, "seconds_network": t_net,
                             "model_sha256": file_sha256(out_dir / "model.pth"),
-                            "slices_per_s": n_slices / t_net if t_net > 0 else None, "device": str(dev)}
+                            "slices_per_s": n_slices / t_net if t_net > 0 else None, "device": str(dev),
+                            "tta": tta}
     metrics["dsc_by_group"] = dsc_summary(res).reset_index().to_dict(orient="records")
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     return res

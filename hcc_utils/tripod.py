@@ -156,7 +156,8 @@ def checklist(profile: Profile) -> pd.DataFrame:
                     + ", ".join(f"{ph} level {w[ph]['level']} / width {w[ph]['width']} HU" for ph in ("AP", "PP"))
                     + f"), normalised with fixed constants, slices resized to {s['preprocess']['size']} px; "
                     f"the manifest and every image checked before the run (integrity, intensities, geometry, masks). "
-                    f"Tumour masks predicted by a U-Net per phase (post-processing: {s['unet']['postprocess']}); "
+                    f"Tumour masks predicted by a U-Net per phase (post-processing: {s['unet']['postprocess']}; "
+                    f"test-time mirroring: {s['unet'].get('tta', 'none')}); "
                     f"validation Dice of the kept checkpoint: "
                     + ", ".join(f"{ph} {seg[ph]['best_valid_dice']:.3f}" for ph in ("AP", "PP")) + ".",
                     "02", "segmentation/AP/metrics.json, segmentation/PP/metrics.json")

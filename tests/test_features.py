@@ -163,3 +163,38 @@ def test_slices_from_inference_give_same_features(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(full, fast, rtol=1e-4, atol=1e-5)
     qc = pd.read_csv(prof.outputs / "features" / "PP_qc.csv")
     assert (qc["mask_source"] == "predicted").all()
+
+
+class _ShiftedBrightIsTumour(seg.ClassicUNet):
+    """Tumour where the input is bright three pixels to the left: not mirror-symmetric, so mirroring changes masks."""
+
+    def forward(self, x):
+        super().forward(x)
+        s = torch.roll(x, 3, -1)
+        return torch.cat([-10 * s, 10 * s], 1)
+
+
+def test_features_pool_in_the_stored_masks_of_mirrored_inference(tmp_path, monkeypatch):
+    manifest = make_cohort(tmp_path / "cohort", n_dev=3, n_val=1, n_annotated=3, seed=7)
+    prof = toy_profile(tmp_path, unet={"epochs": 1, "batch_size": 8, "tta": "flip"})
+    seg.train_phase(manifest, prof, "PP", progress=False)
+    u = prof["unet"]
+    monkeypatch.setattr(seg, "build_model", lambda p: _ShiftedBrightIsTumour(1, 2, u["base_width"], u["depth"]))
+    seg.predict_cohort(manifest, prof, "PP", progress=False)
+    d = prof.outputs / "segmentation" / "PP"
+    assert json.loads((d / "metrics.json").read_text())["inference"]["tta"] == "flip"
+    stored = pd.read_parquet(d / "slice_predictions.parquet").groupby("patient_id")["pred_px"].sum()
+
+    def areas(p):
+        fe.extract_phase(manifest, p, "PP", progress=False)
+        qc = pd.read_csv(p.outputs / "features" / "PP_qc.csv", dtype={"patient_id": str}).set_index("patient_id")
+        assert (qc["mask_source"] == "predicted").all()
+        return qc["tumour_area_px"]
+
+    mirrored = areas(prof)
+    assert json.loads((prof.outputs / "features" / "PP_info.json").read_text())["slices_from_inference"] is True
+    np.testing.assert_array_equal(mirrored.to_numpy(), stored.loc[mirrored.index].to_numpy())
+    # one pass: other masks, and the mirrored run's slice list is not reused for them
+    one = toy_profile(tmp_path, unet={"epochs": 1, "batch_size": 8, "tta": "none"})
+    assert fe._slices_to_visit(one, "PP") is None
+    assert not np.array_equal(areas(one).to_numpy(), mirrored.to_numpy())

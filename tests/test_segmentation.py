@@ -177,3 +177,19 @@ def test_same_seed_same_weights_on_cpu(trained, tmp_path):
     h1 = pd.read_csv(prof.outputs / "segmentation" / "AP" / "history.csv")
     h2 = pd.read_csv(prof2.outputs / "segmentation" / "AP" / "history.csv")
     np.testing.assert_array_equal(h1["train_loss"], h2["train_loss"])
+
+
+def test_mirrored_inference_averages_both_views(tmp_path):
+    torch.manual_seed(0)
+    m = seg.ClassicUNet(1, 2, base_width=4, depth=2).eval()
+    img = np.random.default_rng(0).normal(size=(3, 32, 32)).astype(np.float32)
+    one = seg.predict_volume(m, img, 2)
+    mirrored = seg.predict_volume(m, np.ascontiguousarray(img[:, :, ::-1]), 2)[:, :, ::-1]
+    assert np.abs(one - mirrored).max() > 1e-3  # a random network is not mirror-symmetric: the views differ
+    np.testing.assert_allclose(seg.predict_volume(m, img, 2, tta="flip"), (one + mirrored) / 2, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(seg.predict_volume(m, img, 2, tta="none"), one)
+    with pytest.raises(ValueError, match="unet.tta"):
+        seg.predict_volume(m, img, 2, tta="rot90")
+    with pytest.raises(ValueError, match="unet.tta"):
+        seg.tta_mode(toy_profile(tmp_path, unet={"tta": "mirror"}))
+    assert seg.tta_mode(toy_profile(tmp_path, unet={"tta": "none"})) == "none"
