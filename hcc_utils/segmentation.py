@@ -288,6 +288,8 @@ def train_phase(manifest, profile, phase: str, seed: int | None = None, device="
     cfg = profile["unet"]
     loss_func = training.loss_function(cfg.get("loss", "dice_ce"))  # an unknown loss or augmentation fails before any work
     augment = training.augment_callback(seed, cfg.get("augment", "spatial"))
+    for check in (postprocess_mode, tta_mode):  # the inference settings fail before training too
+        check(profile)
     out_dir = Path(out_dir) if out_dir else phase_dir(profile, phase)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -437,8 +439,11 @@ def postprocess_mask(mask: np.ndarray, mode: str = "none") -> np.ndarray:
 
 
 def postprocess_mode(profile) -> str:
-    """The profile's ``unet.postprocess`` (default ``"none"``)."""
-    return str(profile["unet"].get("postprocess", "none"))
+    """The profile's ``unet.postprocess`` (default ``"none"``), checked against :data:`POSTPROCESS`."""
+    mode = str(profile["unet"].get("postprocess", "none"))
+    if mode not in POSTPROCESS:
+        raise ValueError(f"unet.postprocess must be one of {POSTPROCESS}, got {mode!r} (profiles.yaml)")
+    return mode
 
 
 def tta_mode(profile) -> str:

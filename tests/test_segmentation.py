@@ -136,7 +136,7 @@ def test_intensity_augmentation_trains_and_unknown_names_fail_first(trained, tmp
     m = seg.train_phase(manifest, prof, "AP", progress=False)
     assert m["unet"]["augment"] == "spatial_intensity" and m["unet"]["loss"] == "dice_ce_slice"
     assert np.isfinite(pd.read_csv(prof.outputs / "segmentation" / "AP" / "history.csv")["train_loss"]).all()
-    for key, bad in (("augment", "elastic"), ("loss", "focal")):
+    for key, bad in (("augment", "elastic"), ("loss", "focal"), ("tta", "mirror"), ("postprocess", "biggest")):
         p = toy_profile(tmp_path / key, unet={key: bad})
         with pytest.raises(ValueError, match=f"unet.{key}"):
             seg.train_phase(manifest, p, "AP", progress=False)
