@@ -382,8 +382,9 @@ def inference_batch_size(profile) -> int:
     return int(min(128, max(8, 4 * int(profile["unet"].get("batch_size", 16)))))
 
 
-#: The profile's ``unet.tta`` values (test-time augmentation at inference).
-TTA = ("none", "flip")
+#: The profile's ``unet.tta`` values (test-time augmentation at inference), in the words of chapter 2.
+TTA = {"none": "one pass per slice",
+       "flip": "each slice and its left-right mirror image, their probabilities averaged"}
 
 
 def _tumour_prob(model: nn.Module, x: torch.Tensor, dev: torch.device) -> torch.Tensor:
@@ -402,7 +403,7 @@ def predict_volume(model: nn.Module, image: np.ndarray, batch_size: int = 32, de
     network has learnt. ``"none"``: one pass.
     """
     if tta not in TTA:
-        raise ValueError(f"unet.tta must be one of {TTA}, got {tta!r}")
+        raise ValueError(f"unet.tta must be one of {tuple(TTA)}, got {tta!r}")
     dev = next(model.parameters()).device if device == "auto" else resolve_device(device)
     out = []
     for s in range(0, image.shape[0], batch_size):
@@ -450,7 +451,7 @@ def tta_mode(profile) -> str:
     """The profile's ``unet.tta`` (default ``"none"``), checked against :data:`TTA`."""
     mode = str(profile["unet"].get("tta", "none"))
     if mode not in TTA:
-        raise ValueError(f"unet.tta must be one of {TTA}, got {mode!r} (profiles.yaml)")
+        raise ValueError(f"unet.tta must be one of {tuple(TTA)}, got {mode!r} (profiles.yaml)")
     return mode
 
 
