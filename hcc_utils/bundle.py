@@ -8,7 +8,7 @@ file                            what
 ``bundle.json``                 format, creation time, profile, the chosen DSFR model and phase, the file list
 ``code_version.json``           package version, git commit (when known), SHA-256 of the computing sources
 ``settings.json``               the resolved profile settings of the run (windows, network input, U-Net, features)
-``preprocessing.json``          per phase: window, size, normalisation; post-processing, test-time mirroring, feature layers, mask rule
+``preprocessing.json``          window, size, normalisation per phase; post-processing, mirroring, layers, mask rule
 ``segmentation/<PH>/model.pth`` the selected U-Net checkpoint of each phase (with its ``metrics.json``)
 ``models/models.joblib``        the fitted pipelines (imputer, scaler, logistic regression) of every model
 ``models/models.json``          DSFR and DSFR-C as numbers: features, medians, means, SDs, coefficients, threshold

@@ -163,7 +163,8 @@ def layer_channels(model, layers, size: int) -> list[tuple[str, int]]:
 
 
 def case_regions(model, case: pp.CaseCache, conditions, batch_size: int = 32, slices: list[int] | None = None,
-                 postprocess: str = "none", tta: str = "none") -> dict[tuple[str, str | None], tuple[list[int], np.ndarray, str]]:
+                 postprocess: str = "none",
+                 tta: str = "none") -> dict[tuple[str, str | None], tuple[list[int], np.ndarray, str]]:
     """The pooling region of each ``(mask, perturb)`` condition of one case (the rules of :func:`case_features`).
 
     The predicted mask needs a forward pass; it is computed once for all the predicted conditions.
