@@ -74,8 +74,8 @@ def case_variants(model, case: pp.CaseCache, layers: list[str], postprocess: str
         (the fallback region when nothing is predicted), ``manual`` from the manifest's mask when it has one.
     """
     img = case.image
-    prob = seg.predict_volume(model, img, batch_size, tta=tta)
-    pred = seg.postprocess_mask(prob >= 0.5, postprocess)
+    prob = seg.predict_tumour(model, img, batch_size, postprocess=postprocess, tta=tta)
+    pred = prob >= 0.5
     keep = [z for z in range(len(pred)) if pred[z].any()]
     if not keep:
         z = int(np.argmax(prob.reshape(len(pred), -1).max(1)))

@@ -206,9 +206,9 @@ def _base_region(model, case: pp.CaseCache, mask: str, batch_size: int, slices, 
         return keep, np.asarray(gt[keep], dtype=bool), "manual"
     # first pass: the predicted mask; the second pass pools only on its tumour slices (memory stays small)
     zs = sorted(range(case.n_slices) if slices is None else {int(z) for z in slices})
-    prob = (seg.predict_volume(model, img[zs], batch_size, tta=tta) if zs
+    prob = (seg.predict_tumour(model, img[zs], batch_size, postprocess=postprocess, tta=tta) if zs
             else np.zeros((0,) + img.shape[1:], np.float32))
-    m = seg.postprocess_mask(prob >= 0.5, postprocess)
+    m = prob >= 0.5
     keep = [z for z, mz in zip(zs, m) if mz.any()]
     m = m[[i for i, mz in enumerate(m) if mz.any()]]
     if keep:

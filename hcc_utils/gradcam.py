@@ -232,7 +232,7 @@ def run_gradcam(profile, manifest, weights=None, n_features: int | None = None, 
         raise FileNotFoundError(f"{weights}: the DSFR weights are written by notebook 04 (models)")
     top = top_features(weights, n_features, phase or default_phase(profile))
     size = int(profile["preprocess"]["size"])
-    mask_mode = profile["features"].get("mask", "predicted")
+    mask_mode, tta = profile["features"].get("mask", "predicted"), seg.tta_mode(profile)
     df = pp.load_manifest(manifest).set_index("patient_id", drop=False)
     df.index = df.index.astype(str)
     dev = seg.resolve_device(device)
@@ -250,7 +250,7 @@ def run_gradcam(profile, manifest, weights=None, n_features: int | None = None, 
             ps = sl[sl["patient_id"].astype(str) == pid]
             z = int(ps.loc[ps["area_px"].idxmax(), "z"])
             img = np.asarray(case.image[z], dtype=np.float32)
-            region = _feature_mask(model, img, case, z, mask_mode, seg.tta_mode(profile))
+            region = _feature_mask(model, img, case, z, mask_mode, tta)
             cam, target = gradcam(model, img, region, ft["layer"], int(ft["channel"]), method)
             truth = np.asarray(case.mask[z]) if case.mask is not None else None
             if truth is None or not truth.any():  # no manual mask (or none on this slice): the pooled region

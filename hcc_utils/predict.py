@@ -76,8 +76,7 @@ def segment_phase(bundle: Bundle, row: pd.Series, phase: str, profile, cache: Pa
     case = pp.prepare_case(row, phase, profile, cache_root=cache)
     bs = int(pre["inference_batch_size"])
     post, tta = pre["postprocess"], pre.get("tta", "none")  # bundles written before unet.tta: one pass
-    prob = seg.predict_volume(model, case.image, bs, tta=tta)
-    prob = np.where(seg.postprocess_mask(prob >= 0.5, post), prob, np.minimum(prob, 0.5 - 1e-6)).astype(np.float32)
+    prob = seg.predict_tumour(model, case.image, bs, postprocess=post, tta=tta)
     pred_px = (prob >= 0.5).reshape(prob.shape[0], -1).sum(1)
     visit = [int(z) for z in np.flatnonzero(pred_px > 0)]
     if not visit:

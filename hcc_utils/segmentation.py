@@ -387,6 +387,12 @@ TTA = {"none": "one pass per slice",
        "flip": "each slice and its left-right mirror image, their probabilities averaged"}
 
 
+def _checked(key: str, mode: str, allowed) -> str:
+    if mode not in allowed:
+        raise ValueError(f"unet.{key} must be one of {tuple(allowed)}, got {mode!r} (profiles.yaml)")
+    return mode
+
+
 def _tumour_prob(model: nn.Module, x: torch.Tensor, dev: torch.device) -> torch.Tensor:
     with _autocast(dev):
         logits = model(x.contiguous(memory_format=torch.channels_last))
@@ -402,8 +408,7 @@ def predict_volume(model: nn.Module, image: np.ndarray, batch_size: int = 32, de
     the mirroring that nnU-Net uses at inference; the training augmentation flips slices, so both views are ones the
     network has learnt. ``"none"``: one pass.
     """
-    if tta not in TTA:
-        raise ValueError(f"unet.tta must be one of {tuple(TTA)}, got {tta!r}")
+    _checked("tta", tta, TTA)
     dev = next(model.parameters()).device if device == "auto" else resolve_device(device)
     out = []
     for s in range(0, image.shape[0], batch_size):
@@ -424,8 +429,7 @@ def postprocess_mask(mask: np.ndarray, mode: str = "none") -> np.ndarray:
     ``"largest_component"`` keeps the largest 3D connected component (26-connectivity): the cohort has one tumour per
     patient (single HCC), so every smaller component is a false positive. ``"none"`` returns the mask unchanged.
     """
-    if mode not in POSTPROCESS:
-        raise ValueError(f"unet.postprocess must be one of {POSTPROCESS}, got {mode!r}")
+    _checked("postprocess", mode, POSTPROCESS)
     m = np.asarray(mask, dtype=bool)
     if mode == "none" or not m.any():
         return m
@@ -439,20 +443,28 @@ def postprocess_mask(mask: np.ndarray, mode: str = "none") -> np.ndarray:
     return lab == int(np.argmax(sizes))
 
 
+def postprocess_prob(prob: np.ndarray, mode: str = "none") -> np.ndarray:
+    """Tumour probabilities (Z x S x S) with every pixel outside :func:`postprocess_mask` of ``prob >= 0.5`` capped
+    just below 0.5, so that ``result >= 0.5`` is the post-processed mask and the probabilities stay otherwise."""
+    keep = postprocess_mask(prob >= 0.5, mode)
+    return np.where(keep, prob, np.minimum(prob, 0.5 - 1e-6)).astype(np.float32)
+
+
+def predict_tumour(model: nn.Module, image: np.ndarray, batch_size: int = 32, device="auto",
+                   postprocess: str = "none", tta: str = "none") -> np.ndarray:
+    """The book's predicted tumour: :func:`predict_volume` (with test-time augmentation ``tta``), then
+    :func:`postprocess_prob`; ``>= 0.5`` is the mask every chapter uses."""
+    return postprocess_prob(predict_volume(model, image, batch_size, device, tta), postprocess)
+
+
 def postprocess_mode(profile) -> str:
     """The profile's ``unet.postprocess`` (default ``"none"``), checked against :data:`POSTPROCESS`."""
-    mode = str(profile["unet"].get("postprocess", "none"))
-    if mode not in POSTPROCESS:
-        raise ValueError(f"unet.postprocess must be one of {POSTPROCESS}, got {mode!r} (profiles.yaml)")
-    return mode
+    return _checked("postprocess", str(profile["unet"].get("postprocess", "none")), POSTPROCESS)
 
 
 def tta_mode(profile) -> str:
     """The profile's ``unet.tta`` (default ``"none"``), checked against :data:`TTA`."""
-    mode = str(profile["unet"].get("tta", "none"))
-    if mode not in TTA:
-        raise ValueError(f"unet.tta must be one of {tuple(TTA)}, got {mode!r} (profiles.yaml)")
-    return mode
+    return _checked("tta", str(profile["unet"].get("tta", "none")), TTA)
 
 
 def dice_score(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -529,7 +541,7 @@ def predict_cohort(manifest, profile, phase: str, device="auto", batch_size: int
         t0 = time.perf_counter()
         prob = predict_volume(model, case.image, bs, dev, tta)
         t_net += time.perf_counter() - t0
-        prob = np.where(postprocess_mask(prob >= 0.5, post), prob, np.minimum(prob, 0.5 - 1e-6)).astype(np.float32)
+        prob = postprocess_prob(prob, post)
         n_slices += prob.shape[0]
         slice_rows.append(pd.DataFrame({"patient_id": case.patient_id, "z": np.arange(prob.shape[0]),
                                         "pred_px": (prob >= 0.5).reshape(prob.shape[0], -1).sum(1),
