@@ -65,7 +65,7 @@ def case_variants(model, case: pp.CaseCache, layers: list[str], postprocess: str
     batch_size : int
         Slices per forward pass.
     tta : str
-        The profile's ``unet.tta`` for the predicted mask (:func:`hcc_utils.segmentation.predict_volume`).
+        The profile's ``unet.tta`` for the predicted mask (:func:`hcc_utils.segmentation.predict_tumour`).
 
     Returns
     -------

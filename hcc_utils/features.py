@@ -268,10 +268,8 @@ def case_features(model, case: pp.CaseCache, layers, mask: str = "predicted", ba
     """Per-slice pooled features of one cached case.
 
     ``slices`` restricts the forward passes (``mask="predicted"``) to these z indices (default: all slices); the
-    fallback then looks among them. ``postprocess`` is applied to the predicted mask of those slices
-    (:func:`hcc_utils.segmentation.postprocess_mask`, the same rule as the stored predicted masks), and ``tta`` is
-    the test-time augmentation of the predicted mask's forward pass (:func:`hcc_utils.segmentation.predict_volume`;
-    the pooling pass is a plain one, so the features are those of the unmirrored slices). ``perturb``
+    fallback then looks among them. ``postprocess`` and ``tta`` make the predicted mask of those slices the way
+    the stored predicted masks are made (:func:`hcc_utils.segmentation.predict_tumour`; the pooling pass is a plain one, so the features are those of the unmirrored slices). ``perturb``
     (``'erode'`` or ``'dilate'``) pools in the mask eroded or dilated by one pixel at network size
     (:func:`hcc_utils.handcrafted.perturb_mask`); slices that erosion empties are dropped, and a case it would
     empty entirely keeps its unperturbed mask (with a warning).
