@@ -4,9 +4,8 @@ For each generator seed, the whole demo book runs in its own ``$HCC_ROOT`` (``ou
 copy of ``profiles.yaml`` whose ``demo.cohort.seed`` is that seed), so the user's outputs are never touched. Then
 every Table 2 AUC, every Table 4 C-index and tdAUC, the held-out and validation-centre Dice per phase, and the
 signature's Spearman correlation with the latent are collected, and their mean and range over the seeds written to
-``benchmarks/results/stability-<stamp>.json`` and printed as a table. ``--ablation`` also runs the ablation
-(:mod:`hcc_utils.ablation`) on each seed's networks and adds its development and validation AUCs (about 7 minutes a
-seed on a 2-core machine).
+``benchmarks/results/stability-<stamp>.json`` and printed as a table. ``--ablation`` adds the development and
+validation AUCs of the book's ablation chapter (:mod:`hcc_utils.ablation`).
 """
 from __future__ import annotations
 
@@ -48,21 +47,6 @@ def run_seed(seed: int, profile: str = "demo", force: bool = False) -> Path:
         raise RuntimeError(f"seed {seed}: the book failed (exit {proc.returncode}); log {log}:\n  {tail}")
     print(f"seed {seed}: book in {time.perf_counter() - t0:.0f} s ({root})", flush=True)
     return root / "outputs" / profile
-
-
-def run_ablation(seed: int, profile: str = "demo") -> None:
-    """The ablation on the networks of a seed's finished run (``models/ablation.csv`` in its root)."""
-    root = seed_root(seed, profile)
-    env = {**os.environ, "HCC_ROOT": str(root), "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1"}
-    log = root / "ablation.log"
-    t0 = time.perf_counter()
-    with open(log, "w") as fh:
-        proc = subprocess.run([sys.executable, "-m", "hcc_utils.ablation", "--profile", profile], cwd=ROOT, env=env,
-                              stdout=fh, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        tail = "\n  ".join(log.read_text().strip().splitlines()[-10:])
-        raise RuntimeError(f"seed {seed}: the ablation failed (exit {proc.returncode}); log {log}:\n  {tail}")
-    print(f"seed {seed}: ablation in {time.perf_counter() - t0:.0f} s", flush=True)
 
 
 def collect(out: Path, ablation: bool = False) -> dict[str, float]:
@@ -109,14 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     ap.add_argument("--profile", default="demo")
     ap.add_argument("--force", action="store_true", help="rerun every step (default: unchanged steps are skipped)")
-    ap.add_argument("--ablation", action="store_true", help="also run the ablation on each seed's networks")
+    ap.add_argument("--ablation", action="store_true", help="also report the ablation's AUCs")
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
     per_seed = {}
     for s in a.seeds:
         out = run_seed(s, a.profile, a.force)
-        if a.ablation:
-            run_ablation(s, a.profile)
         per_seed[s] = collect(out, a.ablation)
     table = summarise(per_seed)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")

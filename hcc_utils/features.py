@@ -45,7 +45,12 @@ Outputs (``outputs/<profile>/features/``)
 ``<PHASE>.parquet``: index ``patient_id``, columns ``<layer>_c<k>`` (float32). ``DP.parquet``: AP and PP joined by
 patient, columns ``AP_<layer>_c<k>`` and ``PP_<layer>_c<k>``. ``<PHASE>_slices.parquet``: per tumour slice
 (``patient_id``, ``z``, ``mask_source``, ``area_px``, features). ``<PHASE>_qc.csv``: per patient, mask source, number
-of tumour slices, tumour area.
+of tumour slices, tumour area. ``<PHASE>_ablation.parquet``: per patient, the same means for **every** layer of the
+network in three regions (columns ``<layer>_<region>_c<k>``): ``tumour`` (the region above), ``ring`` (the pixels
+within :data:`RING_PX` of it that are not tumour) and ``manual`` (the manifest's mask; blank for a patient without
+one). They come from the same forward passes as the feature table (the manual mask's slices outside the tumour
+region need a few more), so ``<PHASE>.parquet`` is the same with or without them; the ablation chapter
+(:mod:`hcc_utils.ablation`) fits its models on them.
 """
 from __future__ import annotations
 
@@ -64,6 +69,10 @@ from hcc_utils import preprocess as pp
 from hcc_utils import segmentation as seg
 
 AREA_THRESHOLD = 0.5
+#: Width (pixels at network size) of the peritumoral ring of the ablation tables.
+RING_PX = 3
+#: Regions of the ablation tables.
+ABLATION_REGIONS = ("tumour", "ring", "manual")
 
 
 def region_weights(mask: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
@@ -195,6 +204,47 @@ def case_regions(model, case: pp.CaseCache, conditions, batch_size: int = 32, sl
     return out
 
 
+def ring_region(mask: np.ndarray, width: int = RING_PX) -> np.ndarray:
+    """Per slice, the pixels within ``width`` of the tumour (8-connected dilation) that are not tumour."""
+    from scipy import ndimage
+
+    return np.stack([ndimage.binary_dilation(s, np.ones((3, 3)), iterations=width) & ~s for s in mask.astype(bool)])
+
+
+def pool_ablation(model, case: pp.CaseCache, keep: list[int], m: np.ndarray, layers, batch_size: int = 32) -> dict:
+    """Per-slice pooled features of ``layers`` in the feature region, its ring and the manual mask of one case.
+
+    The region (``keep``, ``m``) and its ring are pooled in one pass over ``keep``, as are the manual mask's slices
+    among them, so the region's features are exactly those of :func:`pool_regions` on it alone; the manual mask's
+    other slices take a second pass.
+
+    Returns
+    -------
+    dict
+        ``region -> ndarray (n_slices x n_features)``; ``manual`` only when the case has a non-empty manual mask.
+    """
+    regions = {"tumour": (keep, m), "ring": (keep, ring_region(m))}
+    rest = {}
+    gt = case.mask
+    if gt is not None and case.tumour_slices:
+        inside = set(keep)
+        zs = [z for z in range(case.n_slices) if np.asarray(gt[z]).any()]
+        for target, part in ((regions, [z for z in zs if z in inside]), (rest, [z for z in zs if z not in inside])):
+            if part:
+                target["manual"] = (part, np.asarray(gt[part], dtype=bool))
+    out = pool_regions(model, case.image, regions, layers, batch_size)
+    if rest:
+        extra = pool_regions(model, case.image, rest, layers, batch_size)["manual"]
+        out["manual"] = np.vstack([out["manual"], extra]) if "manual" in out else extra
+    return out
+
+
+def _region_mean(v: np.ndarray) -> np.ndarray:
+    """Patient mean of per-slice features, skipping slices whose region is empty (zeros when all are)."""
+    ok = np.isfinite(v).all(1)
+    return v[ok].mean(0) if ok.any() else np.zeros(v.shape[1], np.float32)
+
+
 def _base_region(model, case: pp.CaseCache, mask: str, batch_size: int, slices, postprocess: str, tta: str):
     img = case.image
     if mask == "manual":
@@ -305,6 +355,7 @@ def extract_phase(manifest, profile, phase: str, mask: str | None = None, device
         Pool in the mask eroded or dilated by one pixel (:func:`case_features`).
     write : bool
         Write the tables under ``features/`` (False: only return the patient table, e.g. for a robustness study).
+        Without ``perturb`` the written tables include ``<PHASE>_ablation.parquet``.
 
     Returns
     -------
@@ -318,15 +369,27 @@ def extract_phase(manifest, profile, phase: str, mask: str | None = None, device
     dev = next(model.parameters()).device
     df = pp.load_manifest(manifest)
     visit = _slices_to_visit(profile, phase) if mask == "predicted" else None
+    abl_layers = list(seg.feature_modules(model)) if write and perturb is None else None
+    if abl_layers:
+        abl_names = feature_names(model, abl_layers, int(profile["preprocess"]["size"]))
+        main = [abl_names.index(n) for n in names]
+        abl_rows = []
     vecs, qc, slice_frames = [], [], []
     tracemalloc.start()
     t0 = time.perf_counter()
     rows = [r for _, r in df.iterrows()]
     for row in pp._progress(rows, progress, f"features {phase}"):
         case = pp.prepare_case(row, phase, profile)
-        f, zs, areas, source = case_features(model, case, layers, mask, bs, dev,
-                                             None if visit is None else visit.get(case.patient_id), post, perturb,
-                                             tta)
+        zs_visit = None if visit is None else visit.get(case.patient_id)
+        if abl_layers:
+            zs, m, source = case_regions(model, case, [(mask, None)], bs, zs_visit, post, tta)[(mask, None)]
+            pooled = pool_ablation(model, case, zs, m, abl_layers, bs)
+            f, areas = pooled["tumour"][:, main], m.reshape(len(zs), -1).sum(1).astype(float).tolist()
+            abl_rows.append(np.concatenate([_region_mean(pooled[r]) if r in pooled
+                                            else np.full(len(abl_names), np.nan, np.float32)
+                                            for r in ABLATION_REGIONS]))
+        else:
+            f, zs, areas, source = case_features(model, case, layers, mask, bs, dev, zs_visit, post, perturb, tta)
         vecs.append(f.mean(0))
         qc.append({"patient_id": case.patient_id, "mask_source": source, "n_tumour_slices": len(zs),
                    "tumour_area_px": float(np.sum(areas))})
@@ -349,7 +412,13 @@ def extract_phase(manifest, profile, phase: str, mask: str | None = None, device
     pd.concat(slice_frames, ignore_index=True).to_parquet(out / f"{phase}_slices.parquet", index=False)
     qcdf = pd.DataFrame(qc)
     qcdf.to_csv(out / f"{phase}_qc.csv", index=False)
+    if abl_layers:
+        cols = [f"{n.rsplit('_c', 1)[0]}_{r}_c{n.rsplit('_c', 1)[1]}" for r in ABLATION_REGIONS for n in abl_names]
+        pd.DataFrame(np.vstack(abl_rows).astype(np.float32), index=pd.Index(ids, name="patient_id"),
+                     columns=cols).to_parquet(out / f"{phase}_ablation.parquet")
     info = {"phase": phase, "mask": mask, "layers": layers, "slices_from_inference": visit is not None,
+            "model_sha256": seg.file_sha256(profile.outputs / "segmentation" / phase / "model.pth"),
+            "ablation_layers": abl_layers, "ring_px": RING_PX,
             "n_slices_visited": int(sum(len(v) for v in visit.values())) if visit else None, "n_patients": len(table), "n_features": table.shape[1],
             "n_fallback": int((qcdf["mask_source"] == "fallback_max_prob").sum()), "seconds": seconds,
             "peak_python_heap_mb": peak / 2**20, "peak_rss_mb": _peak_rss_mb()}

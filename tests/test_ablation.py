@@ -1,27 +1,22 @@
-"""The ablation's pieces: the ring region, the compared designs, the contrast design and the page table."""
+"""The ablation's pieces: the stored tables, the compared designs, the contrast design, the page table, its step."""
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from hcc_utils import ablation
+from hcc_utils import features as fe
+from hcc_utils.files import file_sha256
 
 
 def test_ring_surrounds_the_tumour_and_excludes_it():
     m = np.zeros((1, 20, 20), bool)
     m[0, 8:12, 8:12] = True
-    r = ablation._ring(m, width=2)
+    r = fe.ring_region(m, width=2)
     assert not (r & m).any()
     assert r[0, 6, 6] and r[0, 13, 13] and not r[0, 5, 5] and not r[0, 14, 14]
     assert r.sum() == 8 * 8 - 4 * 4
-
-
-def test_pool_is_the_region_mean_per_channel():
-    fmap = torch.arange(2 * 4 * 4, dtype=torch.float32).reshape(1, 2, 4, 4)
-    region = np.zeros((1, 4, 4), bool)
-    region[0, :2, :2] = True
-    out = ablation._pool(fmap, region)
-    np.testing.assert_allclose(out[0], [np.mean([0, 1, 4, 5]), np.mean([16, 17, 20, 21])])
 
 
 def test_variants_mark_the_profile_default_once_per_factor():
@@ -68,70 +63,52 @@ def _profile(tmp_path):
     prof = load_profile("ci", overrides={"outputs": str(tmp_path / "out")})
     for ph in ("AP", "PP"):
         prof.out("segmentation", ph, "model.pth").write_bytes(ph.encode())
-    man = tmp_path / "manifest.csv"
-    man.write_text("patient_id\nP1\n")
-    return prof, man
+    return prof
 
 
-def _store(prof, man, seed=None):
-    from hcc_utils.files import write_json
-
-    out = prof.out("models", "ablation.csv")
-    pd.DataFrame([{c: 0.5 for c in ablation.COLUMNS}]).to_csv(out, index=False)
-    write_json({"basis": ablation.basis(prof, man, seed)}, out.with_suffix(".json"))
-
-
-def test_load_without_a_run_is_none(tmp_path):
-    prof, man = _profile(tmp_path)
-    assert ablation.load(prof, man) == (None, "not run")
-
-
-def test_load_returns_a_table_of_this_run(tmp_path):
-    prof, man = _profile(tmp_path)
-    _store(prof, man)
-    table, why = ablation.load(prof, man)
-    assert why == "" and list(table.columns) == ablation.COLUMNS
+def _store_tables(prof, phase="PP", manual_missing=False):
+    d = prof.outputs / "features"
+    d.mkdir(parents=True, exist_ok=True)
+    cols = [f"{layer}_{r}_c{k}" for r in fe.ABLATION_REGIONS for layer in ("enc1", "dec2") for k in range(2)]
+    t = pd.DataFrame(np.arange(2 * len(cols), dtype=np.float32).reshape(2, -1),
+                     index=pd.Index(["1", "2"], name="patient_id"), columns=cols)
+    if manual_missing:
+        t.loc["2", [c for c in cols if "_manual_" in c]] = np.nan
+    t.to_parquet(d / f"{phase}_ablation.parquet")
+    sha = file_sha256(prof.outputs / "segmentation" / phase / "model.pth")
+    (d / f"{phase}_info.json").write_text(json.dumps({"model_sha256": sha}))
+    return t
 
 
-@pytest.mark.parametrize("change, said", [
-    ("networks", "trained networks"), ("manifest", "manifest"), ("seed", "seed"), ("features", "feature settings")])
-def test_load_refuses_a_table_of_another_run(tmp_path, change, said):
-    prof, man = _profile(tmp_path)
-    _store(prof, man)
-    seed = None
-    if change == "networks":
-        prof.out("segmentation", "PP", "model.pth").write_bytes(b"retrained")
-    elif change == "manifest":
-        man.write_text("patient_id\nP2\n")
-    elif change == "seed":
-        seed = prof.seed + 1
-    else:
-        prof["features"]["layers"] = ["enc1", "enc2"]
-    table, why = ablation.load(prof, man, seed)
-    assert table is None and f"different {said})" in why
-    assert prof.out("models", "ablation.csv").exists()  # kept on disk until make ablation rewrites it
+def test_stored_tables_are_read_per_layer_and_region(tmp_path):
+    prof = _profile(tmp_path)
+    t = _store_tables(prof)
+    tabs = ablation.load_tables(prof, "PP")
+    assert list(tabs) == [(layer, r) for r in fe.ABLATION_REGIONS for layer in ("enc1", "dec2")]
+    ring = tabs[("dec2", "ring")]
+    assert list(ring.columns) == ["PP_dec2_ring_c0", "PP_dec2_ring_c1"]
+    np.testing.assert_array_equal(ring.to_numpy(), t[["dec2_ring_c0", "dec2_ring_c1"]].to_numpy())
 
 
-def test_load_refuses_a_table_that_does_not_say_what_it_was_computed_on(tmp_path):
-    prof, man = _profile(tmp_path)
-    _store(prof, man)
-    prof.out("models", "ablation.json").write_text("{}")
-    table, why = ablation.load(prof, man)
-    assert table is None and "does not record" in why
+def test_the_manual_region_is_left_out_when_a_patient_has_no_manual_mask(tmp_path):
+    prof = _profile(tmp_path)
+    _store_tables(prof, manual_missing=True)
+    assert {r for _, r in ablation.load_tables(prof, "PP")} == {"tumour", "ring"}
 
 
-def test_the_model_comparison_step_reruns_when_the_ablation_is_written(tmp_path):
-    from hcc_utils.run import hashing, steps
+def test_tables_of_another_network_or_none_are_refused(tmp_path):
+    prof = _profile(tmp_path)
+    with pytest.raises(FileNotFoundError, match="PP_ablation.parquet.*chapter 3"):
+        ablation.load_tables(prof, "PP")
+    _store_tables(prof)
+    prof.out("segmentation", "PP", "model.pth").write_bytes(b"retrained")
+    with pytest.raises(RuntimeError, match="another PP network"):
+        ablation.load_tables(prof, "PP")
 
-    prof, man = _profile(tmp_path)
 
-    def hashes():
-        plan = steps.plan(prof, optional=False)
-        return hashing.step_hashes(plan, notebooks_dir=steps.NOTEBOOKS, manifest_hash="m", code_hash="c",
-                                   settings=prof.settings)
+def test_the_ablation_step_follows_the_features_and_table2_and_comes_last(tmp_path):
+    from hcc_utils.run import steps
 
-    before = hashes()
-    _store(prof, man)
-    after = hashes()
-    assert after["04_model_comparison"] != before["04_model_comparison"]
-    assert after["02_unet_training_PP"] == before["02_unet_training_PP"]
+    plan = steps.plan(_profile(tmp_path), optional=False)
+    assert plan[-1].name == "10_ablation"
+    assert set(plan[-1].deps) == {"04_model_comparison", "03_feature_extraction_AP", "03_feature_extraction_PP"}

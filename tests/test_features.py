@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from hcc_utils import features as fe
+from hcc_utils import preprocess as pp
 from hcc_utils import segmentation as seg
 from toy_cohort import make_cohort, toy_profile
 
@@ -144,6 +145,36 @@ class _BrightIsTumour(seg.ClassicUNet):
     def forward(self, x):
         super().forward(x)
         return torch.cat([-10 * x, 10 * x], 1)
+
+
+def test_ablation_tables_hold_every_layer_and_leave_the_features_unchanged(tmp_path):
+    manifest = make_cohort(tmp_path / "cohort", n_dev=3, n_val=1, n_annotated=3, seed=3)
+    prof = toy_profile(tmp_path, unet={"epochs": 1, "batch_size": 8})
+    seg.train_phase(manifest, prof, "PP", progress=False)
+    plain = fe.extract_phase(manifest, prof, "PP", progress=False, write=False)
+    table = fe.extract_phase(manifest, prof, "PP", progress=False)
+    pd.testing.assert_frame_equal(plain, table, check_exact=True)  # same passes, same batches
+    d = prof.outputs / "features"
+    abl = pd.read_parquet(d / "PP_ablation.parquet")
+    model = seg.load_model(prof, "PP", "cpu")
+    names = fe.feature_names(model, list(seg.feature_modules(model)), int(prof["preprocess"]["size"]))
+    split = [n.rsplit("_c", 1) for n in names]
+    assert list(abl.columns) == [f"{lay}_{r}_c{k}" for r in fe.ABLATION_REGIONS for lay, k in split]
+    assert list(abl.index) == list(table.index)
+    tumour = abl[[f"{c.rsplit('_c', 1)[0]}_tumour_c{c.rsplit('_c', 1)[1]}" for c in table.columns]]
+    np.testing.assert_array_equal(tumour.to_numpy(), table.to_numpy())
+    ring = abl[[c.replace("_tumour_", "_ring_") for c in tumour.columns]]
+    assert np.isfinite(ring.to_numpy()).all() and not np.allclose(ring.to_numpy(), tumour.to_numpy())
+    info = json.loads((d / "PP_info.json").read_text())
+    assert info["model_sha256"] == seg.file_sha256(prof.outputs / "segmentation" / "PP" / "model.pth")
+    assert info["ring_px"] == fe.RING_PX and info["ablation_layers"] == list(seg.feature_modules(model))
+    # the manual mask of each case, pooled on its own (batches of one pass over its slices)
+    case = pp.prepare_case(pp.load_manifest(manifest).iloc[0], "PP", prof)
+    zs = [z for z in range(case.n_slices) if np.asarray(case.mask[z]).any()]
+    layers = list(seg.feature_modules(model))
+    ref = fe.pool_regions(model, case.image, {"m": (zs, np.asarray(case.mask[zs], bool))}, layers)
+    manual = abl.loc[case.patient_id, [f"{lay}_manual_c{k}" for lay, k in split]].to_numpy()
+    np.testing.assert_allclose(manual, ref["m"].mean(0), rtol=1e-5, atol=1e-6)
 
 
 def test_slices_from_inference_give_same_features(tmp_path, monkeypatch):

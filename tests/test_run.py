@@ -73,7 +73,7 @@ def test_plan_order_and_parameters(ci_profile, monkeypatch, tmp_path):
     assert names == ["01_cohort_table", "02_unet_training_AP", "02_unet_training_PP", "03_feature_extraction_AP",
                      "03_feature_extraction_PP", "04_model_comparison", "08_radiomics_robustness",
                      "05_survival_nomogram", "06_gradcam", "09_tripod_ai", "05_survival_nomogram_gse14520",
-                     "07_lits_segmentation"]
+                     "07_lits_segmentation", "10_ablation"]
     by = {s.name: s for s in steps}
     assert by["02_unet_training_PP"].params == {"profile": "ci", "manifest": None, "seed": 7, "phase": "PP"}
     assert by["03_feature_extraction_AP"].deps == ("02_unet_training_AP",)
