@@ -384,7 +384,9 @@ def extract_phase(manifest, profile, phase: str, mask: str | None = None, device
         if abl_layers:
             zs, m, source = case_regions(model, case, [(mask, None)], bs, zs_visit, post, tta)[(mask, None)]
             pooled = pool_ablation(model, case, zs, m, abl_layers, bs)
-            f, areas = pooled["tumour"][:, main], m.reshape(len(zs), -1).sum(1).astype(float).tolist()
+            # contiguous, so that its mean sums in the order of the plain pass
+            f = np.ascontiguousarray(pooled["tumour"][:, main])
+            areas = m.reshape(len(zs), -1).sum(1).astype(float).tolist()
             abl_rows.append(np.concatenate([_region_mean(pooled[r]) if r in pooled
                                             else np.full(len(abl_names), np.nan, np.float32)
                                             for r in ABLATION_REGIONS]))

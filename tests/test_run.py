@@ -315,7 +315,8 @@ def test_run_book_flow_in_isolated_root(tmp_path, monkeypatch):
     nbdir = tmp_path / "notebooks"
     nbdir.mkdir()
     for name in ("01_cohort_table", "02_unet_training", "03_feature_extraction", "04_model_comparison",
-                 "05_survival_nomogram", "06_gradcam", "08_radiomics_robustness", "09_tripod_ai"):
+                 "05_survival_nomogram", "06_gradcam", "08_radiomics_robustness", "09_tripod_ai",
+                 "10_ablation"):
         _nb(nbdir / f"{name}.ipynb", f"x = '{name}'")
         nb = nbformat.read(str(nbdir / f"{name}.ipynb"), as_version=4)
         nb.cells.insert(0, nbformat.v4.new_markdown_cell(f"# Stand-in {name}"))
@@ -340,12 +341,12 @@ def test_run_book_flow_in_isolated_root(tmp_path, monkeypatch):
     lines: list[str] = []
     summary = run.run_book("ci", manifest, log=lines.append)
     # two jobs: the cohort table and the first U-Net start together, in either order
-    assert len(calls) == 10 and set(calls[:2]) == {"01_cohort_table", "02_unet_training_AP"}
+    assert len(calls) == 11 and set(calls[:2]) == {"01_cohort_table", "02_unet_training_AP"}
     html = root / "book" / "_build" / "html" / "index.html"
     assert summary.html == str(html) and html.exists()
     assert any(str(html) in line for line in lines)
     saved = json.loads((root / "outputs" / "ci" / "run_summary.json").read_text())
-    assert [s["status"] for s in saved["steps"]] == ["ran"] * 10 + ["unavailable"] * 2
+    assert [s["status"] for s in saved["steps"]] == ["ran"] * 10 + ["unavailable"] * 2 + ["ran"]
     assert saved["book_seconds"] > 0 and saved["manifest"] == str(manifest)
     pages = root / "book" / "_build" / "html" / "book" / "executed"
     assert "Stand-in 06_gradcam" in (pages / "06_gradcam.html").read_text()
