@@ -319,7 +319,8 @@ def case_features(model, case: pp.CaseCache, layers, mask: str = "predicted", ba
 
     ``slices`` restricts the forward passes (``mask="predicted"``) to these z indices (default: all slices); the
     fallback then looks among them. ``postprocess`` and ``tta`` make the predicted mask of those slices the way
-    the stored predicted masks are made (:func:`hcc_utils.segmentation.predict_tumour`; the pooling pass is a plain one, so the features are those of the unmirrored slices). ``perturb``
+    the stored predicted masks are made (:func:`hcc_utils.segmentation.predict_tumour`; the pooling pass is a plain
+    one, so the features are those of the unmirrored slices). ``perturb``
     (``'erode'`` or ``'dilate'``) pools in the mask eroded or dilated by one pixel at network size
     (:func:`hcc_utils.handcrafted.perturb_mask`); slices that erosion empties are dropped, and a case it would
     empty entirely keeps its unperturbed mask (with a warning).
@@ -366,7 +367,6 @@ def extract_phase(manifest, profile, phase: str, mask: str | None = None, device
     if mask not in ("predicted", "manual"):
         raise ValueError(f"features.mask must be 'predicted' or 'manual', got {mask!r}")
     model, layers, names, bs, post, tta = _phase_network(profile, phase, device, layers)
-    dev = next(model.parameters()).device
     df = pp.load_manifest(manifest)
     visit = _slices_to_visit(profile, phase) if mask == "predicted" else None
     abl_layers = list(seg.feature_modules(model)) if write and perturb is None else None
@@ -380,18 +380,19 @@ def extract_phase(manifest, profile, phase: str, mask: str | None = None, device
     rows = [r for _, r in df.iterrows()]
     for row in pp._progress(rows, progress, f"features {phase}"):
         case = pp.prepare_case(row, phase, profile)
-        zs_visit = None if visit is None else visit.get(case.patient_id)
+        key = (mask, perturb)
+        regions = case_regions(model, case, [key], bs, None if visit is None else visit.get(case.patient_id), post,
+                               tta)
+        zs, m, source = regions[key]
         if abl_layers:
-            zs, m, source = case_regions(model, case, [(mask, None)], bs, zs_visit, post, tta)[(mask, None)]
             pooled = pool_ablation(model, case, zs, m, abl_layers, bs)
-            # contiguous, so that its mean sums in the order of the plain pass
-            f = np.ascontiguousarray(pooled["tumour"][:, main])
-            areas = m.reshape(len(zs), -1).sum(1).astype(float).tolist()
+            f = np.ascontiguousarray(pooled["tumour"][:, main])  # contiguous: its mean sums as the plain pass does
             abl_rows.append(np.concatenate([_region_mean(pooled[r]) if r in pooled
                                             else np.full(len(abl_names), np.nan, np.float32)
                                             for r in ABLATION_REGIONS]))
         else:
-            f, zs, areas, source = case_features(model, case, layers, mask, bs, dev, zs_visit, post, perturb, tta)
+            f = pool_regions(model, case.image, regions, layers, bs)[key]
+        areas = m.reshape(len(zs), -1).sum(1).astype(float).tolist()
         vecs.append(f.mean(0))
         qc.append({"patient_id": case.patient_id, "mask_source": source, "n_tumour_slices": len(zs),
                    "tumour_area_px": float(np.sum(areas))})
@@ -421,7 +422,8 @@ def extract_phase(manifest, profile, phase: str, mask: str | None = None, device
     info = {"phase": phase, "mask": mask, "layers": layers, "slices_from_inference": visit is not None,
             "model_sha256": seg.file_sha256(profile.outputs / "segmentation" / phase / "model.pth"),
             "ablation_layers": abl_layers, "ring_px": RING_PX,
-            "n_slices_visited": int(sum(len(v) for v in visit.values())) if visit else None, "n_patients": len(table), "n_features": table.shape[1],
+            "n_slices_visited": int(sum(len(v) for v in visit.values())) if visit else None,
+            "n_patients": len(table), "n_features": table.shape[1],
             "n_fallback": int((qcdf["mask_source"] == "fallback_max_prob").sum()), "seconds": seconds,
             "peak_python_heap_mb": peak / 2**20, "peak_rss_mb": _peak_rss_mb()}
     (out / f"{phase}_info.json").write_text(json.dumps(info, indent=1))
