@@ -81,6 +81,7 @@ def test_tiny_run_writes_valid_json_and_page(tiny_benchmark, tmp_path):
     assert "0 skipped" in book["make book PROFILE=ci (cold)"]["note"]  # cold: every notebook ran
     assert "0 notebook runs" in book["make book PROFILE=ci (warm)"]["note"]  # warm: every notebook skipped
     assert any(f["stage"].startswith("notebook 02_unet_training") for f in figs if f["group"] == "book")
+    assert any(f["group"] == "book" and f["stage"] == "machine" and f["value"] > 0 for f in figs)  # the book's CPU
     stages = {f["stage"] for f in figs if f["group"] == "stage"}
     for s in ("cohort generation", "slice cache build", "U-Net training (classic)", "U-Net training (dynamic)",
               "inference (PP, all patients)", "feature extraction (PP)", "survival statistics (synthetic)"):
@@ -172,3 +173,70 @@ def test_stability_collects_every_figure_and_the_ablation(tmp_path):
     table = stability.summarise({1: res, 2: {**res, "Dice | PP | validation": 0.8}})
     assert table.loc["Dice | PP | validation", "mean"] == pytest.approx(0.75)
     assert table.loc["Dice | PP | validation", "min"] == 0.7
+
+
+
+def test_planted_fits_the_books_visual_model_on_the_cohort_make_cohort_writes(ci_profile, ci_manifest):
+    from sklearn.metrics import roc_auc_score
+
+    from benchmarks import planted
+    from hcc_utils.classifiers import fit_nested, visual_design
+    from hcc_utils.config import load_profile
+    from hcc_utils.manifest import load_patient_table
+
+    small = {"grid": {"C": [0.1, 1.0], "max_iter": [200], "tol": [1e-4]}, "cv_folds": 3, "n_jobs": 1}
+    profile = load_profile("ci", overrides={"models": small})
+    res = planted.seed_figures(ci_profile["cohort"]["seed"], profile)
+    pts = load_patient_table(ci_manifest)
+    dev = pts[pts["cohort"] == "development"]
+    y = dev["er"].astype(int)
+    f = fit_nested("Visual", visual_design(dev), y, None, small["grid"], 3, profile.seed)
+    assert res["visual"] == pytest.approx(roc_auc_score(y, f.cv_prob.loc[y.index]), abs=1e-12)
+    assert res["er_rate"] == pytest.approx(y.mean())
+    assert res["gap"] == pytest.approx(res["image phenotype"] - res["visual"])
+    other = planted.seed_figures(ci_profile["cohort"]["seed"] + 1, profile)
+    assert other["er_rate"] != res["er_rate"] or other["visual"] != res["visual"]
+
+
+def test_a_book_only_run_keeps_the_committed_full_run_on_the_page(tmp_path, monkeypatch):
+    from benchmarks import report, runner
+
+    latest = tmp_path / "latest.json"
+    full = {"timestamp": "20260101T000000Z", "mode": "full",
+            "figures": [{"group": "scaling", "stage": "s", "metric": "m", "value": 1.0, "unit": "s"}]}
+    latest.write_text(json.dumps(full))
+    monkeypatch.setattr(report, "LATEST", latest)
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "20261203T000000Z.json").write_text(json.dumps(
+        {"timestamp": "20261203T000000Z", "mode": "full",
+         "figures": [{"group": "book", "stage": "b", "metric": "m", "value": 2.0, "unit": "s"}]}))
+    assert runner.latest_result(results, group="scaling") is None
+    got = runner._committed_full_run(results)
+    assert got == results / "20260101T000000Z.json"
+    assert json.loads(got.read_text()) == full
+    assert runner.latest_result(results, group="scaling") == got
+    latest.write_text(json.dumps({**full, "figures": full["figures"][:0]}))  # no scaling figures: not used
+    assert runner._committed_full_run(tmp_path / "other") is None
+
+
+def test_the_book_section_gives_the_cpu_figure_and_shares_of_the_cold_wall_time(tmp_path):
+    from benchmarks.report import write_report
+
+    latest = json.loads((ROOT / "benchmarks" / "latest.json").read_text())
+    fig = [("make book PROFILE=demo (cold)", "wall time", 1000.0, "s"), ("machine", "fp32 matmul throughput, 1 thread",
+           87.5, "GFLOP/s"), ("notebook 02_unet_training_AP", "time (cold run)", 600.0, "s"),
+           ("notebook 02_unet_training_PP", "time (cold run)", 550.0, "s"),
+           ("the notebooks, start of the first to end of the last", "time (cold run)", 900.0, "s")]
+    book = {**latest, "figures": [{"group": "book", "stage": a, "metric": b, "value": v, "unit": u, "note": ""}
+                                  for a, b, v, u in fig]}
+    main = {**latest, "figures": [f for f in latest["figures"] if f["group"] != "book"]}
+    (tmp_path / "main.json").write_text(json.dumps(main))
+    (tmp_path / "book.json").write_text(json.dumps(book))
+    text = write_report(tmp_path / "main.json", readme=tmp_path / "README.md", plot=tmp_path / "s.png",
+                        book_json=tmp_path / "book.json").read_text()
+    section = text[text.index("## The whole book"):]
+    assert "| machine | fp32 matmul throughput, 1 thread | 87.5 | GFLOP/s |" in section
+    assert "| notebook 02_unet_training_AP | 600 | 60 % |" in section  # of the cold wall time, not of the sum
+    assert "Slowest part of the cold book: **notebook 02_unet_training_AP** (600 s)" in section
+    assert latest["machine"]["cpu"] in section
