@@ -151,8 +151,10 @@ def write_report(json_path: Path, readme: Path = README, plot: Path = PLOT, book
         # `make bench-book` writes its own JSON: show the latest one beside this run's figures
         bdata = json.loads(Path(book_json).read_text())
         figs = figs + [f for f in bdata["figures"] if f["group"] == "book"]
-        book_src = (f"`{Path(book_json).name}` (a separate `make bench-book` run, load average at start "
-                    + ", ".join(f"{x:.1f}" for x in (bdata["machine"].get("load_average_at_start") or [])) + ")")
+        bm = bdata["machine"]
+        book_src = (f"`{Path(book_json).name}` (a separate `make bench-book` run on {bm.get('cpu')}, "
+                    f"{bm.get('usable_cpus')} usable CPUs, load average at start "
+                    + ", ".join(f"{x:.1f}" for x in (bm.get("load_average_at_start") or [])) + ")")
         if readme == README:
             LATEST_BOOK.write_text(json.dumps(bdata, indent=1))
     if readme == README:  # the page's numbers stay checkable: its JSON is kept beside it (committed)
@@ -195,8 +197,9 @@ def write_report(json_path: Path, readme: Path = README, plot: Path = PLOT, book
 
     bk = [f for f in figs if f["group"] == "book"]
     if bk:
-        whole = [f for f in bk if f["stage"].startswith("make book")]
-        parts = [f for f in bk if not f["stage"].startswith("make book")]
+        whole = [f for f in bk if f["stage"].startswith("make book") or f["stage"] == "machine"]
+        parts = [f for f in bk if f not in whole]
+        cold = next((f["value"] for f in whole if f["stage"].endswith("(cold)") and f["metric"] == "wall time"), None)
         lines += ["## The whole book: `make book`, cold and warm", "",
                   f"From {book_src}. `make book` in an isolated `$HCC_ROOT` under `outputs/bench/` (the book's own cohort, outputs and "
                   "HTML are not touched). Cold starts from an empty root: the synthetic cohort is generated, every "
@@ -206,12 +209,13 @@ def write_report(json_path: Path, readme: Path = README, plot: Path = PLOT, book
                          [[f["stage"], f["metric"], _fmt(f["value"], f["unit"]), f["unit"], f["note"]]
                           for f in whole]), ""]
         if parts:
-            tot = sum(f["value"] or 0 for f in parts)
-            rows = [[f["stage"], _fmt(f["value"]), f"{100 * (f['value'] or 0) / tot:.0f} %" if tot else "-",
+            rows = [[f["stage"], _fmt(f["value"]), f"{100 * (f['value'] or 0) / cold:.0f} %" if cold else "-",
                      f["note"]] for f in parts]
-            lines += ["Where the cold run's time goes:", "",
+            lines += ["Where the cold run's time goes (share: of the cold wall time; notebooks that run at once "
+                      "overlap, so the shares add up to more than 100 %):", "",
                       _table(["part of the cold run", "seconds", "share", "note"], rows), ""]
-            slow = max(parts, key=lambda f: f["value"] or 0)
+            slow = max([f for f in parts if f["stage"].startswith(("notebook ", "jupyter-book"))] or parts,
+                       key=lambda f: f["value"] or 0)
             lines += [f"Slowest part of the cold book: **{slow['stage']}** ({_fmt(slow['value'])} s).", ""]
 
     df = scaling_frame(data)

@@ -294,6 +294,12 @@ class _Bench:
     def book(self) -> None:
         """The whole `make book`, cold and warm, in an isolated root."""
         run, child, base = self.run, self.child, self.base
+        # the book's time depends on the CPU: its 1-thread matmul figure goes beside it (machines of one kind differ 2x)
+        r = _safe(run, "cpu peak", child, "cpu_peak", {})
+        if r:
+            run.add("book", "machine", "fp32 matmul throughput, 1 thread (torch.mm 2048^2)", r["gflops_sgemm"],
+                    "GFLOP/s", f"measured before the cold run; {r.get('threads_all', '?')} threads: "
+                    f"{r.get('gflops_sgemm_all', float('nan')):.0f} GFLOP/s")
         for cold in (True, False):
             label = "cold" if cold else "warm"
             _print(f"[book] make book PROFILE={base} ({label})")
@@ -385,10 +391,29 @@ def refresh_report(folder: Path = RESULTS, main: Path | None = None) -> Path | N
     run with ``make book`` figures (``make bench-book``)."""
     from benchmarks.report import write_report
 
-    main = main or latest_result(folder, group="scaling") or latest_result(folder, group="book")
+    main = main or latest_result(folder, group="scaling") or _committed_full_run(folder)
+    main = main or latest_result(folder, group="book")
     if main is None:
         return None
     return write_report(main, book_json=latest_result(folder, group="book"))
+
+
+def _committed_full_run(folder: Path) -> Path | None:
+    """The committed ``benchmarks/latest.json``, put back under its own name in ``folder`` when it is a full run with
+    scaling figures, so that a ``make bench-book`` on a fresh clone (no full run of its own) keeps the page's stage
+    and scaling figures instead of replacing them with the book's alone."""
+    from benchmarks.report import LATEST
+
+    if not LATEST.exists():
+        return None
+    d = json.loads(LATEST.read_text())
+    if d.get("mode") != "full" or not any(f["group"] == "scaling" for f in d.get("figures", [])):
+        return None
+    dest = folder / f"{d['timestamp']}.json"
+    if not dest.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        dest.write_text(LATEST.read_text())
+    return dest
 
 
 def _cleanup_bench_data(tag: str, keep: str) -> None:
