@@ -35,17 +35,17 @@ def seed_figures(seed: int, profile) -> dict[str, float]:
 
     from hcc_utils.classifiers import fit_nested, visual_design
     from hcc_utils.manifest import early_recurrence
+    from hcc_utils.models import phenotype_design
     from hcc_utils.synthetic import IMAGE_PHENOTYPE, LANDMARK, cohort_spec, cohort_tables
 
     t = cohort_tables(dataclasses.replace(cohort_spec(profile)[0], seed=int(seed)))
-    dev = t[t["cohort"] == "development"].copy()
+    dev = t[t["cohort"] == "development"]
     y = pd.Series(np.asarray(early_recurrence(dev["rfs_months"], dev["recurrence"], LANDMARK), dtype=int),
                   index=dev.index)
-    dev["diameter_mm"] = np.log(dev["diameter_mm"].astype(float))
     m = profile["models"]
     grid, folds, fseed, jobs = m["grid"], int(m["cv_folds"]), profile.seed, int(m.get("n_jobs") or 1)
     out = {"er_rate": float(y.mean())}
-    for name, X in (("visual", visual_design(dev)), ("image phenotype", dev[IMAGE_PHENOTYPE].astype(float))):
+    for name, X in (("visual", visual_design(dev)), ("image phenotype", phenotype_design(dev, IMAGE_PHENOTYPE))):
         f = fit_nested(name, X, y, None, grid, folds, fseed, n_jobs=jobs)
         out[name] = float(roc_auc_score(y, f.cv_prob.loc[y.index]))
     out["gap"] = out["image phenotype"] - out["visual"]

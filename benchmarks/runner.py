@@ -61,6 +61,7 @@ class _Bench:
         self.sizes = sorted(cfg["sizes"])
         self.tag0 = f"{self.tag}-n{self.sizes[0]}"
         self.peak: float | None = None  # the CPU's measured fp32 matmul throughput
+        self._cpu: dict | None = None  # the cpu_peak task's result, measured once per run
         self.flops_by_arch: dict[str, float] = {}
         self.fwd_by_arch: dict[str, float] = {}
         self.model_dir: str | None = None  # the trained classic U-Net of the first size
@@ -69,11 +70,17 @@ class _Bench:
     def child(self, task, args, timeout=900):
         return run_child(task, args, timeout=timeout, log_dir=self.log_dir)
 
+    def cpu_peak(self) -> dict | None:
+        """The CPU's fp32 matmul throughput (the ``cpu_peak`` task), measured once per run."""
+        if self._cpu is None:
+            self._cpu = _safe(self.run, "cpu peak", self.child, "cpu_peak", {})
+        return self._cpu
+
     def flops(self) -> None:
         """FLOPs of the networks and the CPU's limit."""
         run, child, cfg = self.run, self.child, self.cfg
         _print("[flops] FLOP counter and the CPU's matrix-multiply throughput")
-        r = _safe(run, "cpu peak", child, "cpu_peak", {})
+        r = self.cpu_peak()
         if r:
             self.peak = r["gflops_sgemm"]
             run.add("machine", "CPU", "fp32 matmul throughput (torch.mm 2048^2)", r["gflops_sgemm"], "GFLOP/s",
@@ -295,10 +302,10 @@ class _Bench:
         """The whole `make book`, cold and warm, in an isolated root."""
         run, child, base = self.run, self.child, self.base
         # the book's time depends on the CPU: its 1-thread matmul figure goes beside it (machines of one kind differ 2x)
-        r = _safe(run, "cpu peak", child, "cpu_peak", {})
+        r = self.cpu_peak()
         if r:
             run.add("book", "machine", "fp32 matmul throughput, 1 thread (torch.mm 2048^2)", r["gflops_sgemm"],
-                    "GFLOP/s", f"measured before the cold run; {r.get('threads_all', '?')} threads: "
+                    "GFLOP/s", f"measured in this run; {r.get('threads_all', '?')} threads: "
                     f"{r.get('gflops_sgemm_all', float('nan')):.0f} GFLOP/s")
         for cold in (True, False):
             label = "cold" if cold else "warm"

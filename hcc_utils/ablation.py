@@ -50,19 +50,19 @@ def load_tables(profile, phase: str) -> dict[tuple[str, str], pd.DataFrame]:
     if not (f.exists() and info_f.exists()):
         raise FileNotFoundError(f"{f}: no ablation table for {phase}; extract the features of this run first "
                                 f"(chapter 3, notebook 03 with phase={phase!r})")
-    sha = json.loads(info_f.read_text()).get("model_sha256")
-    if not model.exists() or sha != file_sha256(model):
+    info = json.loads(info_f.read_text())
+    if not model.exists() or info.get("model_sha256") != file_sha256(model):
         raise RuntimeError(f"{f}: extracted with another {phase} network than {model}; extract the features again "
                            "(chapter 3) before the ablation")
     table = pd.read_parquet(f)
     table.index = table.index.astype(str)
-    keys = list(dict.fromkeys(tuple(c.rsplit("_c", 1)[0].rsplit("_", 1)) for c in table.columns))
     out = {}
-    for layer, region in keys:
-        t = table[[c for c in table.columns if c.rsplit("_c", 1)[0] == f"{layer}_{region}"]]
-        if t.isna().any().any():
-            continue  # the manual mask of some patient is missing
-        out[(layer, region)] = t.add_prefix(f"{phase}_")
+    for region in fe.ABLATION_REGIONS:  # the layout extract_phase writes and records
+        for layer in info["ablation_layers"]:
+            t = table[[c for c in table.columns if c.startswith(f"{layer}_{region}_c")]]
+            if t.isna().any().any():
+                continue  # the manual mask of some patient is missing
+            out[(layer, region)] = t.add_prefix(f"{phase}_")
     return out
 
 

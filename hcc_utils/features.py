@@ -67,6 +67,7 @@ import torch.nn.functional as F
 
 from hcc_utils import preprocess as pp
 from hcc_utils import segmentation as seg
+from hcc_utils.files import file_sha256
 
 AREA_THRESHOLD = 0.5
 #: Width (pixels at network size) of the peritumoral ring of the ablation tables.
@@ -336,7 +337,12 @@ def case_features(model, case: pp.CaseCache, layers, mask: str = "predicted", ba
     regions = case_regions(model, case, [(mask, perturb)], batch_size, slices, postprocess, tta)
     keep, m, source = regions[(mask, perturb)]
     feats = pool_regions(model, case.image, regions, layers, batch_size)[(mask, perturb)]
-    return feats, keep, m.reshape(len(keep), -1).sum(1).astype(float).tolist(), source
+    return feats, keep, region_areas(m), source
+
+
+def region_areas(m: np.ndarray) -> list[float]:
+    """Region pixels per slice (n x S x S masks, at network size)."""
+    return m.reshape(len(m), -1).sum(1).astype(float).tolist()
 
 
 def extract_phase(manifest, profile, phase: str, mask: str | None = None, device="auto", progress: bool = True,
@@ -378,9 +384,9 @@ def extract_phase(manifest, profile, phase: str, mask: str | None = None, device
     tracemalloc.start()
     t0 = time.perf_counter()
     rows = [r for _, r in df.iterrows()]
+    key = (mask, perturb)
     for row in pp._progress(rows, progress, f"features {phase}"):
         case = pp.prepare_case(row, phase, profile)
-        key = (mask, perturb)
         regions = case_regions(model, case, [key], bs, None if visit is None else visit.get(case.patient_id), post,
                                tta)
         zs, m, source = regions[key]
@@ -392,7 +398,7 @@ def extract_phase(manifest, profile, phase: str, mask: str | None = None, device
                                             for r in ABLATION_REGIONS]))
         else:
             f = pool_regions(model, case.image, regions, layers, bs)[key]
-        areas = m.reshape(len(zs), -1).sum(1).astype(float).tolist()
+        areas = region_areas(m)
         vecs.append(f.mean(0))
         qc.append({"patient_id": case.patient_id, "mask_source": source, "n_tumour_slices": len(zs),
                    "tumour_area_px": float(np.sum(areas))})
@@ -420,7 +426,7 @@ def extract_phase(manifest, profile, phase: str, mask: str | None = None, device
         pd.DataFrame(np.vstack(abl_rows).astype(np.float32), index=pd.Index(ids, name="patient_id"),
                      columns=cols).to_parquet(out / f"{phase}_ablation.parquet")
     info = {"phase": phase, "mask": mask, "layers": layers, "slices_from_inference": visit is not None,
-            "model_sha256": seg.file_sha256(profile.outputs / "segmentation" / phase / "model.pth"),
+            "model_sha256": file_sha256(profile.outputs / "segmentation" / phase / "model.pth"),
             "ablation_layers": abl_layers, "ring_px": RING_PX,
             "n_slices_visited": int(sum(len(v) for v in visit.values())) if visit else None,
             "n_patients": len(table), "n_features": table.shape[1],
@@ -512,7 +518,7 @@ def _slices_to_visit(profile, phase: str) -> dict[str, list[int]] | None:
         return None
     inf = json.loads(m.read_text()).get("inference", {})
     sha = inf.get("model_sha256")
-    if sha is None or sha != seg.file_sha256(d / "model.pth") or inf.get("tta", "none") != seg.tta_mode(profile):
+    if sha is None or sha != file_sha256(d / "model.pth") or inf.get("tta", "none") != seg.tta_mode(profile):
         return None
     sp = pd.read_parquet(f)
     out = {}

@@ -422,6 +422,14 @@ def save_comparison(comp: Comparison, out_dir: Path, seed: int, grid: dict[str, 
 # ----------------------------------------------------------------------------------------------------------------
 # Synthetic ground truth (only the book's ground-truth check reads truth.csv)
 # ----------------------------------------------------------------------------------------------------------------
+def phenotype_design(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """True image parameters as model columns: float, the diameter on the log scale (as the ceilings fit it)."""
+    X = table[columns].astype(float)
+    if "diameter_mm" in X:
+        X["diameter_mm"] = np.log(X["diameter_mm"])
+    return X
+
+
 def ground_truth_check(truth: pd.DataFrame, patients: pd.DataFrame, signature: pd.DataFrame, grid: dict[str, list],
                        n_folds: int, seed: int, latent_col: str | None = None,
                        phenotype: list[str] | None = None,
@@ -476,13 +484,11 @@ def ground_truth_check(truth: pd.DataFrame, patients: pd.DataFrame, signature: p
             r = spearmanr(sig.loc[ids, "dsfr_signature"], truth.loc[ids, latent_col])
             out["spearman"][c] = {"rho": float(r.statistic), "p": float(r.pvalue), "n": int(len(ids))}
     t = truth.loc[patients.index.astype(str)].set_axis(patients.index)
-    if "diameter_mm" in t:
-        t["diameter_mm"] = np.log(t["diameter_mm"].astype(float))
     clin = clinical_design(patients)
     sets = {"latent": t[[latent_col]], "latent + clinical": pd.concat([t[[latent_col]], clin], axis=1)}
     if phenotype:
-        sets["image phenotype"] = t[phenotype].astype(float)
-        sets["image phenotype + clinical"] = pd.concat([t[phenotype].astype(float), clin], axis=1)
+        sets["image phenotype"] = phenotype_design(t, phenotype)
+        sets["image phenotype + clinical"] = pd.concat([sets["image phenotype"], clin], axis=1)
     dev = patients.cohort == "development"
     y = patients.loc[dev, "er"].astype(int)
     yv = patients.loc[~dev, "er"].astype(int)

@@ -76,7 +76,7 @@ def _store_tables(prof, phase="PP", manual_missing=False):
         t.loc["2", [c for c in cols if "_manual_" in c]] = np.nan
     t.to_parquet(d / f"{phase}_ablation.parquet")
     sha = file_sha256(prof.outputs / "segmentation" / phase / "model.pth")
-    (d / f"{phase}_info.json").write_text(json.dumps({"model_sha256": sha}))
+    (d / f"{phase}_info.json").write_text(json.dumps({"model_sha256": sha, "ablation_layers": ["enc1", "dec2"]}))
     return t
 
 
