@@ -13,6 +13,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
+from _ci_run import ci_run  # noqa: E402,F401 - one session fixture for the bundle, prediction and TRIPOD+AI tests
 from _privacy_book import tiny_benchmark  # noqa: E402,F401 - the fixture shared by test_benchmarks and test_book
 
 

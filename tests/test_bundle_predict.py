@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _ci_run import ci_run, prediction_manifest  # noqa: F401 - the fixture
+from _ci_run import prediction_manifest
 from hcc_utils import bundle as bd
 from hcc_utils.manifest import ManifestError
 
@@ -22,12 +22,12 @@ N_VALIDATION = 5
 
 
 @pytest.fixture(scope="module")
-def written(ci_run, tmp_path_factory):  # noqa: F811
+def written(ci_run, tmp_path_factory):
     return bd.write_bundle(ci_run["profile"], ci_run["manifest"], tmp_path_factory.mktemp("b") / "bundle")
 
 
 @pytest.fixture(scope="module")
-def predicted(ci_run, written, tmp_path_factory):  # noqa: F811
+def predicted(ci_run, written, tmp_path_factory):
     from hcc_utils.manifest import load_patient_table
     from hcc_utils.predict import predict
 
@@ -92,7 +92,7 @@ def test_bundle_refuses_changed_files_and_other_code(written, tmp_path):
         bd.load_bundle(other)
 
 
-def test_prediction_reproduces_the_book_for_validation_patients(ci_run, predicted):  # noqa: F811
+def test_prediction_reproduces_the_book_for_validation_patients(ci_run, predicted):
     out = ci_run["profile"].outputs
     t = predicted["table"]
     val = predicted["validation"]
@@ -113,7 +113,7 @@ def test_prediction_reproduces_the_book_for_validation_patients(ci_run, predicte
     assert t["value_kind"].str.contains("final model").all()
 
 
-def test_predicted_masks_are_the_books_on_the_image_grid(ci_run, predicted):  # noqa: F811
+def test_predicted_masks_are_the_books_on_the_image_grid(ci_run, predicted):
     import SimpleITK as sitk
 
     from hcc_utils.imaging import read_image
@@ -148,7 +148,7 @@ def test_outputs_per_patient(predicted):
     assert (out / t.loc[pid, "report"]).is_file()
 
 
-def test_bad_manifest_stops_before_any_work(ci_run, written, tmp_path):  # noqa: F811
+def test_bad_manifest_stops_before_any_work(ci_run, written, tmp_path):
     from hcc_utils.predict import predict
 
     pid = "VAL001"
@@ -162,7 +162,7 @@ def test_bad_manifest_stops_before_any_work(ci_run, written, tmp_path):  # noqa:
     assert not (tmp_path / "out" / "predictions.csv").exists()
 
 
-def test_outcome_is_not_needed(ci_run, tmp_path):  # noqa: F811
+def test_outcome_is_not_needed(ci_run, tmp_path):
     from hcc_utils.manifest import validate
 
     man = prediction_manifest(ci_run["manifest"], ["VAL001"], tmp_path / "m.csv")
@@ -206,7 +206,7 @@ def test_report_in_headless_chromium(predicted):
     assert not external, external
 
 
-def test_blank_clinical_value_warns_only_for_the_models_that_use_it(ci_run, written):  # noqa: F811
+def test_blank_clinical_value_warns_only_for_the_models_that_use_it(ci_run, written):
     from hcc_utils.manifest import CLINICAL_VARIABLES, load_patient_table
     from hcc_utils.predict import range_warnings
 

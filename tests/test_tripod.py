@@ -5,13 +5,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from _ci_run import ci_run  # noqa: F401 - the fixture
 from hcc_utils import run, tripod
 
 pytestmark = pytest.mark.slow
 
 
-def test_checklist_answers_from_stored_files(ci_run):  # noqa: F811
+def test_checklist_answers_from_stored_files(ci_run):
     prof = ci_run["profile"]
     t = tripod.checklist(prof)
     assert list(t["item"]) == [i for i, _, _ in tripod.ITEMS]
