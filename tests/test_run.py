@@ -553,3 +553,28 @@ def test_a_failed_step_stops_new_steps_and_running_ones_finish(tmp_path, monkeyp
     assert {n for n, *_ in spans} == {"a", "b_AP"}
     state = json.loads(args["state_path"].read_text())
     assert state["steps"]["a"]["status"] == "failed" and state["steps"]["b_AP"]["status"] == "ok"
+
+
+def test_a_finished_notebooks_kernel_is_shut_down_without_an_interrupt(tmp_path, monkeypatch):
+    """jupyter_client interrupts a kernel before shutting it down; ipykernel then logs a KeyboardInterrupt ERROR."""
+    from jupyter_client.manager import KernelManager
+
+    from hcc_utils.run import execute
+
+    calls = []
+
+    async def record(self):
+        calls.append(self.shutting_down)
+
+    monkeypatch.setattr(KernelManager, "_async_interrupt_kernel", record)
+    _nb(tmp_path / "a.ipynb", "x = 1")
+    execute.execute_notebook(tmp_path / "a.ipynb", tmp_path / "out" / "a.ipynb", {})
+    assert (tmp_path / "out" / "a.ipynb").exists()
+    assert calls == []
+    # an interrupt asked for while the kernel is not shutting down still reaches jupyter_client
+    import asyncio
+
+    km = execute.kernel_manager()()
+    km.shutting_down = False
+    asyncio.run(km._async_interrupt_kernel())
+    assert calls == [False]

@@ -59,6 +59,13 @@ class IPCKernelManager(KernelManager):
                 env[k] = v
         return await super()._async_pre_start_kernel(env=env, **kw)
 
+    async def _async_interrupt_kernel(self) -> None:
+        # jupyter_client sends SIGINT before every shutdown request; a finished notebook's kernel is idle, and the
+        # signal only made ipykernel print "ERROR | KeyboardInterrupt caught in kernel" into the run's log
+        if self.shutting_down:
+            return
+        await super()._async_interrupt_kernel()
+
 
 def kernel_manager(**env: str | None) -> type[IPCKernelManager]:
     """An :class:`IPCKernelManager` class whose kernels get ``env`` (None removes a variable)."""
