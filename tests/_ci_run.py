@@ -1,35 +1,30 @@
 """A finished ci run for the bundle, prediction and TRIPOD+AI tests.
 
 Reuses ``outputs/ci`` under the repository root (``$HCC_ROOT``) when it holds every output a bundle needs; otherwise
-runs the ci book's notebooks once (no HTML build, no real-data chapters) in a temporary root.
+the ci book that the tiny benchmark builds once for the test-suite (on the DICOM copy of the ci cohort, see
+:mod:`_privacy_book`), so a fresh clone runs the ci notebooks once, not twice.
 """
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 
 @pytest.fixture(scope="session")
-def ci_run(tmp_path_factory):
+def ci_run(request):
     """``{"profile": Profile, "manifest": Path}`` of a finished ci run."""
-    from hcc_utils import bundle, run
+    from hcc_utils import bundle
     from hcc_utils.config import load_profile
 
     prof = load_profile("ci")
     if not bundle.missing_outputs(prof):
         return {"profile": prof, "manifest": bundle._run_manifest(prof)}
-    root = tmp_path_factory.mktemp("ci_root")
-    shutil.copy2(run.CODE_ROOT / "profiles.yaml", root / "profiles.yaml")
-    env = {**os.environ, "HCC_ROOT": str(root), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run([sys.executable, "-m", "hcc_utils.run", "book", "--profile", "ci", "--no-build",
-                           "--no-optional"], env=env, capture_output=True, text=True, timeout=1800)
+    bench = request.getfixturevalue("tiny_benchmark")
+    proc = bench["proc"]
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    prof = load_profile("ci", path=root / "profiles.yaml")
+    prof = load_profile("ci", path=bench["root"] / "profiles.yaml")
+    assert not bundle.missing_outputs(prof), (bench["root"], bundle.missing_outputs(prof))
     return {"profile": prof, "manifest": bundle._run_manifest(prof)}
 
 
