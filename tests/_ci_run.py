@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from _privacy_book import finished_book
+
 
 @pytest.fixture(scope="session")
 def ci_run(request):
@@ -20,9 +22,7 @@ def ci_run(request):
     prof = load_profile("ci")
     if not bundle.missing_outputs(prof):
         return {"profile": prof, "manifest": bundle._run_manifest(prof)}
-    bench = request.getfixturevalue("tiny_benchmark")
-    proc = bench["proc"]
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    bench = finished_book(request.getfixturevalue("tiny_benchmark"))
     prof = load_profile("ci", path=bench["root"] / "profiles.yaml")
     assert not bundle.missing_outputs(prof), (bench["root"], bundle.missing_outputs(prof))
     return {"profile": prof, "manifest": bundle._run_manifest(prof)}

@@ -92,3 +92,11 @@ def tiny_benchmark(tmp_path_factory, ci_manifest):
     return {"proc": proc, "files": files, "json": data, "manifest": manifest, "root": root,
             "outputs": root / "outputs" / "ci", "html": root / "book" / "_build" / "html", "logs": logs,
             "summaries": summaries, "seconds": seconds}
+
+
+def finished_book(bench: dict) -> dict:
+    """``bench`` (the :func:`tiny_benchmark` fixture's value) once its cold ci book has finished; else fail with why."""
+    assert bench["summaries"]["cold"] is not None, (
+        f"the ci book run failed:\n{bench['logs']['cold'][-6000:]}\n{bench['proc'].stdout[-3000:]}"
+        f"{bench['proc'].stderr[-3000:]}")
+    return bench

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from _privacy_book import finished_book
 from test_nomogram_browser import CHROMIUM, CHROMIUM_ARGS, _skip_reason
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,8 +111,8 @@ def html_dir(request):
         return HTML
     if "HCC_BOOK_HTML" in os.environ:
         raise FileNotFoundError(f"HCC_BOOK_HTML={HTML}: no index.html there")
-    bench = request.getfixturevalue("tiny_benchmark")
-    assert (bench["html"] / "index.html").exists(), bench["proc"].stdout[-3000:] + bench["proc"].stderr[-3000:]
+    bench = finished_book(request.getfixturevalue("tiny_benchmark"))
+    assert (bench["html"] / "index.html").exists(), bench["logs"]["cold"][-3000:]
     return bench["html"]
 
 

@@ -557,6 +557,8 @@ def test_a_failed_step_stops_new_steps_and_running_ones_finish(tmp_path, monkeyp
 
 def test_a_finished_notebooks_kernel_is_shut_down_without_an_interrupt(tmp_path, monkeypatch):
     """jupyter_client interrupts a kernel before shutting it down; ipykernel then logs a KeyboardInterrupt ERROR."""
+    import asyncio
+
     from jupyter_client.manager import KernelManager
 
     from hcc_utils.run import execute
@@ -572,8 +574,6 @@ def test_a_finished_notebooks_kernel_is_shut_down_without_an_interrupt(tmp_path,
     assert (tmp_path / "out" / "a.ipynb").exists()
     assert calls == []
     # an interrupt asked for while the kernel is not shutting down still reaches jupyter_client
-    import asyncio
-
     km = execute.kernel_manager()()
     km.shutting_down = False
     asyncio.run(km._async_interrupt_kernel())
