@@ -287,7 +287,9 @@ def train_phase(manifest, profile, phase: str, seed: int | None = None, device="
     seed_everything(seed, dev)
     cfg = profile["unet"]
     loss_func = training.loss_function(cfg.get("loss", "dice_ce"))  # an unknown loss or augmentation fails before any work
-    augment = training.augment_callback(seed, cfg.get("augment", "spatial"))
+    multiple = 2 ** int(cfg.get("depth", 4)) if cfg.get("arch", "classic") == "classic" else 32
+    crop = training.check_crop(cfg.get("crop"), int(profile["preprocess"]["size"]), multiple)
+    augment = training.augment_callback(seed, cfg.get("augment", "spatial"), crop)
     for check in (postprocess_mode, tta_mode):  # the inference settings fail before training too
         check(profile)
     out_dir = Path(out_dir) if out_dir else phase_dir(profile, phase)

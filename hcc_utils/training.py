@@ -89,7 +89,39 @@ AUGMENTS = ("spatial", "spatial_intensity")
 INTENSITY_AUGMENT = {"shift": 0.10, "contrast": 0.15, "noise": 0.08, "blur_p": 0.3, "blur_sigma": (0.3, 1.0)}
 
 
-def augment_callback(seed: int, mode: str = "spatial"):
+def check_crop(crop, size: int, multiple: int = 1) -> int | None:
+    """The profile's ``unet.crop`` as an int (None: whole slices); fails on a value the network cannot take."""
+    if crop in (None, 0, False):
+        return None
+    try:
+        c = int(crop)
+    except (TypeError, ValueError):
+        raise ValueError(f"unet.crop must be a number of pixels or null, got {crop!r} (profiles.yaml)") from None
+    if not 0 < c <= int(size) or c % int(multiple):
+        raise ValueError(f"unet.crop={c} must be between 1 and preprocess.size={size} and divisible by {multiple} "
+                         "(profiles.yaml)")
+    return None if c == int(size) else c
+
+
+def crop_text(crop, size: int) -> str:
+    """What ``unet.crop`` did, in the words of the book's training page."""
+    if crop in (None, 0, False) or int(crop) == int(size):
+        return f"the network trained on whole {int(size)}-pixel slices"
+    return (f"the network trained on a {int(crop)}-pixel window of each {int(size)}-pixel slice at a random position "
+            "(whole slices for validation and inference)")
+
+
+def random_crop(x: torch.Tensor, y: torch.Tensor, crop: int, gen: torch.Generator):
+    """A ``crop`` x ``crop`` window of each slice and its mask, at a position drawn per slice from ``gen``."""
+    b, h, w = x.shape[0], x.shape[-2], x.shape[-1]
+    oy = (torch.rand(b, generator=gen) * (h - crop + 1)).long().tolist()
+    ox = (torch.rand(b, generator=gen) * (w - crop + 1)).long().tolist()
+    xs = torch.stack([x[i, :, a:a + crop, c:c + crop] for i, (a, c) in enumerate(zip(oy, ox))])
+    ys = torch.stack([y[i, a:a + crop, c:c + crop] for i, (a, c) in enumerate(zip(oy, ox))])
+    return xs, ys
+
+
+def augment_callback(seed: int, mode: str = "spatial", crop: int | None = None):
     from fastai.callback.core import Callback
 
     if mode not in AUGMENTS:
@@ -100,9 +132,10 @@ def augment_callback(seed: int, mode: str = "spatial"):
 
         ``spatial``: left-right and up-down flips (p=0.5 each), rotation within +/-10 degrees, scale 0.9-1.1, shift
         within 5%. CT: bilinear with border padding; mask: nearest. ``spatial_intensity`` adds, per slice and after
-        the spatial transform, what another scanner changes (:func:`intensity_augment`). Random numbers come from
-        seeded CPU generators (one per kind, so the spatial draws are the same in both modes): runs are
-        reproducible and identical on CPU and GPU.
+        the spatial transform, what another scanner changes (:func:`intensity_augment`). With ``crop`` the network
+        then trains on a ``crop``-pixel window of each slice at a random position (:func:`random_crop`). Random
+        numbers come from seeded CPU generators (one per kind, so the spatial draws are the same in every mode):
+        runs are reproducible and identical on CPU and GPU.
         """
 
         order = 1
@@ -110,6 +143,7 @@ def augment_callback(seed: int, mode: str = "spatial"):
         def __init__(self):
             self.gen = torch.Generator().manual_seed(int(seed))
             self.gen_intensity = torch.Generator().manual_seed(int(seed) + 1)
+            self.gen_crop = torch.Generator().manual_seed(int(seed) + 2)
 
         def before_batch(self):
             if not self.training:
@@ -133,8 +167,11 @@ def augment_callback(seed: int, mode: str = "spatial"):
             ya = F.grid_sample(y[:, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
             if mode == "spatial_intensity":
                 xa = intensity_augment(xa, self.gen_intensity)
+            ya = ya[:, 0].round().long()
+            if crop:
+                xa, ya = random_crop(xa, ya, crop, self.gen_crop)
             self.learn.xb = (xa.to(x.dtype),)
-            self.learn.yb = (ya[:, 0].round().long(),)
+            self.learn.yb = (ya,)
 
     return Augment()
 

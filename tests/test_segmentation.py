@@ -129,6 +129,40 @@ def test_intensity_augment_draws_what_a_scanner_changes():
         training.augment_callback(0, "elastic")
 
 
+def test_random_crop_takes_the_same_window_of_slice_and_mask():
+    """Each slice and its mask are cut at the same drawn position; positions vary, are seeded, stay inside."""
+    x = torch.arange(8 * 32 * 32, dtype=torch.float32).reshape(8, 1, 32, 32)
+    y = torch.arange(8 * 32 * 32).reshape(8, 32, 32)
+    xc, yc = training.random_crop(x, y, 16, torch.Generator().manual_seed(0))
+    assert xc.shape == (8, 1, 16, 16) and yc.shape == (8, 16, 16)
+    assert torch.equal(xc[:, 0].long(), yc)  # the same window in image and mask
+    starts = {(int(v[0, 0]) % 1024 // 32, int(v[0, 0]) % 32) for v in yc}
+    assert len(starts) > 1 and all(a <= 16 and b <= 16 for a, b in starts)
+    again = training.random_crop(x, y, 16, torch.Generator().manual_seed(0))[1]
+    assert torch.equal(again, yc)
+
+
+def test_crop_setting_is_checked_before_training():
+    assert training.check_crop(None, 128, 16) is None and training.check_crop(0, 128, 16) is None
+    assert training.check_crop(128, 128, 16) is None  # the whole slice
+    assert training.check_crop(96, 128, 16) == 96
+    assert "96-pixel window" in training.crop_text(96, 128) and "whole 128" in training.crop_text(None, 128)
+    for bad in (100, 160, -16, "big"):
+        with pytest.raises(ValueError, match="unet.crop"):
+            training.check_crop(bad, 128, 16)
+
+
+def test_training_on_crops_keeps_whole_slice_validation(trained, tmp_path):
+    manifest = trained[0]
+    prof = toy_profile(tmp_path / "c", unet={"epochs": 1, "batch_size": 8, "crop": 32})
+    m = seg.train_phase(manifest, prof, "AP", progress=False)
+    assert m["unet"]["crop"] == 32 and np.isfinite(m["best_valid_dice"])
+    bad = toy_profile(tmp_path / "b", unet={"crop": 36})  # not a multiple of 2**depth (8)
+    with pytest.raises(ValueError, match="unet.crop"):
+        seg.train_phase(manifest, bad, "AP", progress=False)
+    assert not (bad.outputs / "segmentation" / "AP").exists()
+
+
 def test_intensity_augmentation_trains_and_unknown_names_fail_first(trained, tmp_path):
     manifest = trained[0]
     prof = toy_profile(tmp_path / "a", unet={"epochs": 1, "batch_size": 8, "augment": "spatial_intensity",
