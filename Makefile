@@ -81,7 +81,8 @@ bench-book: env
 	$(PY) -m benchmarks --only book $(ARGS)
 
 # The demo book on three synthetic cohorts (generator seeds), each in its own root: mean and range of every Table 2 /
-# Table 4 AUC and the Dice per phase (about 15 min a seed on 2 CPUs)
+# Table 4 AUC and the Dice per phase (about 20 min a seed on 2 CPUs); ARGS="--finished 2022=outputs/bench/book-demo"
+# takes the default seed's figures from the book `make bench-book` ran
 stability: env $(VENDOR)
 	$(PY) -m benchmarks.stability $(ARGS)
 

@@ -5,7 +5,9 @@ copy of ``profiles.yaml`` whose ``demo.cohort.seed`` is that seed), so the user'
 every Table 2 AUC, every Table 4 C-index and tdAUC, the held-out and validation-centre Dice per phase, and the
 signature's Spearman correlation with the latent are collected, and their mean and range over the seeds written to
 ``benchmarks/results/stability-<stamp>.json`` and printed as a table. ``--ablation`` adds the development and
-validation AUCs of the book's ablation chapter (:mod:`hcc_utils.ablation`).
+validation AUCs of the book's ablation chapter (:mod:`hcc_utils.ablation`). ``--finished SEED=ROOT`` takes a seed's
+figures from a book already run in ``ROOT`` on that seed's cohort (``make bench-book`` leaves the default seed's in
+``outputs/bench/book-demo``) instead of running it again.
 """
 from __future__ import annotations
 
@@ -80,6 +82,29 @@ def collect(out: Path, ablation: bool = False) -> dict[str, float]:
     return res
 
 
+def finished_outputs(spec: str, profile: str = "demo") -> tuple[int, Path]:
+    """``SEED=ROOT`` -> (seed, ``ROOT/outputs/<profile>``) of a finished book whose cohort was generated with that
+    seed (its ``stamp.json`` says so) and whose run summary lists no failed step."""
+    seed_text, _, root_text = spec.partition("=")
+    if not root_text or not seed_text.strip().isdigit():
+        raise SystemExit(f"--finished {spec!r}: expected SEED=ROOT, e.g. 2022=outputs/bench/book-{profile}")
+    seed, root = int(seed_text), Path(root_text).resolve()
+    stamps = sorted(root.glob("data/*/stamp.json"))
+    found = {json.loads(f.read_text()).get("seed") for f in stamps}
+    if found != {seed}:
+        raise SystemExit(f"--finished {spec!r}: the cohort under {root / 'data'} was generated with seed(s) "
+                         f"{sorted(found) or 'none'}, not {seed}")
+    out = root / "outputs" / profile
+    summary = out / "run_summary.json"
+    if not summary.exists():
+        raise SystemExit(f"--finished {spec!r}: {summary} is missing (no finished book of profile {profile!r})")
+    steps = json.loads(summary.read_text())["steps"]
+    bad = [s["step"] for s in steps if s["status"] not in ("ran", "skipped", "unavailable")]
+    if bad:
+        raise SystemExit(f"--finished {spec!r}: the book's steps {bad} did not finish")
+    return seed, out
+
+
 def summarise(per_seed: dict[int, dict[str, float]]) -> pd.DataFrame:
     """Mean, min, max and the per-seed values of every figure."""
     df = pd.DataFrame(per_seed)
@@ -94,17 +119,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default="demo")
     ap.add_argument("--force", action="store_true", help="rerun every step (default: unchanged steps are skipped)")
     ap.add_argument("--ablation", action="store_true", help="also report the ablation's AUCs")
+    ap.add_argument("--finished", action="append", default=[], metavar="SEED=ROOT",
+                    help="take this seed's figures from a book already run in ROOT (e.g. 2022=outputs/bench/book-demo)")
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
+    done = dict(finished_outputs(f, a.profile) for f in a.finished)
+    a.seeds = list(dict.fromkeys(a.seeds + list(done)))
     per_seed = {}
     for s in a.seeds:
-        out = run_seed(s, a.profile, a.force)
+        out = done[s] if s in done else run_seed(s, a.profile, a.force)
         per_seed[s] = collect(out, a.ablation)
     table = summarise(per_seed)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     dest = ROOT / "benchmarks" / "results" / f"stability-{stamp}.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps({"profile": a.profile, "seeds": a.seeds, "ablation": a.ablation,
+                                "finished": {str(k): str(v) for k, v in done.items()},
                                 "seconds": time.perf_counter() - t0,
                                 "figures": table.reset_index(names="figure").to_dict(orient="records")}, indent=1))
     with pd.option_context("display.width", 200, "display.max_rows", 500, "display.max_colwidth", 70):

@@ -175,6 +175,27 @@ def test_stability_collects_every_figure_and_the_ablation(tmp_path):
     assert table.loc["Dice | PP | validation", "min"] == 0.7
 
 
+def test_stability_takes_a_finished_book_only_on_its_own_seed(tmp_path):
+    from benchmarks import stability
+
+    root = tmp_path / "book-demo"
+    (root / "data" / "synthetic").mkdir(parents=True)
+    (root / "data" / "synthetic" / "stamp.json").write_text(json.dumps({"seed": 2022}))
+    out = root / "outputs" / "demo"
+    out.mkdir(parents=True)
+    steps = [{"step": "02_unet_training_PP", "status": "ran"}, {"step": "07_lits_segmentation", "status": "skipped"}]
+    (out / "run_summary.json").write_text(json.dumps({"steps": steps}))
+    assert stability.finished_outputs(f"2022={root}") == (2022, out)
+    with pytest.raises(SystemExit, match="generated with seed"):
+        stability.finished_outputs(f"2023={root}")
+    with pytest.raises(SystemExit, match="SEED=ROOT"):
+        stability.finished_outputs(str(root))
+    steps[0]["status"] = "failed"
+    (out / "run_summary.json").write_text(json.dumps({"steps": steps}))
+    with pytest.raises(SystemExit, match="did not finish"):
+        stability.finished_outputs(f"2022={root}")
+
+
 
 def test_planted_fits_the_books_visual_model_on_the_cohort_make_cohort_writes(ci_profile, ci_manifest):
     from sklearn.metrics import roc_auc_score
