@@ -107,8 +107,8 @@ def crop_text(crop, size: int) -> str:
     """What ``unet.crop`` did, in the words of the book's training page."""
     if crop in (None, 0, False) or int(crop) == int(size):
         return f"the network trained on whole {int(size)}-pixel slices"
-    return (f"the network trained on a {int(crop)}-pixel window of each {int(size)}-pixel slice at a random position "
-            "(whole slices for validation and inference)")
+    return (f"the network trained on a {int(crop)}-pixel window of each {int(size)}-pixel slice at a random "
+            "position, and validated and predicted on whole slices")
 
 
 def random_crop(x: torch.Tensor, y: torch.Tensor, crop: int, gen: torch.Generator):
