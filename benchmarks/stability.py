@@ -90,7 +90,7 @@ def finished_outputs(spec: str, profile: str = "demo") -> tuple[int, Path]:
         raise SystemExit(f"--finished {spec!r}: expected SEED=ROOT, e.g. 2022=outputs/bench/book-{profile}")
     seed, root = int(seed_text), Path(root_text).resolve()
     stamps = sorted(root.glob("data/*/stamp.json"))
-    found = {json.loads(f.read_text()).get("seed") for f in stamps}
+    found = {json.loads(f.read_text()).get("spec", {}).get("seed") for f in stamps}  # hcc_utils.synthetic's stamp
     if found != {seed}:
         raise SystemExit(f"--finished {spec!r}: the cohort under {root / 'data'} was generated with seed(s) "
                          f"{sorted(found) or 'none'}, not {seed}")

@@ -180,7 +180,7 @@ def test_stability_takes_a_finished_book_only_on_its_own_seed(tmp_path):
 
     root = tmp_path / "book-demo"
     (root / "data" / "synthetic").mkdir(parents=True)
-    (root / "data" / "synthetic" / "stamp.json").write_text(json.dumps({"seed": 2022}))
+    (root / "data" / "synthetic" / "stamp.json").write_text(json.dumps({"spec": {"seed": 2022, "n_development": 9}}))
     out = root / "outputs" / "demo"
     out.mkdir(parents=True)
     steps = [{"step": "02_unet_training_PP", "status": "ran"}, {"step": "07_lits_segmentation", "status": "skipped"}]
