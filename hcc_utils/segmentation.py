@@ -161,6 +161,12 @@ class ClassicUNet(nn.Module):
         return self.head(x)
 
 
+def input_multiple(profile) -> int:
+    """What the network's input side must be divisible by: ``2**depth`` (classic) or 32 (a ResNet body)."""
+    cfg = profile["unet"]
+    return 2 ** int(cfg.get("depth", 4)) if cfg.get("arch", "classic") == "classic" else 32
+
+
 def build_model(profile) -> nn.Module:
     """The segmentation network configured by ``profile["unet"]`` (random initialisation)."""
     cfg = profile["unet"]
@@ -168,7 +174,7 @@ def build_model(profile) -> nn.Module:
     arch = cfg.get("arch", "classic")
     if arch == "classic":
         depth = int(cfg.get("depth", 4))
-        if size % (2**depth):
+        if size % input_multiple(profile):
             raise ValueError(f"preprocess.size={size} must be divisible by 2**unet.depth={2**depth}")
         return ClassicUNet(1, 2, int(cfg.get("base_width", 16)), depth)
     if arch == "dynamic":
@@ -287,8 +293,7 @@ def train_phase(manifest, profile, phase: str, seed: int | None = None, device="
     seed_everything(seed, dev)
     cfg = profile["unet"]
     loss_func = training.loss_function(cfg.get("loss", "dice_ce"))  # an unknown loss or augmentation fails before any work
-    multiple = 2 ** int(cfg.get("depth", 4)) if cfg.get("arch", "classic") == "classic" else 32
-    crop = training.check_crop(cfg.get("crop"), int(profile["preprocess"]["size"]), multiple)
+    crop = training.check_crop(cfg.get("crop"), int(profile["preprocess"]["size"]), input_multiple(profile))
     augment = training.augment_callback(seed, cfg.get("augment", "spatial"), crop)
     for check in (postprocess_mode, tta_mode):  # the inference settings fail before training too
         check(profile)

@@ -105,9 +105,10 @@ def check_crop(crop, size: int, multiple: int = 1) -> int | None:
 
 def crop_text(crop, size: int) -> str:
     """What ``unet.crop`` did, in the words of the book's training page."""
-    if crop in (None, 0, False) or int(crop) == int(size):
+    crop = check_crop(crop, size)
+    if crop is None:
         return f"the network trained on whole {int(size)}-pixel slices"
-    return (f"the network trained on a {int(crop)}-pixel window of each {int(size)}-pixel slice at a random "
+    return (f"the network trained on a {crop}-pixel window of each {int(size)}-pixel slice at a random "
             "position, and validated and predicted on whole slices")
 
 

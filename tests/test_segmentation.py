@@ -153,6 +153,14 @@ def test_crop_setting_is_checked_before_training():
 
 
 def test_training_on_crops_keeps_whole_slice_validation(trained, tmp_path):
+    from types import SimpleNamespace
+
+    cb = training.augment_callback(0, "spatial_intensity", 16)
+    x, y = torch.rand(4, 1, 32, 32), (torch.rand(4, 32, 32) > 0.5).long()
+    for is_training, side in ((True, 16), (False, 32)):
+        cb.learn = SimpleNamespace(training=is_training, xb=(x,), yb=(y,))
+        cb.before_batch()
+        assert cb.learn.xb[0].shape == (4, 1, side, side) and cb.learn.yb[0].shape == (4, side, side)
     manifest = trained[0]
     prof = toy_profile(tmp_path / "c", unet={"epochs": 1, "batch_size": 8, "crop": 32})
     m = seg.train_phase(manifest, prof, "AP", progress=False)
