@@ -101,6 +101,55 @@ def test_converged_grid_search_equals_gridsearchcv(missing, n_jobs):
     assert fast.cv_results_["n_lbfgs_fits"] < 0.6 * 4 * len(fast.cv_results_["params"])
 
 
+def test_direct_lbfgs_equals_logistic_regression():
+    """The grid search's own lbfgs call gives LogisticRegression's coefficients, intercept and iteration count bit
+    for bit: converged and stopped early (max_iter 3), weak and strong penalties, more features than patients."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(11)
+    cases = 0
+    for n, p in [(40, 3), (90, 60), (60, 130)]:
+        X = rng.normal(size=(n, p)) * rng.uniform(0.2, 5, p)
+        y = (X[:, 0] + rng.normal(size=n) > 0).astype(int)
+        for C in (0.01, 1.2, 50.0):
+            for tol, max_iter in ((1e-5, 500), (1e-2, 100), (1e-5, 3)):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    ref = LogisticRegression(C=C, tol=tol, max_iter=max_iter, random_state=0).fit(X, y)
+                coef, b, k = classifiers.lbfgs_logistic(X, y, C, tol, max_iter)
+                np.testing.assert_array_equal(coef, ref.coef_)
+                np.testing.assert_array_equal(b, ref.intercept_)
+                assert k == int(ref.n_iter_.max())
+                Xt = rng.normal(size=(7, p))
+                np.testing.assert_array_equal((Xt @ coef.T + b).reshape(-1), ref.decision_function(Xt))
+                cases += 1
+    assert cases == 27
+    with pytest.raises(ValueError, match="two classes"):
+        classifiers.lbfgs_logistic(X, np.zeros(len(X)), 1.0, 1e-4, 100)
+
+
+def test_fold_auc_equals_roc_auc_score():
+    """The grid search's AUC is roc_auc_score's float, bit for bit, with and without tied scores."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(5)
+    for trial in range(300):
+        n = int(rng.integers(2, 60))
+        y = rng.integers(0, 2, n)
+        y[:2] = [0, 1]
+        score = rng.normal(size=n)
+        if trial % 3 == 0:
+            score = np.round(score, 1)  # many ties
+        elif trial % 3 == 1:
+            score = (score > 0).astype(float) + y * rng.integers(0, 2, n)
+        assert classifiers.roc_auc(y, score) == roc_auc_score(y, score)
+    with pytest.raises(ValueError, match="both classes"):
+        classifiers.roc_auc(np.ones(4, int), np.arange(4.0))
+
+
 def test_every_development_patient_predicted_once(comparison, cohort):
     pt, _, _ = cohort
     pred = comparison.predictions
