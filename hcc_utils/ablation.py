@@ -44,20 +44,9 @@ def load_tables(profile, phase: str) -> dict[tuple[str, str], pd.DataFrame]:
         ``(layer, region) -> DataFrame`` in the network's layer order, columns ``<PHASE>_<layer>_<region>_c<k>``;
         the ``manual`` region only when every patient has a manual mask.
     """
-    d = profile.outputs / "features"
-    f, info_f = d / f"{phase}_ablation.parquet", d / f"{phase}_info.json"
-    model = profile.outputs / "segmentation" / phase / "model.pth"
-    if not (f.exists() and info_f.exists()):
-        raise FileNotFoundError(f"{f}: no ablation table for {phase}; extract the features of this run first "
-                                f"(chapter 3, notebook 03 with phase={phase!r})")
-    info = json.loads(info_f.read_text())
-    if not model.exists() or info.get("model_sha256") != file_sha256(model):
-        raise RuntimeError(f"{f}: extracted with another {phase} network than {model}; extract the features again "
-                           "(chapter 3) before the ablation")
-    table = pd.read_parquet(f)
-    table.index = table.index.astype(str)
+    table, info = fe.read_ablation_table(profile, phase)
     out = {}
-    for region in fe.ABLATION_REGIONS:  # the layout extract_phase writes and records
+    for region in info["ablation_regions"]:  # the layout extract_phase writes and records
         for layer in info["ablation_layers"]:
             t = table[[c for c in table.columns if c.startswith(f"{layer}_{region}_c")]]
             if t.isna().any().any():

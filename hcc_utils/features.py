@@ -46,11 +46,13 @@ Outputs (``outputs/<profile>/features/``)
 patient, columns ``AP_<layer>_c<k>`` and ``PP_<layer>_c<k>``. ``<PHASE>_slices.parquet``: per tumour slice
 (``patient_id``, ``z``, ``mask_source``, ``area_px``, features). ``<PHASE>_qc.csv``: per patient, mask source, number
 of tumour slices, tumour area. ``<PHASE>_ablation.parquet``: per patient, the same means for **every** layer of the
-network in three regions (columns ``<layer>_<region>_c<k>``): ``tumour`` (the region above), ``ring`` (the pixels
-within :data:`RING_PX` of it that are not tumour) and ``manual`` (the manifest's mask; blank for a patient without
-one). They come from the same forward passes as the feature table (the manual mask's slices outside the tumour
-region need a few more), so ``<PHASE>.parquet`` is the same with or without them; the ablation chapter
-(:mod:`hcc_utils.ablation`) fits its models on them.
+network in five regions (columns ``<layer>_<region>_c<k>``): ``tumour`` (the region above), ``ring`` (the pixels
+within :data:`RING_PX` of it that are not tumour), ``manual`` (the manifest's mask; blank for a patient without
+one), ``eroded`` and ``dilated`` (the region eroded or dilated by one pixel in plane, the rules of
+:func:`case_regions`). They come from the same forward passes as the feature table (the manual mask's slices outside
+the tumour region need a few more), so ``<PHASE>.parquet`` is the same with or without them; the ablation chapter
+(:mod:`hcc_utils.ablation`) fits its models on them, and the robustness study of chapter 8
+(:func:`hcc_utils.radiomics_study.deep_tables`) reads its mask conditions from them.
 """
 from __future__ import annotations
 
@@ -73,7 +75,9 @@ AREA_THRESHOLD = 0.5
 #: Width (pixels at network size) of the peritumoral ring of the ablation tables.
 RING_PX = 3
 #: Regions of the ablation tables.
-ABLATION_REGIONS = ("tumour", "ring", "manual")
+ABLATION_REGIONS = ("tumour", "ring", "manual", "eroded", "dilated")
+#: The ablation regions that perturb the feature region: region -> ``perturb`` of :func:`case_regions`.
+PERTURBED_REGIONS = {"eroded": "erode", "dilated": "dilate"}
 
 
 def region_weights(mask: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
@@ -212,12 +216,14 @@ def ring_region(mask: np.ndarray, width: int = RING_PX) -> np.ndarray:
     return np.stack([ndimage.binary_dilation(s, np.ones((3, 3)), iterations=width) & ~s for s in mask.astype(bool)])
 
 
-def pool_ablation(model, case: pp.CaseCache, keep: list[int], m: np.ndarray, layers, batch_size: int = 32) -> dict:
+def pool_ablation(model, case: pp.CaseCache, keep: list[int], m: np.ndarray, layers, batch_size: int = 32,
+                  extra: dict | None = None) -> dict:
     """Per-slice pooled features of ``layers`` in the feature region, its ring and the manual mask of one case.
 
     The region (``keep``, ``m``) and its ring are pooled in one pass over ``keep``, as are the manual mask's slices
-    among them, so the region's features are exactly those of :func:`pool_regions` on it alone; the manual mask's
-    other slices take a second pass.
+    among them and the ``extra`` regions (``name -> (slices, masks)``, their slices among ``keep``, e.g. the region
+    eroded or dilated), so the region's features are exactly those of :func:`pool_regions` on it alone; the manual
+    mask's other slices take a second pass.
 
     Returns
     -------
@@ -225,6 +231,11 @@ def pool_ablation(model, case: pp.CaseCache, keep: list[int], m: np.ndarray, lay
         ``region -> ndarray (n_slices x n_features)``; ``manual`` only when the case has a non-empty manual mask.
     """
     regions = {"tumour": (keep, m), "ring": (keep, ring_region(m))}
+    for name, (zs, mz) in (extra or {}).items():
+        if not set(zs) <= set(keep):
+            raise ValueError(f"patient {case.patient_id} {case.phase}: region {name!r} has slices outside the "
+                             "feature region; it would change the pass")
+        regions[name] = (zs, mz)
     rest = {}
     gt = case.mask
     if gt is not None and case.tumour_slices:
@@ -385,13 +396,18 @@ def extract_phase(manifest, profile, phase: str, mask: str | None = None, device
     t0 = time.perf_counter()
     rows = [r for _, r in df.iterrows()]
     key = (mask, perturb)
+    keys = [key] + ([(mask, p) for p in PERTURBED_REGIONS.values()] if abl_layers else [])
     for row in pp._progress(rows, progress, f"features {phase}"):
         case = pp.prepare_case(row, phase, profile)
-        regions = case_regions(model, case, [key], bs, None if visit is None else visit.get(case.patient_id), post,
-                               tta)
+        with warnings.catch_warnings():
+            # an erosion that empties the region: case_regions keeps the region (chapter 8 counts these)
+            warnings.filterwarnings("ignore", message=".*perturbation empties the tumour mask", category=UserWarning)
+            regions = case_regions(model, case, keys, bs, None if visit is None else visit.get(case.patient_id),
+                                   post, tta)
         zs, m, source = regions[key]
         if abl_layers:
-            pooled = pool_ablation(model, case, zs, m, abl_layers, bs)
+            extra = {r: regions[(mask, p)][:2] for r, p in PERTURBED_REGIONS.items()}
+            pooled = pool_ablation(model, case, zs, m, abl_layers, bs, extra=extra)
             f = np.ascontiguousarray(pooled["tumour"][:, main])  # contiguous: its mean sums as the plain pass does
             abl_rows.append(np.concatenate([_region_mean(pooled[r]) if r in pooled
                                             else np.full(len(abl_names), np.nan, np.float32)
@@ -427,7 +443,8 @@ def extract_phase(manifest, profile, phase: str, mask: str | None = None, device
                      columns=cols).to_parquet(out / f"{phase}_ablation.parquet")
     info = {"phase": phase, "mask": mask, "layers": layers, "slices_from_inference": visit is not None,
             "model_sha256": file_sha256(profile.outputs / "segmentation" / phase / "model.pth"),
-            "ablation_layers": abl_layers, "ring_px": RING_PX,
+            "ablation_layers": abl_layers, "ablation_regions": list(ABLATION_REGIONS) if abl_layers else None,
+            "ring_px": RING_PX,
             "n_slices_visited": int(sum(len(v) for v in visit.values())) if visit else None,
             "n_patients": len(table), "n_features": table.shape[1],
             "n_fallback": int((qcdf["mask_source"] == "fallback_max_prob").sum()), "seconds": seconds,
@@ -557,6 +574,57 @@ def write_dp(profile) -> pd.DataFrame:
     dp = join_dp(tabs["AP"], tabs["PP"])
     dp.to_parquet(out / "DP.parquet")
     return dp
+
+
+def read_ablation_table(profile, phase: str) -> tuple[pd.DataFrame, dict]:
+    """``features/<PHASE>_ablation.parquet`` and its ``<PHASE>_info.json``, checked against the phase's network.
+
+    Returns
+    -------
+    table : DataFrame
+        Index ``patient_id`` (str), columns ``<layer>_<region>_c<k>``.
+    info : dict
+        With ``ablation_layers`` and ``ablation_regions`` (tables written before the eroded and dilated regions
+        existed list no regions: the first three of :data:`ABLATION_REGIONS`).
+
+    Raises
+    ------
+    FileNotFoundError
+        No ablation table (chapter 3 has not run for the phase).
+    RuntimeError
+        The table comes from another network than ``segmentation/<PHASE>/model.pth``.
+    """
+    d = profile.outputs / "features"
+    f, info_f = d / f"{phase}_ablation.parquet", d / f"{phase}_info.json"
+    model = profile.outputs / "segmentation" / phase / "model.pth"
+    if not (f.exists() and info_f.exists()):
+        raise FileNotFoundError(f"{f}: no ablation table for {phase}; extract the features of this run first "
+                                f"(chapter 3, notebook 03 with phase={phase!r})")
+    info = json.loads(info_f.read_text())
+    if not model.exists() or info.get("model_sha256") != file_sha256(model):
+        raise RuntimeError(f"{f}: extracted with another {phase} network than {model}; extract the features again "
+                           "(chapter 3)")
+    info["ablation_regions"] = info.get("ablation_regions") or list(ABLATION_REGIONS[:3])
+    table = pd.read_parquet(f)
+    table.index = table.index.astype(str)
+    return table, info
+
+
+def stored_region(profile, phase: str, region: str, layers) -> pd.DataFrame | None:
+    """The patient table of ``layers`` pooled in one ablation region, as :func:`extract_phase` writes it.
+
+    Columns ``<layer>_c<k>`` (the feature table's names); patients without the region (no manual mask) are left out.
+    None when chapter 3's table of the phase's current network does not hold the region or the layers.
+    """
+    try:
+        table, info = read_ablation_table(profile, phase)
+    except (FileNotFoundError, RuntimeError):
+        return None
+    if region not in info["ablation_regions"] or not set(layers) <= set(info["ablation_layers"] or []):
+        return None
+    cols = [c for layer in layers for c in table.columns if c.startswith(f"{layer}_{region}_c")]
+    out = table[cols].rename(columns=lambda c: c.replace(f"_{region}_c", "_c"))
+    return out[out.notna().all(axis=1)]
 
 
 def load_features(profile, phase: str) -> pd.DataFrame:

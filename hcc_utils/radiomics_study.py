@@ -131,9 +131,12 @@ def deep_tables(manifest, profile, phases=("AP", "PP"), conditions=tuple(CONDITI
                 progress: bool = False) -> tuple[dict, pd.DataFrame]:
     """Deep features (the trained networks, the profile's layers) of every phase in every mask condition.
 
-    The profile's own condition is read from ``features/<PHASE>.parquet`` (chapter 3); the others are pooled anew
-    from one forward pass per case (:func:`hcc_utils.features.extract_conditions`) and stored under ``out_dir``
-    (``deep_<PHASE>_<condition>.parquet``).
+    The profile's own condition is read from ``features/<PHASE>.parquet`` (chapter 3), and so are the manual mask
+    and the profile's mask eroded or dilated, which chapter 3 pools in the same forward passes
+    (``features/<PHASE>_ablation.parquet``, :func:`hcc_utils.features.stored_region`). A condition chapter 3 does
+    not hold (the predicted mask when the profile pools in the manual one, or a table of an older run) is pooled
+    anew, one forward pass per case for all of them (:func:`hcc_utils.features.extract_conditions`). Every table
+    is stored under ``out_dir`` (``deep_<PHASE>_<condition>.parquet``).
 
     Returns
     -------
@@ -145,21 +148,31 @@ def deep_tables(manifest, profile, phases=("AP", "PP"), conditions=tuple(CONDITI
     from hcc_utils.preprocess import load_manifest
 
     default = profile["features"].get("mask", "predicted")
+    layers = list(profile["features"]["layers"])
     df = load_manifest(manifest)
     out_dir = Path(out_dir) if out_dir is not None else None
     tables, cost = {c: {} for c in conditions}, []
     for ph in phases:
         t0 = time.perf_counter()
         manual_rows = _with_manual_masks(df, ph)
-        anew = {}
+        anew, stored = {}, []
         for cond in conditions:
             mask, perturb = _condition(profile, cond)
             if mask == default and perturb is None:
                 t = fe.load_features(profile, ph)
                 t.index = t.index.astype(str)
                 tables[cond][ph] = t
-            elif mask == "predicted" or not manual_rows.empty:
+                continue
+            if mask != "predicted" and manual_rows.empty:
+                continue
+            t = fe.stored_region(profile, ph, _stored_region_name(mask, perturb, default), layers)
+            if t is not None and mask == "manual":
+                t = t[t.index.isin(manual_rows["patient_id"].astype(str))]
+            if t is None or t.empty:
                 anew[cond] = (mask, perturb)
+            else:
+                tables[cond][ph] = t
+                stored.append(cond)
         if anew:
             rows = df if any(m == "predicted" for m, _ in anew.values()) else manual_rows
             with warnings.catch_warnings():
@@ -169,12 +182,22 @@ def deep_tables(manifest, profile, phases=("AP", "PP"), conditions=tuple(CONDITI
                 t = got[mp]
                 t.index = t.index.astype(str)
                 tables[cond][ph] = t
-                if out_dir is not None:
-                    out_dir.mkdir(parents=True, exist_ok=True)
-                    t.to_parquet(out_dir / f"deep_{ph}_{cond}.parquet")
-        cost.append({"phase": ph, "conditions_pooled": ", ".join(anew), "n_patients": len(df),
-                     "seconds": time.perf_counter() - t0})
+        if out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for cond in [*stored, *anew]:
+                tables[cond][ph].to_parquet(out_dir / f"deep_{ph}_{cond}.parquet")
+        cost.append({"phase": ph, "conditions_pooled": ", ".join(anew), "conditions_from_chapter_3": ", ".join(stored),
+                     "n_patients": len(df), "seconds": time.perf_counter() - t0})
     return tables, pd.DataFrame(cost)
+
+
+def _stored_region_name(mask: str, perturb: str | None, default: str) -> str | None:
+    """The region of chapter 3's ablation table that holds a ``(mask, perturb)`` condition, or None."""
+    if mask == "manual" and perturb is None:
+        return "manual"
+    if mask == default:
+        return {p: r for r, p in fe.PERTURBED_REGIONS.items()}.get(perturb)
+    return None
 
 
 def with_dp(tables: dict, prefix: bool) -> dict:

@@ -66,7 +66,7 @@ def _profile(tmp_path):
     return prof
 
 
-def _store_tables(prof, phase="PP", manual_missing=False):
+def _store_tables(prof, phase="PP", manual_missing=False, old=False):
     d = prof.outputs / "features"
     d.mkdir(parents=True, exist_ok=True)
     cols = [f"{layer}_{r}_c{k}" for r in fe.ABLATION_REGIONS for layer in ("enc1", "dec2") for k in range(2)]
@@ -74,9 +74,13 @@ def _store_tables(prof, phase="PP", manual_missing=False):
                      index=pd.Index(["1", "2"], name="patient_id"), columns=cols)
     if manual_missing:
         t.loc["2", [c for c in cols if "_manual_" in c]] = np.nan
-    t.to_parquet(d / f"{phase}_ablation.parquet")
     sha = file_sha256(prof.outputs / "segmentation" / phase / "model.pth")
-    (d / f"{phase}_info.json").write_text(json.dumps({"model_sha256": sha, "ablation_layers": ["enc1", "dec2"]}))
+    info = {"model_sha256": sha, "ablation_layers": ["enc1", "dec2"], "ablation_regions": list(fe.ABLATION_REGIONS)}
+    if old:  # written before the eroded and dilated regions: no region list, no such columns
+        info.pop("ablation_regions")
+        t = t[[c for c in cols if "_eroded_" not in c and "_dilated_" not in c]]
+    t.to_parquet(d / f"{phase}_ablation.parquet")
+    (d / f"{phase}_info.json").write_text(json.dumps(info))
     return t
 
 
@@ -90,10 +94,19 @@ def test_stored_tables_are_read_per_layer_and_region(tmp_path):
     np.testing.assert_array_equal(ring.to_numpy(), t[["dec2_ring_c0", "dec2_ring_c1"]].to_numpy())
 
 
+def test_a_table_of_an_older_run_gives_its_three_regions(tmp_path):
+    prof = _profile(tmp_path)
+    _store_tables(prof, old=True)
+    assert {r for _, r in ablation.load_tables(prof, "PP")} == {"tumour", "ring", "manual"}
+    assert fe.stored_region(prof, "PP", "eroded", ["enc1"]) is None
+    got = fe.stored_region(prof, "PP", "ring", ["dec2"])
+    assert list(got.columns) == ["dec2_c0", "dec2_c1"] and list(got.index) == ["1", "2"]
+
+
 def test_the_manual_region_is_left_out_when_a_patient_has_no_manual_mask(tmp_path):
     prof = _profile(tmp_path)
     _store_tables(prof, manual_missing=True)
-    assert {r for _, r in ablation.load_tables(prof, "PP")} == {"tumour", "ring"}
+    assert {r for _, r in ablation.load_tables(prof, "PP")} == set(fe.ABLATION_REGIONS) - {"manual"}
 
 
 def test_tables_of_another_network_or_none_are_refused(tmp_path):

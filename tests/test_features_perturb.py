@@ -78,3 +78,41 @@ def test_one_pass_over_all_masks_equals_one_pass_per_mask(trained):
         np.testing.assert_allclose(got[(mask, perturb)].to_numpy(), one.to_numpy(), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="mask must be"):
         fe.extract_conditions(manifest, prof, "AP", [("truth", None)], progress=False)
+
+
+def test_chapter_3_pools_the_masks_that_chapter_8_reads(trained):
+    """extract_phase pools the eroded, dilated and manual masks in its own passes; deep_tables reads them (nothing
+    pooled anew) and gets what extract_conditions computes, to float rounding; without them (an older run) it pools
+    them anew."""
+    import json
+
+    import pandas as pd
+
+    from hcc_utils import radiomics_study as rs
+
+    manifest, prof = trained
+    base = fe.extract_phase(manifest, prof, "AP", progress=False)
+    base.index = base.index.astype(str)
+    mask = prof["features"].get("mask", "predicted")
+    conds = {"eroded": (mask, "erode"), "dilated": (mask, "dilate"), "manual": ("manual", None)}
+    ref = fe.extract_conditions(manifest, prof, "AP", list(conds.values()), progress=False)
+    tables, cost = rs.deep_tables(manifest, prof, phases=("AP",))
+    assert cost.loc[0, "conditions_pooled"] == ""
+    assert set(cost.loc[0, "conditions_from_chapter_3"].split(", ")) == set(conds)
+    pd.testing.assert_frame_equal(tables["predicted"]["AP"], base)
+    for name, c in conds.items():
+        got, want = tables[name]["AP"], ref[c]
+        assert list(got.index) == list(want.index.astype(str)) and list(got.columns) == list(base.columns)
+        np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=1e-5, atol=1e-6)
+    # a table of an older run, without the perturbed regions: chapter 8 pools those anew
+    d = prof.outputs / "features"
+    t = pd.read_parquet(d / "AP_ablation.parquet")
+    t[[c for c in t.columns if "_eroded_" not in c and "_dilated_" not in c]].to_parquet(d / "AP_ablation.parquet")
+    info = json.loads((d / "AP_info.json").read_text())
+    info.pop("ablation_regions")
+    (d / "AP_info.json").write_text(json.dumps(info))
+    again, cost = rs.deep_tables(manifest, prof, phases=("AP",))
+    assert set(cost.loc[0, "conditions_pooled"].split(", ")) == {"eroded", "dilated"}
+    assert cost.loc[0, "conditions_from_chapter_3"] == "manual"
+    for name in conds:
+        np.testing.assert_allclose(again[name]["AP"].to_numpy(), tables[name]["AP"].to_numpy(), rtol=1e-5, atol=1e-6)
