@@ -400,7 +400,7 @@ def extract_phase(manifest, profile, phase: str, mask: str | None = None, device
     for row in pp._progress(rows, progress, f"features {phase}"):
         case = pp.prepare_case(row, phase, profile)
         with warnings.catch_warnings():
-            # an erosion that empties the region: case_regions keeps the region (chapter 8 counts these)
+            # an erosion that empties a region keeps the unperturbed one (case_regions); no warning per patient here
             warnings.filterwarnings("ignore", message=".*perturbation empties the tumour mask", category=UserWarning)
             regions = case_regions(model, case, keys, bs, None if visit is None else visit.get(case.patient_id),
                                    post, tta)
