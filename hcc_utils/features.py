@@ -610,16 +610,19 @@ def read_ablation_table(profile, phase: str) -> tuple[pd.DataFrame, dict]:
     return table, info
 
 
-def stored_region(profile, phase: str, region: str, layers) -> pd.DataFrame | None:
+def stored_region(profile, phase: str, region: str | None, layers, stored=None) -> pd.DataFrame | None:
     """The patient table of ``layers`` pooled in one ablation region, as :func:`extract_phase` writes it.
 
     Columns ``<layer>_c<k>`` (the feature table's names); patients without the region (no manual mask) are left out.
-    None when chapter 3's table of the phase's current network does not hold the region or the layers.
+    None when chapter 3's table of the phase's current network does not hold the region or the layers. ``stored``:
+    what :func:`read_ablation_table` returned for the phase, to read several regions from one read.
     """
-    try:
-        table, info = read_ablation_table(profile, phase)
-    except (FileNotFoundError, RuntimeError):
-        return None
+    if stored is None:
+        try:
+            stored = read_ablation_table(profile, phase)
+        except (FileNotFoundError, RuntimeError):
+            return None
+    table, info = stored
     if region not in info["ablation_regions"] or not set(layers) <= set(info["ablation_layers"] or []):
         return None
     cols = [c for layer in layers for c in table.columns if c.startswith(f"{layer}_{region}_c")]

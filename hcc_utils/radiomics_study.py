@@ -156,6 +156,10 @@ def deep_tables(manifest, profile, phases=("AP", "PP"), conditions=tuple(CONDITI
         t0 = time.perf_counter()
         manual_rows = _with_manual_masks(df, ph)
         anew, stored = {}, []
+        try:  # chapter 3's table, read once for every condition of the phase
+            ablation_table = fe.read_ablation_table(profile, ph)
+        except (FileNotFoundError, RuntimeError):
+            ablation_table = None
         for cond in conditions:
             mask, perturb = _condition(profile, cond)
             if mask == default and perturb is None:
@@ -165,7 +169,8 @@ def deep_tables(manifest, profile, phases=("AP", "PP"), conditions=tuple(CONDITI
                 continue
             if mask != "predicted" and manual_rows.empty:
                 continue
-            t = fe.stored_region(profile, ph, _stored_region_name(mask, perturb, default), layers)
+            t = (fe.stored_region(profile, ph, _stored_region_name(mask, perturb, default), layers, ablation_table)
+                 if ablation_table is not None else None)
             if t is not None and mask == "manual":
                 t = t[t.index.isin(manual_rows["patient_id"].astype(str))]
             if t is None or t.empty:
