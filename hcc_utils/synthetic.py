@@ -541,6 +541,12 @@ def generate_cohort(profile, force: bool = False, *, n_development: int | None =
     root_, manifest_ = Path(root_).resolve(), Path(manifest_).resolve()
     if not force and is_complete(spec, root_, manifest_):
         return manifest_
+    import multiprocessing as mp
+
+    if getattr(mp.current_process(), "_inheriting", False):
+        # a worker started by spawn re-runs the caller's script; it would wait on the lock below for ever
+        raise RuntimeError("generate_cohort() was called while a worker process was starting: the script that calls "
+                           "it re-runs in each worker. Call it under `if __name__ == \"__main__\":`.")
     root_.mkdir(parents=True, exist_ok=True)
     with _lock(root_ / ".generating.lock"):  # another process (a parallel test run) may be generating it
         if not force and is_complete(spec, root_, manifest_):
@@ -574,13 +580,21 @@ def _generate(spec: CohortSpec, root_: Path, manifest_: Path, workers: int, prog
     bar = _progress(len(jobs), f"synthetic cohort ({spec.n} patients) -> {root_}", progress)
     if workers > 1 and len(jobs) > 1:
         import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures.process import BrokenProcessPool
 
-        # fork is fast; after torch has started its thread pools a forked child can hang, so spawn then
+        # fork is fast; after torch has started its thread pools a forked child can hang, so spawn then. A worker that
+        # dies stops the run with BrokenProcessPool (multiprocessing.Pool would wait for ever).
         method = "fork" if sys.platform.startswith("linux") and "torch" not in sys.modules else "spawn"
-        with mp.get_context(method).Pool(min(workers, len(jobs))) as pool:
-            for pid, geo in pool.imap_unordered(patient_job, jobs):
-                geos[pid] = geo
-                bar.update(1)
+        try:
+            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context(method)) as ex:
+                for fut in as_completed([ex.submit(patient_job, job) for job in jobs]):
+                    pid, geo = fut.result()
+                    geos[pid] = geo
+                    bar.update(1)
+        except BrokenProcessPool as e:
+            raise RuntimeError(f"a worker process generating the synthetic cohort in {root_} stopped (its error is "
+                               "printed above; workers=1 generates in this process)") from e
     else:
         for job in jobs:
             pid, geo = patient_job(job)

@@ -49,6 +49,24 @@ def test_same_seed_gives_byte_identical_files_whatever_the_workers(tmp_path):
             gzip.decompress(data)
 
 
+def test_script_without_main_guard_stops_with_a_clear_error(tmp_path):
+    """With torch loaded the workers are spawned and re-run the calling script; a script without the
+    ``if __name__ == "__main__":`` guard gets an error naming the guard, not a wait for ever on the cohort's lock."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "make_cohort.py"
+    script.write_text("import torch  # noqa: F401\n"
+                      "from hcc_utils import synthetic\n"
+                      "from hcc_utils.config import load_profile\n"
+                      f"synthetic.generate_cohort(load_profile('ci'), root={str(tmp_path / 'c')!r}, n_development=2,\n"
+                      "                          n_validation=1, n_annotated=1, workers=2, progress=False)\n")
+    r = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0
+    assert 'if __name__ == "__main__":' in r.stderr and "a worker process generating the synthetic cohort" in r.stderr
+    assert not (tmp_path / "c" / "stamp.json").exists()
+
+
 def test_other_seed_gives_other_cohort():
     a = syn.simulate_tables(50, seed=1)
     b = syn.simulate_tables(50, seed=2)
