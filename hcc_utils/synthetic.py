@@ -100,6 +100,7 @@ import contextlib
 import hashlib
 import json
 import math
+import multiprocessing as mp
 import os
 import sys
 import time
@@ -541,8 +542,6 @@ def generate_cohort(profile, force: bool = False, *, n_development: int | None =
     root_, manifest_ = Path(root_).resolve(), Path(manifest_).resolve()
     if not force and is_complete(spec, root_, manifest_):
         return manifest_
-    import multiprocessing as mp
-
     if getattr(mp.current_process(), "_inheriting", False):
         # a worker started by spawn re-runs the caller's script; it would wait on the lock below for ever
         raise RuntimeError("generate_cohort() was called while a worker process was starting: the script that calls "
@@ -579,7 +578,6 @@ def _generate(spec: CohortSpec, root_: Path, manifest_: Path, workers: int, prog
     geos: dict[str, dict] = {}
     bar = _progress(len(jobs), f"synthetic cohort ({spec.n} patients) -> {root_}", progress)
     if workers > 1 and len(jobs) > 1:
-        import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
         from concurrent.futures.process import BrokenProcessPool
 

@@ -105,6 +105,7 @@ def test_ci_cohort_end_to_end(ci_manifest, tmp_path):
     """The ci synthetic cohort: train, select, predict, extract both phases, DP; right shapes, no NaN; and the
     networks learn: on patients they never saw, the PP network segments the tumours a 6-mm grid resolves (>= 30 mm,
     washing out) with mean Dice >= 0.6, and most cases are segmented by the network, not the fallback."""
+    from benchmarks.ci_dice import resolved_unseen_dice
     from hcc_utils.config import load_profile
     from hcc_utils.manifest import read_manifest
 
@@ -117,9 +118,7 @@ def test_ci_cohort_end_to_end(ci_manifest, tmp_path):
         assert 0 <= m["best_valid_dice"] <= 1
         dsc = seg.predict_cohort(ci_manifest, prof, ph, progress=False)
         assert len(dsc) == n and (prof.outputs / "segmentation" / ph / "pred_masks").is_dir()
-        d = dsc.set_index("patient_id").join(truth[["diameter_mm", "washout"]])
-        unseen = d[(d["group"] != "train") & d["dsc"].notna()]
-        unseen_dice[ph] = unseen.loc[(unseen["diameter_mm"] >= 30) & (unseen["washout"] == 1), "dsc"].mean()
+        unseen_dice[ph] = resolved_unseen_dice(dsc, truth)
         tabs[ph] = fe.extract_phase(ci_manifest, prof, ph, progress=False)
         assert tabs[ph].shape[0] == n and np.isfinite(tabs[ph].to_numpy()).all()
         qc = pd.read_csv(prof.outputs / "features" / f"{ph}_qc.csv")
