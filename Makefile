@@ -76,13 +76,14 @@ lab: env
 bench: env
 	$(PY) -m benchmarks $(ARGS)
 
-# `make book` cold and warm on the demo profile, in an isolated root (~11 min on 2 CPUs): its own run and JSON
+# `make book` cold and warm on the demo profile, in an isolated root (22-35 min on 2 CPUs): its own run and JSON
 bench-book: env
 	$(PY) -m benchmarks --only book $(ARGS)
 
 # The demo book on three synthetic cohorts (generator seeds), each in its own root: mean and range of every Table 2 /
-# Table 4 AUC and the Dice per phase (about 20 min a seed on 2 CPUs); ARGS="--finished 2022=outputs/bench/book-demo"
-# takes the default seed's figures from the book `make bench-book` ran
+# Table 4 AUC and the Dice per phase (20-35 min a seed on 2 CPUs), kept per kind of CPU in benchmarks/stability/ and
+# shown on the results page; ARGS="--finished 2022=outputs/bench/book-demo" takes the default seed's figures from the
+# book `make bench-book` ran
 stability: env $(VENDOR)
 	$(PY) -m benchmarks.stability $(ARGS)
 

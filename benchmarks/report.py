@@ -15,6 +15,7 @@ PLOT = ROOT / "benchmarks" / "scaling.png"
 GPU_DIR = ROOT / "benchmarks" / "gpu_results"
 LATEST = ROOT / "benchmarks" / "latest.json"
 LATEST_BOOK = ROOT / "benchmarks" / "latest-book.json"
+STABILITY_DIR = ROOT / "benchmarks" / "stability"
 
 
 def _fmt(v, unit: str = "") -> str:
@@ -108,6 +109,89 @@ def _gpu_section() -> str:
                           "GFLOP per training slice", "fraction of bf16 peak"], rows) + "\n"
 
 
+#: Figures compared across machines (when stored runs of more than one kind of CPU share seeds).
+MACHINE_FIGURES = ("Table 2 AUC | DSFR (the phase chosen by development CV) | development",
+                   "Table 2 AUC | DSFR (the phase chosen by development CV) | validation",
+                   "Table 2 AUC | DSFR-PP | development", "Table 2 AUC | DSFR-PP | validation",
+                   "Table 2 AUC | Visual | development", "Dice | PP | held-out annotated", "Dice | PP | validation",
+                   "Dice | AP | held-out annotated", "Spearman signature vs latent | development")
+
+
+def stability_runs(folder: Path = STABILITY_DIR) -> list[Path]:
+    """The stored ``make stability`` runs, one per profile and kind of CPU (:func:`benchmarks.stability.main`)."""
+    return sorted(Path(folder).glob("*.json")) if Path(folder).is_dir() else []
+
+
+def _stab_value(v, name: str) -> str:
+    if v is None or v != v:
+        return "-"
+    if "chosen is PP" in name:
+        return "yes" if v == 1 else ("no" if v == 0 else f"{v:.2f}")
+    return f"{v:.2e}" if " p " in name else f"{v:.3f}"  # p-values in scientific notation
+
+
+def _machine_text(m: dict) -> str:
+    gflops = m.get("gflops_sgemm")
+    return (f"{m.get('cpu')} ({', '.join(m.get('simd', [])) or 'no AVX'}; {m.get('usable_cpus')} usable CPUs"
+            + (f"; 1-thread fp32 matmul {gflops:.0f} GFLOP/s" if gflops else "") + ")")
+
+
+def stability_section(paths: list[Path] | None = None) -> list[str]:
+    """The results page's lines for the stored ``make stability`` runs (default :func:`stability_runs`): for each,
+    every figure but the ablation's (mean, range, per seed) and the machine it ran on; then, for the seeds that runs
+    on different machines share, the same figures side by side. None without a stored run."""
+    runs = [(Path(p), json.loads(Path(p).read_text())) for p in (stability_runs() if paths is None else paths)
+            if Path(p).is_file()]
+    if not runs:
+        return []
+    lines = ["## Stability across synthetic cohorts and machines", "",
+             "`make stability` builds the book on the cohorts of several generator seeds, each in its own root, and "
+             "keeps its newest run per profile and kind of CPU in `benchmarks/stability/`. On one machine the U-Net "
+             "trains bit-reproducibly; on another kind of CPU the vector instructions change the order of the "
+             "floating-point sums in its convolutions, so the same commit and seed train other networks and the "
+             "Dice, the features and every AUC built on them move. The tables (cohort, clinical and visual models, "
+             "planted rows) are the same on every machine. The planted rows fit the book's nested procedure on the "
+             "visual reads and on the true image phenotype (what a perfect reader of the images knows; cohort "
+             "tables only): their difference is the room each sample leaves for the DSFR - Visual margin.", ""]
+    for path, d in runs:
+        figs = [f for f in d["figures"] if not f["figure"].startswith("Ablation AUC")]
+        seeds = [f"seed {s}" for s in d["seeds"]]
+        rows = [[f["figure"]] + [_stab_value(f.get(k), f["figure"]) for k in ("mean", "min", "max", *seeds)]
+                for f in figs]
+        commit = (d.get("git") or {}).get("commit") or "unknown"
+        finished = d.get("finished") or {}
+        lines += [f"### {d.get('profile')} book on {_machine_text(d.get('machine', {}))}", "",
+                  f"From `benchmarks/stability/{path.name}` (`make stability`, {d.get('timestamp', '')}, commit "
+                  f"`{commit[:10]}`): generator seeds {', '.join(map(str, d['seeds']))}"
+                  + (f" (seed {', '.join(finished)} from a `make bench-book` run)" if finished else "") + ".", "",
+                  _table(["figure", "mean", "min", "max", *seeds], rows), ""]
+    by_profile: dict[str, list] = {}
+    for path, d in runs:
+        by_profile.setdefault(d.get("profile"), []).append((path, d))
+    for prof, rs in by_profile.items():
+        common = sorted(set.intersection(*(set(d["seeds"]) for _, d in rs))) if len(rs) > 1 else []
+        if not common:
+            continue
+        vals = [{f["figure"]: f for f in d["figures"]} for _, d in rs]
+        heads = [f"{d.get('machine', {}).get('cpu')} ({', '.join(d.get('machine', {}).get('simd', [])) or 'no AVX'})"
+                 for _, d in rs]
+        rows = []
+        for name in MACHINE_FIGURES:
+            if not all(name in v for v in vals):
+                continue
+            for s in common:
+                xs = [v[name].get(f"seed {s}") for v in vals]
+                ok = [x for x in xs if x is not None and x == x]
+                rows.append([name, str(s)] + [_stab_value(x, name) for x in xs]
+                            + [f"{max(ok) - min(ok):.3f}" if len(ok) > 1 else "-"])
+        if rows:
+            lines += [f"### The {prof} book across machines", "",
+                      f"The same figures on the seeds that the stored runs share ({', '.join(map(str, common))}); "
+                      "the last column is the largest difference between the machines.", "",
+                      _table(["figure", "seed", *heads, "difference"], rows), ""]
+    return lines
+
+
 def _derived_compute(data: dict[str, Any], st: list[dict]) -> list[dict]:
     """Achieved GFLOP/s and fraction of the measured matmul limit, from throughput x counted FLOPs per slice
     (only where the run did not record them itself)."""
@@ -134,9 +218,10 @@ def _derived_compute(data: dict[str, Any], st: list[dict]) -> list[dict]:
 
 
 def write_report(json_path: Path, readme: Path = README, plot: Path = PLOT, book_json: Path | None = None,
-                 intro: str | None = None) -> Path:
+                 intro: str | None = None, stability: list[Path] | None = None) -> Path:
     """Rewrite the results page from one results JSON (and, when it has no ``make book`` figures, those of
-    ``book_json``, the latest ``make bench-book`` run).
+    ``book_json``, the latest ``make bench-book`` run; and the stored ``make stability`` runs, ``stability``
+    (default: :func:`stability_runs`)).
 
     ``intro`` replaces the paragraph under the title (which says how the README is generated), e.g. for the page of
     the HTML book (:func:`hcc_utils.run.book.write_benchmarks_page`)."""
@@ -152,7 +237,8 @@ def write_report(json_path: Path, readme: Path = README, plot: Path = PLOT, book
         bdata = json.loads(Path(book_json).read_text())
         figs = figs + [f for f in bdata["figures"] if f["group"] == "book"]
         bm = bdata["machine"]
-        book_src = (f"`{Path(book_json).name}` (a separate `make bench-book` run on {bm.get('cpu')}, "
+        book_src = (f"`{Path(book_json).name}` (a separate `make bench-book` run on {bm.get('cpu')} "
+                    f"({', '.join(bm.get('simd') or []) or 'no AVX'}), "
                     f"{bm.get('usable_cpus')} usable CPUs, load average at start "
                     + ", ".join(f"{x:.1f}" for x in (bm.get("load_average_at_start") or [])) + ")")
         if readme == README:
@@ -268,10 +354,12 @@ def write_report(json_path: Path, readme: Path = README, plot: Path = PLOT, book
                   "training step is forward + backward of the Dice + CE loss; optimiser arithmetic not counted).", "",
                   _table(["network", "parameters (M)", "GFLOP forward", "GFLOP training step"], rows), ""]
 
+    lines += stability_section(stability)
     lines += ["## GPU", "", _gpu_section(), "",
               "## How to run", "",
               "```", "make bench                          # or: python -m benchmarks  (demo profile, < 20 min on 2 CPUs)",
-              "make bench-book                     # `make book` cold and warm on the demo profile (~11 min)",
+              "make bench-book                     # `make book` cold and warm on the demo profile (22-35 min)",
+              "make stability                      # the demo book on three generator seeds (section above)",
               "python -m benchmarks --tiny            # smoke run on the ci profile (what the test-suite checks)",
               "python -m benchmarks --sizes 50,100    # other scaling sizes",
               "python -m benchmarks report            # rewrite this page from the latest results JSON",

@@ -8,6 +8,13 @@ signature's Spearman correlation with the latent are collected, and their mean a
 validation AUCs of the book's ablation chapter (:mod:`hcc_utils.ablation`). ``--finished SEED=ROOT`` takes a seed's
 figures from a book already run in ``ROOT`` on that seed's cohort (``make bench-book`` leaves the default seed's in
 ``outputs/bench/book-demo``) instead of running it again.
+
+Beside each seed's book figures it records what that seed's planted truth allows (:func:`benchmarks.planted.
+seed_figures`: the nested procedure on the visual reads and on the true image phenotype, tables only), so the
+DSFR - Visual margin can be read against the room the sample leaves; and the machine (CPU, vector instructions,
+1-thread matmul throughput) and commit, because the U-Net's results move between CPUs. The newest run of each profile
+and kind of CPU (:func:`machine_kind`) is kept as ``benchmarks/stability/<profile>-<kind>.json`` (committed) and shown
+on the results page (:mod:`benchmarks.report`), beside the runs of other kinds of CPU on the seeds they share.
 """
 from __future__ import annotations
 
@@ -25,6 +32,15 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (2022, 2023, 2024)
+#: The newest run of each profile and kind of CPU, kept beside the results page (committed).
+KEPT = ROOT / "benchmarks" / "stability"
+
+
+def machine_kind(machine: dict) -> str:
+    """The widest vector instructions of a machine (:func:`benchmarks.core.machine_info`): what sets the U-Net's
+    floating-point path on a CPU (``avx512``, ``avx2`` or ``other``)."""
+    simd = machine.get("simd") or []
+    return "avx512" if "avx512f" in simd else ("avx2" if "avx2" in simd else "other")
 
 
 def seed_root(seed: int, profile: str = "demo") -> Path:
@@ -61,12 +77,25 @@ def collect(out: Path, ablation: bool = False) -> dict[str, float]:
     for r in t2[t2.model == dsfr].itertuples():
         res[f"Table 2 AUC | DSFR (the phase chosen by development CV) | {r.cohort}"] = float(r.auc)
     res["DSFR phase chosen is PP (1) or not (0)"] = float(dsfr == "DSFR-PP")
+    vis = t2[(t2.model == "Visual") & (t2.cohort == "development")]
+    chosen = t2[(t2.model == dsfr) & (t2.cohort == "development")]
+    if len(vis) == 1 and len(chosen) == 1:
+        res["Table 2 AUC | DSFR - Visual | development"] = float(chosen.auc.iloc[0] - vis.auc.iloc[0])
     t4 = out / "survival" / "synthetic" / "table4_discrimination.csv"
     if t4.exists():
         for r in pd.read_csv(t4).itertuples():
             res[f"Table 4 C-index | {r.model} | {r.cohort}"] = float(r.c_index)
             if hasattr(r, "tdauc"):
                 res[f"Table 4 tdAUC | {r.model} | {r.cohort}"] = float(r.tdauc)
+    sr = out / "survival" / "synthetic" / "results.json"
+    if sr.exists():
+        surv = json.loads(sr.read_text())
+        for cohort, c in surv.get("cohorts", {}).items():
+            if c.get("logrank_p") is not None:
+                res[f"Survival | KM log-rank p | {cohort}"] = float(c["logrank_p"])
+        if "signature_hr_final" in surv:  # the final multivariable Cox model (Table 3)
+            res["Survival | signature in the final Cox model: HR | development"] = float(surv["signature_hr_final"]["hr"])
+            res["Survival | signature in the final Cox model: p | development"] = float(surv["signature_hr_final"]["p"])
     for ph in ("AP", "PP"):
         m = json.loads((out / "segmentation" / ph / "metrics.json").read_text())
         for g in m.get("dsc_by_group", []):
@@ -105,6 +134,17 @@ def finished_outputs(spec: str, profile: str = "demo") -> tuple[int, Path]:
     return seed, out
 
 
+def planted_figures(seed: int, profile: str = "demo") -> dict[str, float]:
+    """What the cohort of generator ``seed`` allows (:func:`benchmarks.planted.seed_figures`), as stability figures."""
+    from benchmarks.planted import seed_figures
+    from hcc_utils.config import load_profile
+
+    f = seed_figures(seed, load_profile(profile))
+    return {"Planted (tables only) | Visual | development": f["visual"],
+            "Planted (tables only) | image phenotype | development": f["image phenotype"],
+            "Planted (tables only) | image phenotype - Visual | development": f["gap"]}
+
+
 def summarise(per_seed: dict[int, dict[str, float]]) -> pd.DataFrame:
     """Mean, min, max and the per-seed values of every figure."""
     df = pd.DataFrame(per_seed)
@@ -122,24 +162,39 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--finished", action="append", default=[], metavar="SEED=ROOT",
                     help="take this seed's figures from a book already run in ROOT (e.g. 2022=outputs/bench/book-demo)")
     a = ap.parse_args(argv)
+    from benchmarks.core import git_info, machine_info
+    from benchmarks.tasks import cpu_peak
+
     t0 = time.perf_counter()
+    machine = {**machine_info(), **cpu_peak()}  # before the books: an idle CPU
     done = dict(finished_outputs(f, a.profile) for f in a.finished)
     a.seeds = list(dict.fromkeys(a.seeds + list(done)))
     per_seed = {}
     for s in a.seeds:
         out = done[s] if s in done else run_seed(s, a.profile, a.force)
-        per_seed[s] = collect(out, a.ablation)
+        per_seed[s] = {**collect(out, a.ablation), **planted_figures(s, a.profile)}
     table = summarise(per_seed)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     dest = ROOT / "benchmarks" / "results" / f"stability-{stamp}.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(json.dumps({"profile": a.profile, "seeds": a.seeds, "ablation": a.ablation,
-                                "finished": {str(k): str(v) for k, v in done.items()},
-                                "seconds": time.perf_counter() - t0,
-                                "figures": table.reset_index(names="figure").to_dict(orient="records")}, indent=1))
+    text = json.dumps({"profile": a.profile, "seeds": a.seeds, "ablation": a.ablation, "timestamp": stamp,
+                       "machine": machine, "git": git_info(),
+                       "finished": {str(k): str(Path(v).relative_to(ROOT)) if Path(v).is_relative_to(ROOT) else str(v)
+                                    for k, v in done.items()},
+                       "seconds": time.perf_counter() - t0,
+                       "figures": table.reset_index(names="figure").to_dict(orient="records")}, indent=1)
+    dest.write_text(text)
+    kept = KEPT / f"{a.profile}-{machine_kind(machine)}.json"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_text(text)
     with pd.option_context("display.width", 200, "display.max_rows", 500, "display.max_colwidth", 70):
         print(table.round(3).to_string())
-    print(f"written: {dest}")
+    print(f"written: {dest} (kept as {kept.relative_to(ROOT)})")
+    from benchmarks.runner import refresh_report
+
+    page = refresh_report()
+    if page is not None:
+        print(f"results page rewritten: {page}")
     return 0
 
 

@@ -162,8 +162,15 @@ def test_stability_collects_every_figure_and_the_ablation(tmp_path):
     pd.DataFrame([{"factor": "feature layer", "variant": "enc1 (tumour mean)", "default": True, "phase": "PP",
                    "n_features": 8, "development": 0.74, "validation": 0.69}]).to_csv(
         out / "models" / "ablation.csv", index=False)
+    (out / "survival" / "synthetic").mkdir(parents=True)
+    (out / "survival" / "synthetic" / "results.json").write_text(json.dumps(
+        {"cohorts": {"development": {"logrank_p": 1e-5}, "validation": {"logrank_p": 0.2}},
+         "signature_hr_final": {"hr": 2.5, "p": 3e-6}}))
     res = stability.collect(out)
     assert res["Table 2 AUC | DSFR (the phase chosen by development CV) | validation"] == pytest.approx(0.61)
+    assert res["Survival | KM log-rank p | development"] == 1e-5 and res["Survival | KM log-rank p | validation"] == 0.2
+    assert res["Survival | signature in the final Cox model: p | development"] == 3e-6
+    assert res["Table 2 AUC | DSFR - Visual | development"] == pytest.approx(0.60 - 0.62)
     assert res["DSFR phase chosen is PP (1) or not (0)"] == 1.0
     assert res["Dice | PP | validation"] == 0.7
     assert not any(k.startswith("Ablation") for k in res)
@@ -173,6 +180,53 @@ def test_stability_collects_every_figure_and_the_ablation(tmp_path):
     table = stability.summarise({1: res, 2: {**res, "Dice | PP | validation": 0.8}})
     assert table.loc["Dice | PP | validation", "mean"] == pytest.approx(0.75)
     assert table.loc["Dice | PP | validation", "min"] == 0.7
+
+
+def test_the_results_page_shows_the_stored_stability_runs_and_compares_machines(tmp_path):
+    from benchmarks.report import stability_runs, stability_section, write_report
+    from benchmarks.stability import machine_kind
+
+    def fig(name, a, b):
+        return {"figure": name, "mean": (a + b) / 2, "min": min(a, b), "max": max(a, b), "seed 2022": a,
+                "seed 2023": b}
+
+    figures = [fig("Table 2 AUC | DSFR - Visual | development", 0.1, -0.01),
+               fig("DSFR phase chosen is PP (1) or not (0)", 1.0, 0.0),
+               fig("Survival | KM log-rank p | development", 1e-6, 3.9e-5),
+               fig("Dice | PP | validation", 0.64, 0.71),
+               fig("Ablation AUC | enc1 (tumour mean) | PP | development", 0.7, 0.7)]
+    run = {"profile": "demo", "seeds": [2022, 2023], "timestamp": "20261208T000000Z", "finished": {"2022": "x"},
+           "git": {"commit": "0123456789abcdef"}, "figures": figures,
+           "machine": {"cpu": "Some CPU", "simd": ["avx2", "fma"], "usable_cpus": 2, "gflops_sgemm": 61.4}}
+    assert machine_kind(run["machine"]) == "avx2" and machine_kind({"simd": ["avx2", "avx512f"]}) == "avx512"
+    folder = tmp_path / "stability"
+    folder.mkdir()
+    (folder / "demo-avx2.json").write_text(json.dumps(run))
+    text = "\n".join(stability_section(stability_runs(folder)))
+    assert text.startswith("## Stability across synthetic cohorts and machines")
+    assert "### demo book on Some CPU (avx2, fma; 2 usable CPUs; 1-thread fp32 matmul 61 GFLOP/s)" in text
+    assert "`benchmarks/stability/demo-avx2.json`" in text and "`0123456789`" in text
+    assert "| Table 2 AUC | DSFR - Visual | development | 0.045 | -0.010 | 0.100 | 0.100 | -0.010 |" in text
+    assert "| DSFR phase chosen is PP (1) or not (0) | 0.50 | no | yes | yes | no |" in text
+    assert "| 2.00e-05 | 1.00e-06 | 3.90e-05 |" in text
+    assert "Ablation" not in text and "seed 2022 from a `make bench-book` run" in text
+    assert "across machines\n" not in text  # one machine: nothing to compare
+    # a second kind of CPU on a shared seed: the figures side by side with their difference
+    other = {**run, "seeds": [2023], "finished": {}, "machine": {"cpu": "Other CPU", "simd": ["avx2", "avx512f"]},
+             "figures": [{"figure": "Dice | PP | validation", "mean": 0.68, "min": 0.68, "max": 0.68,
+                          "seed 2023": 0.68}]}
+    (folder / "demo-avx512.json").write_text(json.dumps(other))
+    text = "\n".join(stability_section(stability_runs(folder)))
+    assert "### The demo book across machines" in text
+    assert "| Dice | PP | validation | 2023 | 0.710 | 0.680 | 0.030 |" in text
+    assert "| Dice | PP | validation | 2022 |" not in text
+    assert stability_section([tmp_path / "absent.json"]) == [] and stability_runs(tmp_path / "none") == []
+    latest = ROOT / "benchmarks" / "latest.json"
+    page = write_report(latest, readme=tmp_path / "README.md", plot=tmp_path / "s.png",
+                        stability=stability_runs(folder)).read_text()
+    assert "## Stability across" in page and page.index("## Stability") < page.index("## GPU")
+    page = write_report(latest, readme=tmp_path / "README.md", plot=tmp_path / "s.png", stability=[]).read_text()
+    assert "## Stability" not in page
 
 
 def test_stability_takes_a_finished_book_only_on_its_own_seed(tmp_path):
