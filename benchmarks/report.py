@@ -130,6 +130,12 @@ def _stab_value(v, name: str) -> str:
     return f"{v:.2e}" if " p " in name else f"{v:.3f}"  # p-values in scientific notation
 
 
+def _figure_text(name: str) -> str:
+    """A stability figure's name for a markdown table cell: ``Dice | PP | validation`` -> ``Dice: PP, validation``."""
+    head, *rest = name.split(" | ")
+    return f"{head}: {', '.join(rest)}" if rest else head
+
+
 def _machine_text(m: dict) -> str:
     gflops = m.get("gflops_sgemm")
     return (f"{m.get('cpu')} ({', '.join(m.get('simd', [])) or 'no AVX'}; {m.get('usable_cpus')} usable CPUs"
@@ -149,15 +155,15 @@ def stability_section(paths: list[Path] | None = None) -> list[str]:
              "keeps its newest run per profile and kind of CPU in `benchmarks/stability/`. On one machine the U-Net "
              "trains bit-reproducibly; on another kind of CPU the vector instructions change the order of the "
              "floating-point sums in its convolutions, so the same commit and seed train other networks and the "
-             "Dice, the features and every AUC built on them move. The tables (cohort, clinical and visual models, "
-             "planted rows) are the same on every machine. The planted rows fit the book's nested procedure on the "
+             "Dice, the features and every AUC built on them move. The cohort's tables are the same on every machine, "
+             "and the visual and planted rows use no network. The planted rows fit the book's nested procedure on the "
              "visual reads and on the true image phenotype (what a perfect reader of the images knows; cohort "
              "tables only): their difference is the room each sample leaves for the DSFR - Visual margin.", ""]
     for path, d in runs:
         figs = [f for f in d["figures"] if not f["figure"].startswith("Ablation AUC")]
         seeds = [f"seed {s}" for s in d["seeds"]]
-        rows = [[f["figure"]] + [_stab_value(f.get(k), f["figure"]) for k in ("mean", "min", "max", *seeds)]
-                for f in figs]
+        rows = [[_figure_text(f["figure"])] + [_stab_value(f.get(k), f["figure"]) for k in ("mean", "min", "max",
+                                                                                          *seeds)] for f in figs]
         commit = (d.get("git") or {}).get("commit") or "unknown"
         finished = d.get("finished") or {}
         lines += [f"### {d.get('profile')} book on {_machine_text(d.get('machine', {}))}", "",
@@ -182,7 +188,7 @@ def stability_section(paths: list[Path] | None = None) -> list[str]:
             for s in common:
                 xs = [v[name].get(f"seed {s}") for v in vals]
                 ok = [x for x in xs if x is not None and x == x]
-                rows.append([name, str(s)] + [_stab_value(x, name) for x in xs]
+                rows.append([_figure_text(name), str(s)] + [_stab_value(x, name) for x in xs]
                             + [f"{max(ok) - min(ok):.3f}" if len(ok) > 1 else "-"])
         if rows:
             lines += [f"### The {prof} book across machines", "",

@@ -206,9 +206,12 @@ def test_the_results_page_shows_the_stored_stability_runs_and_compares_machines(
     assert text.startswith("## Stability across synthetic cohorts and machines")
     assert "### demo book on Some CPU (avx2, fma; 2 usable CPUs; 1-thread fp32 matmul 61 GFLOP/s)" in text
     assert "`benchmarks/stability/demo-avx2.json`" in text and "`0123456789`" in text
-    assert "| Table 2 AUC | DSFR - Visual | development | 0.045 | -0.010 | 0.100 | 0.100 | -0.010 |" in text
+    assert "| Table 2 AUC: DSFR - Visual, development | 0.045 | -0.010 | 0.100 | 0.100 | -0.010 |" in text
     assert "| DSFR phase chosen is PP (1) or not (0) | 0.50 | no | yes | yes | no |" in text
-    assert "| 2.00e-05 | 1.00e-06 | 3.90e-05 |" in text
+    assert "| Survival: KM log-rank p, development | 2.00e-05 | 1.00e-06 | 3.90e-05 |" in text
+    # every row has as many cells as its header (no figure name breaks the table)
+    for table in [t for t in text.split("\n\n") if t.startswith("| ")]:
+        assert len({row.count(" | ") for row in table.splitlines() if not row.startswith("|---")}) == 1
     assert "Ablation" not in text and "seed 2022 from a `make bench-book` run" in text
     assert "across machines\n" not in text  # one machine: nothing to compare
     # a second kind of CPU on a shared seed: the figures side by side with their difference
@@ -218,8 +221,8 @@ def test_the_results_page_shows_the_stored_stability_runs_and_compares_machines(
     (folder / "demo-avx512.json").write_text(json.dumps(other))
     text = "\n".join(stability_section(stability_runs(folder)))
     assert "### The demo book across machines" in text
-    assert "| Dice | PP | validation | 2023 | 0.710 | 0.680 | 0.030 |" in text
-    assert "| Dice | PP | validation | 2022 |" not in text
+    assert "| Dice: PP, validation | 2023 | 0.710 | 0.680 | 0.030 |" in text
+    assert "| Dice: PP, validation | 2022 |" not in text
     assert stability_section([tmp_path / "absent.json"]) == [] and stability_runs(tmp_path / "none") == []
     latest = ROOT / "benchmarks" / "latest.json"
     page = write_report(latest, readme=tmp_path / "README.md", plot=tmp_path / "s.png",
