@@ -18,7 +18,7 @@ import time
 import pandas as pd
 import yaml
 
-from benchmarks.stability import ROOT
+from benchmarks.core import ROOT
 
 #: The tumours a 6-mm grid resolves: at least this diameter (mm), washing out in the portal phase.
 RESOLVED_MM = 30

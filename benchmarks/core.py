@@ -23,6 +23,8 @@ from hcc_utils.files import json_text
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+#: Generator seeds of ``make stability`` (:mod:`benchmarks.stability`), also reported apart by ``make planted``.
+SEEDS = (2022, 2023, 2024)
 SCHEMA = 1
 
 

@@ -10,7 +10,7 @@ seed, :func:`hcc_utils.classifiers.fit_nested`) is fitted on
 
 Their development AUCs and the gap between them are written per seed to ``benchmarks/results/planted-<stamp>.json``
 with the mean and standard deviation over the seeds, and the mean over the stability seeds
-(:data:`benchmarks.stability.SEEDS`) beside them. The gap is what a perfect image model fitted alike would gain
+(:data:`benchmarks.core.SEEDS`) beside them. The gap is what a perfect image model fitted alike would gain
 over the visual reads on that sample: the room each cohort leaves for Table 2's DSFR - Visual margin. A few minutes
 for 50 seeds.
 """
@@ -26,7 +26,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from benchmarks.stability import ROOT, SEEDS
+from benchmarks.core import ROOT, SEEDS
 
 
 def seed_figures(seed: int, profile) -> dict[str, float]:

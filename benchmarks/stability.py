@@ -30,8 +30,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-SEEDS = (2022, 2023, 2024)
+from benchmarks.core import ROOT, SEEDS, git_info, machine_info
+
 #: The newest run of each profile and kind of CPU, kept beside the results page (committed).
 KEPT = ROOT / "benchmarks" / "stability"
 
@@ -162,7 +162,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--finished", action="append", default=[], metavar="SEED=ROOT",
                     help="take this seed's figures from a book already run in ROOT (e.g. 2022=outputs/bench/book-demo)")
     a = ap.parse_args(argv)
-    from benchmarks.core import git_info, machine_info
     from benchmarks.tasks import cpu_peak
 
     t0 = time.perf_counter()
