@@ -93,9 +93,10 @@ def collect(out: Path, ablation: bool = False) -> dict[str, float]:
         for cohort, c in surv.get("cohorts", {}).items():
             if c.get("logrank_p") is not None:
                 res[f"Survival | KM log-rank p | {cohort}"] = float(c["logrank_p"])
-        if "signature_hr_final" in surv:  # the final multivariable Cox model (Table 3)
-            res["Survival | signature in the final Cox model: HR | development"] = float(surv["signature_hr_final"]["hr"])
-            res["Survival | signature in the final Cox model: p | development"] = float(surv["signature_hr_final"]["p"])
+        final = surv.get("signature_hr_final")  # the signature in the final multivariable Cox model (Table 3)
+        if final:
+            res["Survival | signature in the final Cox model: HR | development"] = float(final["hr"])
+            res["Survival | signature in the final Cox model: p | development"] = float(final["p"])
     for ph in ("AP", "PP"):
         m = json.loads((out / "segmentation" / ph / "metrics.json").read_text())
         for g in m.get("dsc_by_group", []):
@@ -166,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     machine = {**machine_info(), **cpu_peak()}  # before the books: an idle CPU
+    git = git_info()  # the code the books run with
     done = dict(finished_outputs(f, a.profile) for f in a.finished)
     a.seeds = list(dict.fromkeys(a.seeds + list(done)))
     per_seed = {}
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     dest = ROOT / "benchmarks" / "results" / f"stability-{stamp}.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps({"profile": a.profile, "seeds": a.seeds, "ablation": a.ablation, "timestamp": stamp,
-                       "machine": machine, "git": git_info(),
+                       "machine": machine, "git": git,
                        "finished": {str(k): str(Path(v).relative_to(ROOT)) if Path(v).is_relative_to(ROOT) else str(v)
                                     for k, v in done.items()},
                        "seconds": time.perf_counter() - t0,
