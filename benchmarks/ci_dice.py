@@ -10,7 +10,6 @@ minute a seed on 2 CPUs; the figures go to ``benchmarks/results/ci-dice-<stamp>.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import sys
 import time
@@ -18,10 +17,15 @@ import time
 import pandas as pd
 import yaml
 
-from benchmarks.core import ROOT
+from benchmarks.core import ROOT, timestamp
 
 #: The tumours a 6-mm grid resolves: at least this diameter (mm), washing out in the portal phase.
 RESOLVED_MM = 30
+
+
+def _unseen(dsc: pd.DataFrame) -> pd.DataFrame:
+    """The rows of patients outside the training group that have a manual mask (a Dice)."""
+    return dsc[(dsc["group"] != "train") & dsc["dsc"].notna()]
 
 
 def resolved_unseen_dice(dsc: pd.DataFrame, truth: pd.DataFrame) -> float:
@@ -30,8 +34,7 @@ def resolved_unseen_dice(dsc: pd.DataFrame, truth: pd.DataFrame) -> float:
     ``dsc``: :func:`hcc_utils.segmentation.predict_cohort`'s table; ``truth``: the cohort's ``truth.csv`` indexed by
     ``patient_id`` (evaluation only; no model reads it).
     """
-    d = dsc.set_index("patient_id").join(truth[["diameter_mm", "washout"]])
-    unseen = d[(d["group"] != "train") & d["dsc"].notna()]
+    unseen = _unseen(dsc).set_index("patient_id").join(truth[["diameter_mm", "washout"]])
     return float(unseen.loc[(unseen["diameter_mm"] >= RESOLVED_MM) & (unseen["washout"] == 1), "dsc"].mean())
 
 
@@ -52,7 +55,7 @@ def run(seed: int, train_seed: int, unet: dict) -> dict:
     t0 = time.perf_counter()
     seg.train_phase(manifest, prof, "PP", seed=train_seed, progress=False)
     dsc = seg.predict_cohort(manifest, prof, "PP", progress=False)
-    unseen = dsc[(dsc["group"] != "train") & dsc["dsc"].notna()]
+    unseen = _unseen(dsc)
     return {"seed": seed, "train_seed": train_seed, "unet": unet, "loss": prof["unet"].get("loss", "dice_ce"),
             "resolved_unseen_dice": resolved_unseen_dice(dsc, truth),
             "unseen_dice": float(unseen["dsc"].mean()), "n_unseen": len(unseen),
@@ -72,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(run(s, t, unet))
         print(json.dumps(rows[-1]), flush=True)
     df = pd.DataFrame(rows)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    dest = ROOT / "benchmarks" / "results" / f"ci-dice-{stamp}.json"
+    dest = ROOT / "benchmarks" / "results" / f"ci-dice-{timestamp()}.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps({"runs": rows, "mean": float(df["resolved_unseen_dice"].mean()),
                                 "min": float(df["resolved_unseen_dice"].min())}, indent=1))

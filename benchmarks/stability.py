@@ -19,7 +19,6 @@ on the results page (:mod:`benchmarks.report`), beside the runs of other kinds o
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import subprocess
@@ -30,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from benchmarks.core import ROOT, SEEDS, git_info, machine_info
+from benchmarks.core import ROOT, SEEDS, git_info, machine_info, timestamp
 
 #: The newest run of each profile and kind of CPU, kept beside the results page (committed).
 KEPT = ROOT / "benchmarks" / "stability"
@@ -175,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         out = done[s] if s in done else run_seed(s, a.profile, a.force)
         per_seed[s] = {**collect(out, a.ablation), **planted_figures(s, a.profile)}
     table = summarise(per_seed)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = timestamp()
     dest = ROOT / "benchmarks" / "results" / f"stability-{stamp}.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps({"profile": a.profile, "seeds": a.seeds, "ablation": a.ablation, "timestamp": stamp,
